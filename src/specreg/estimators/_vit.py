@@ -1,0 +1,873 @@
+"""SpecViTRegressor: a scikit-learn estimator around a skorch net around :class:`SpecViT`.
+
+Layering (compose, don't rebuild):
+
+* :class:`SpecViTRegressor` is a plain sklearn estimator. ``fit`` validates the data,
+  standardises the labels, seeds torch, and builds a fresh :class:`_SpecViTNet`.
+  Composition rather than subclassing keeps ``get_params``/``clone`` limited to our own
+  constructor parameters (a skorch subclass would expose dozens of extra ones).
+* :class:`_SpecViTNet` is a ``skorch.NeuralNetRegressor`` that adds what skorch does not do:
+  per-batch noise drawn on the device, autocast + grad scaler, gradient clipping after
+  unscaling, ``inference_mode`` for prediction, fast tensor-slicing batches and optional DDP.
+* Callbacks: warm-up + cosine learning rate per batch, an atomic per-epoch checkpoint that
+  ``resume=True`` continues from, skorch's EarlyStopping and ProgressBar.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNetRegressor
+from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+from skorch.dataset import ValidSplit, unpack_data
+from skorch.history import History
+from skorch.utils import TeeGenerator, to_tensor
+
+from ._vit_module import SpecViT
+
+__all__ = ["SpecViTRegressor", "vit_expected_failed_checks"]
+
+_CHECKPOINT_NAME = "last.pt"
+_BEST_NAME = "best.pt"
+# the parameters that define the shape of the network: a checkpoint is only resumable when
+# they (and the data width) match
+_ARCH_PARAMS = (
+    "patch_size",
+    "hidden_size",
+    "depth",
+    "heads",
+    "mlp_ratio",
+    "tokenizer",
+    "stride",
+    "pooling",
+    "pos_encoding",
+)
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+def _resolve_device(device: str) -> torch.device:
+    """Map ``"auto" | "cpu" | "cuda" | "cuda:N"`` to a torch device, with a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}.")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available "
+            "(torch.cuda.is_available() is False); use device='cpu' or device='auto'."
+        )
+    return dev
+
+
+def _noop(*args, **kwargs):
+    """A picklable sink that prints nothing (lambdas cannot be pickled)."""
+
+
+class _TensorBatches:
+    """Mini-batches by slicing whole tensors instead of collating rows one by one.
+
+    skorch passes its Dataset (or a ``torch.utils.data.Subset`` of it after the validation
+    split); we read ``X``/``y`` from it once and yield ``(X_batch, y_batch)`` tensors. Row
+    collation through ``DataLoader`` costs a Python call per spectrum, which dominates the
+    step time of a small transformer. Shuffling uses the global torch RNG (seeded by the
+    estimator) or, under DDP, a generator seeded by ``seed + epoch`` so that every rank draws
+    the same permutation and takes its own strided share of it.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        batch_size: int = 256,
+        shuffle: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        pin_memory: bool = False,
+    ):
+        indices = None
+        if isinstance(dataset, torch.utils.data.Subset):
+            indices = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
+            dataset = dataset.dataset
+        with warnings.catch_warnings():
+            # read-only (e.g. memory-mapped) arrays are shared, not copied; we never write
+            warnings.filterwarnings("ignore", message=".*not writable.*")
+            X = torch.as_tensor(dataset.X)
+            y = None if dataset.y is None else torch.as_tensor(dataset.y)
+        if indices is not None:
+            X, y = X[indices], None if y is None else y[indices]
+        if pin_memory and torch.cuda.is_available():
+            X = X.pin_memory()
+            y = None if y is None else y.pin_memory()
+        self.X, self.y = X, y
+        self.batch_size, self.shuffle = int(batch_size), shuffle
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.epoch = 0
+
+    def _order(self) -> torch.Tensor:
+        n = len(self.X)
+        if not self.shuffle:
+            order = torch.arange(n)
+        elif self.world_size == 1:
+            order = torch.randperm(n)
+        else:
+            gen = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=gen)
+        if self.world_size > 1:
+            # pad (as DistributedSampler does) so that every rank runs the same number of
+            # steps; DDP would deadlock otherwise
+            total = math.ceil(n / self.world_size) * self.world_size
+            order = torch.cat([order, order[: total - n]])[self.rank :: self.world_size]
+        return order
+
+    def __len__(self) -> int:
+        n = math.ceil(len(self.X) / self.world_size) if self.world_size > 1 else len(self.X)
+        return math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        order = self._order()
+        self.epoch += 1
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            xb = self.X[idx]
+            yb = torch.zeros(len(idx)) if self.y is None else self.y[idx]
+            yield xb, yb
+
+
+class _WarmupCosineLR(Callback):
+    """Linear warm-up, then cosine decay from ``lr`` to ``min_lr``, set every batch.
+
+    The step counter is rebuilt from the history in ``on_train_begin``, so a resumed run
+    continues the schedule where the checkpoint left it.
+    """
+
+    def __init__(self, lr: float, min_lr: float, warmup_steps: int, total_steps: int):
+        self.lr, self.min_lr = lr, min_lr
+        self.warmup_steps, self.total_steps = warmup_steps, total_steps
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(self.total_steps - self.warmup_steps, 1)
+        t = min(max(step - self.warmup_steps, 0) / span, 1.0)
+        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    def on_train_begin(self, net, **kwargs):
+        self.step_ = int(sum(row.get("train_batch_count", 0) for row in net.history))
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if training:
+            lr = self.lr_at(self.step_)
+            for group in net.optimizer_.param_groups:
+                group["lr"] = lr
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.step_ += 1
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("lr", net.optimizer_.param_groups[0]["lr"])
+
+
+class _EpochCheckpoint(Callback):
+    """Write ``last.pt`` atomically at the end of every epoch (rank 0 only).
+
+    The file holds the module, optimizer and grad-scaler state, the skorch history, the torch
+    RNG state and a fingerprint of the architecture, so that a killed run restarted with
+    ``resume=True`` loses at most the epoch in progress. ``torch.save`` to a temporary file
+    then ``os.replace`` means a kill during the write leaves the previous checkpoint intact.
+    ``best.pt`` (module weights only) tracks the best validation loss when there is one.
+    """
+
+    def __init__(self, dirname: str, fingerprint: dict, rank: int = 0):
+        self.dirname, self.fingerprint, self.rank = dirname, fingerprint, rank
+
+    def on_train_begin(self, net, **kwargs):
+        if self.rank == 0:
+            Path(self.dirname).mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _save(obj, path: Path):
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.rank != 0:
+            return
+        state = {
+            "fingerprint": self.fingerprint,
+            "module": net.module_.state_dict(),
+            "optimizer": net.optimizer_.state_dict(),
+            "grad_scaler": net.grad_scaler_.state_dict(),
+            "history": net.history.to_list(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        self._save(state, Path(self.dirname) / _CHECKPOINT_NAME)
+        if net.history[-1].get("valid_loss_best", False):
+            self._save(net.module_.state_dict(), Path(self.dirname) / _BEST_NAME)
+
+
+# --------------------------------------------------------------------------------------
+# the skorch net
+# --------------------------------------------------------------------------------------
+class _SpecViTNet(NeuralNetRegressor):
+    """skorch regressor for :class:`SpecViT` with noise augmentation, AMP, clipping and DDP.
+
+    Extra parameters (next to skorch's): ``n_pix`` (flux width; ``X`` columns beyond it are
+    the 1-sigma errors), ``noise_level``, ``amp`` (None, "bf16", "fp16"), ``grad_clip``,
+    ``world_size``/``rank`` (DDP). Targets must be 2-D ``(batch, n_outputs)`` float32: the
+    loss refuses mismatched shapes instead of broadcasting ``(N, 1)`` against ``(N,)``.
+    """
+
+    def __init__(
+        self,
+        *args,
+        n_pix: int | None = None,
+        noise_level: float = 0.0,
+        amp: str | None = None,
+        grad_clip: float | None = None,
+        world_size: int = 1,
+        rank: int = 0,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.n_pix = n_pix
+        self.noise_level = noise_level
+        self.amp = amp
+        self.grad_clip = grad_clip
+        self.world_size = world_size
+        self.rank = rank
+
+    # --- setup -------------------------------------------------------------------------
+    def initialize_module(self):
+        super().initialize_module()
+        self.ddp_module_ = None
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            dev = torch.device(self.device)
+            ids = [dev.index if dev.index is not None else 0] if dev.type == "cuda" else None
+            self.ddp_module_ = DistributedDataParallel(self.module_, device_ids=ids)
+        return self
+
+    def initialize(self):
+        super().initialize()
+        # loss scaling only matters for fp16 (bf16 has float32's exponent range)
+        dev_type = torch.device(self.device).type
+        self.grad_scaler_ = torch.amp.GradScaler(
+            dev_type, enabled=self.amp == "fp16" and dev_type == "cuda"
+        )
+        return self
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # DDP wrappers hold process-group handles: never pickled (fitted copies are plain)
+        state.pop("ddp_module_", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.ddp_module_ = None
+
+    def _autocast(self):
+        dev_type = torch.device(self.device).type
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
+        return torch.autocast(dev_type, dtype=dtype, enabled=dtype is not None)
+
+    # --- forward -----------------------------------------------------------------------
+    def infer(self, x, **fit_params):
+        x = to_tensor(x, device=self.device)
+        flux = x[:, : self.n_pix]
+        training = self.module_.training
+        if training and self.noise_level > 0:
+            # fresh noise for every batch, drawn where the batch lives (the GPU when there is
+            # one), so augmentation costs no host-device traffic
+            error = x[:, self.n_pix : 2 * self.n_pix]
+            flux = flux + self.noise_level * error * torch.randn_like(flux)
+        module = self.ddp_module_ if (training and self.ddp_module_ is not None) else self.module_
+        with self._autocast():
+            return module(flux, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        y_true = to_tensor(y_true, device=self.device)
+        if y_pred.shape != y_true.shape:
+            # MSELoss would silently broadcast (N, 1) against (N,) to (N, N)
+            raise ValueError(
+                f"prediction shape {tuple(y_pred.shape)} differs from target shape "
+                f"{tuple(y_true.shape)}; refusing to broadcast in the loss."
+            )
+        return self.criterion_(y_pred, y_true)
+
+    def _all_reduce_mean(self, value: torch.Tensor) -> torch.Tensor:
+        # the recorded loss is the mean over ranks, so every rank's history (and so its
+        # early-stopping decision) is identical; differing decisions would deadlock DDP
+        if self.world_size > 1:
+            value = value.detach().clone()
+            torch.distributed.all_reduce(value)
+            value /= self.world_size
+        return value
+
+    def train_step(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        self.optimizer_.zero_grad(set_to_none=True)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        self.grad_scaler_.scale(loss).backward()
+        # unscale before clipping, or the clip threshold would apply to scaled gradients
+        self.grad_scaler_.unscale_(self.optimizer_)
+        self.notify(
+            "on_grad_computed",
+            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.module_.parameters(), self.grad_clip)
+        self.grad_scaler_.step(self.optimizer_)
+        self.grad_scaler_.update()
+        return {"loss": self._all_reduce_mean(loss.detach()), "y_pred": y_pred.detach()}
+
+    def validation_step(self, batch, **fit_params):
+        step = super().validation_step(batch, **fit_params)
+        step["loss"] = self._all_reduce_mean(step["loss"])
+        return step
+
+    def evaluation_step(self, batch, training=False):
+        self.check_is_fitted()
+        Xi, _ = unpack_data(batch)
+        self._set_training(training)
+        # inference_mode is stricter and cheaper than no_grad (no version counters)
+        with torch.inference_mode(not training):
+            return self.infer(Xi)
+
+
+# --------------------------------------------------------------------------------------
+# the estimator
+# --------------------------------------------------------------------------------------
+class SpecViTRegressor(RegressorMixin, BaseEstimator):
+    """Vision Transformer regressor for 1-D spectra, with per-batch noise augmentation.
+
+    ``X`` is the stacked ``[flux | error]`` array of shape ``(n_samples, 2 * n_pix)`` when
+    ``noise_level > 0``: every training batch sees ``flux + noise_level * error * N(0, 1)``
+    with noise drawn afresh on the device, while validation and ``predict`` use the flux half
+    as given (test flux is already noisy). With ``noise_level=0``, ``X`` is flux only
+    ``(n_samples, n_pix)``, e.g. after :class:`HeteroscedasticNoise` in a Pipeline.
+
+    Training follows the reference recipe: AdamW, cosine schedule to ``min_lr`` with optional
+    linear warm-up (stepped per batch), gradient clipping, MSE or L1 loss on standardised
+    labels (mean and population std of the training labels, inverted at predict).
+
+    Parameters
+    ----------
+    patch_size : int, default=16
+        Tokenizer window length in pixels.
+    hidden_size : int, default=256
+        Token dimension.
+    depth : int, default=6
+        Number of pre-LN encoder blocks.
+    heads : int, default=8
+        Attention heads; must divide ``hidden_size``.
+    mlp_ratio : float, default=4.0
+        MLP width relative to ``hidden_size``.
+    dropout : float, default=0.1
+        Dropout rate (attention, residual branches, MLP, embeddings).
+    tokenizer : {"conv", "sliding"}, default="conv"
+        Non-overlapping Conv1d patches, or overlapping windows (unfold + Linear).
+    stride : int or None, default=None
+        Window step of the sliding tokenizer (``1 <= stride <= patch_size``); ``None`` means
+        ``patch_size // 2``. Ignored by ``"conv"``.
+    pooling : {"cls", "mean"}, default="cls"
+        Regress from the CLS token or from the mean of the patch tokens.
+    pos_encoding : {"learned", "sinusoidal", "wavelength", "none"}, default="learned"
+        Positional encoding; ``"wavelength"`` encodes the patch central wavelength ``wave``.
+    wave : array-like of shape (n_pix,) or None, default=None
+        Wavelength grid (Angstrom) for ``pos_encoding="wavelength"``; the pixel index if None.
+    max_epochs : int, default=200
+        Number of epochs (the schedule's length).
+    batch_size : int, default=256
+        Global mini-batch size (split over processes under DDP); also the predict batch.
+    lr : float, default=3e-4
+        Peak AdamW learning rate.
+    weight_decay : float, default=0.01
+        AdamW weight decay.
+    warmup_epochs : float, default=0.0
+        Linear warm-up length in epochs (fractions allowed).
+    min_lr : float, default=1e-5
+        Final learning rate of the cosine schedule.
+    grad_clip : float or None, default=0.5
+        Maximum global gradient norm; None disables clipping.
+    loss : {"mse", "l1"}, default="mse"
+        Training loss on standardised labels.
+    noise_level : float, default=1.0
+        Scale of the per-batch Gaussian noise in units of the error column; 0 means ``X`` is
+        flux only and no noise is added.
+    validation_fraction : float or None, default=None
+        Fraction of the training rows held out (seeded by ``random_state``) to report
+        ``valid_loss`` and drive early stopping / ``best.pt``. None: no hold-out (skorch's
+        silent 20 % split is never used).
+    early_stopping : bool, default=False
+        Stop when the monitored loss (``valid_loss``, else ``train_loss``) has not improved
+        for ``patience`` epochs, and restore the best weights.
+    patience : int, default=20
+        Early-stopping patience in epochs.
+    checkpoint_dir : str, path or None, default=None
+        Directory for the per-epoch ``last.pt`` (and ``best.pt`` with validation).
+    resume : bool, default=False
+        If True and ``checkpoint_dir/last.pt`` exists, continue that run to ``max_epochs``
+        instead of starting afresh.
+    amp : {None, "bf16", "fp16"}, default=None
+        Mixed precision with ``torch.autocast``; ``"fp16"`` (CUDA only) adds a grad scaler.
+        Parameters, inputs and outputs stay float32.
+    compile : bool, default=False
+        Wrap the module with ``torch.compile`` (through skorch).
+    distributed : bool, default=False
+        Data-parallel training with PyTorch DDP. Launch one process per device (``torchrun``
+        or :func:`specreg.estimators._ddp.fit_distributed`); the process group is initialised
+        from the ``torchrun`` environment if it is not already.
+    progress_bar : bool, default=False
+        Show a tqdm progress bar per epoch.
+    verbose : int, default=0
+        Print skorch's per-epoch table if > 0.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Where to train and predict; "auto" picks CUDA when available.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout, noise and the validation split.
+        With an int, CPU runs are bit-for-bit reproducible (same thread count). The global
+        torch RNG state is restored after ``fit``.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNetRegressor
+        The fitted skorch net (its ``module_`` is the :class:`SpecViT`).
+    n_features_in_ : int
+        Width of ``X`` seen in fit.
+    n_pix_ : int
+        Number of flux pixels (``n_features_in_ // 2`` when ``noise_level > 0``).
+    n_outputs_ : int
+        Number of targets.
+    y_mean_, y_scale_ : ndarray of shape (n_outputs,)
+        Label standardisation (population std; 1 where constant).
+    history_ : list of dict
+        skorch's per-epoch history (losses, lr, durations).
+    n_epochs_ : int
+        Epochs trained, including resumed ones.
+    device_ : torch.device
+        Device used for training.
+
+    See Also
+    --------
+    specreg.estimators._vit_module.SpecViT : the torch module.
+
+    Notes
+    -----
+    A fitted estimator pickles (pickle, joblib) and predicts identically after loading; a
+    CUDA-trained model loads on a CPU-only machine. Under DDP, every process returns the same
+    fitted model; save it from rank 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> flux = 1 + 0.1 * rng.standard_normal((64, 32)).astype(np.float32)
+    >>> X = np.hstack([flux, np.full_like(flux, 0.05)])   # [flux | error]
+    >>> y = flux[:, :4].mean(axis=1)
+    >>> reg = SpecViTRegressor(patch_size=8, hidden_size=16, depth=1, heads=2,
+    ...                        max_epochs=2, batch_size=32, device="cpu", random_state=0)
+    >>> reg.fit(X, y).predict(X).shape
+    (64,)
+    """
+
+    def __init__(
+        self,
+        patch_size: int = 16,
+        hidden_size: int = 256,
+        depth: int = 6,
+        heads: int = 8,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.1,
+        tokenizer: str = "conv",
+        stride: int | None = None,
+        pooling: str = "cls",
+        pos_encoding: str = "learned",
+        wave=None,
+        max_epochs: int = 200,
+        batch_size: int = 256,
+        lr: float = 3e-4,
+        weight_decay: float = 0.01,
+        warmup_epochs: float = 0.0,
+        min_lr: float = 1e-5,
+        grad_clip: float | None = 0.5,
+        loss: str = "mse",
+        noise_level: float = 1.0,
+        validation_fraction: float | None = None,
+        early_stopping: bool = False,
+        patience: int = 20,
+        checkpoint_dir=None,
+        resume: bool = False,
+        amp: str | None = None,
+        compile: bool = False,
+        distributed: bool = False,
+        progress_bar: bool = False,
+        verbose: int = 0,
+        device: str = "auto",
+        random_state=None,
+    ):
+        self.patch_size = patch_size
+        self.hidden_size = hidden_size
+        self.depth = depth
+        self.heads = heads
+        self.mlp_ratio = mlp_ratio
+        self.dropout = dropout
+        self.tokenizer = tokenizer
+        self.stride = stride
+        self.pooling = pooling
+        self.pos_encoding = pos_encoding
+        self.wave = wave
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.min_lr = min_lr
+        self.grad_clip = grad_clip
+        self.loss = loss
+        self.noise_level = noise_level
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
+        self.amp = amp
+        self.compile = compile
+        self.distributed = distributed
+        self.progress_bar = progress_bar
+        self.verbose = verbose
+        self.device = device
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        # nothing is left non-deterministic once random_state is an int (CPU)
+        tags.non_deterministic = False
+        return tags
+
+    # --- validation --------------------------------------------------------------------
+    def _check_params(self, n_features: int) -> int:
+        """Validate hyper-parameters against the data; return the flux width ``n_pix``."""
+        if self.loss not in ("mse", "l1"):
+            raise ValueError(f"loss must be 'mse' or 'l1'; got {self.loss!r}.")
+        if self.amp not in (None, "bf16", "fp16"):
+            raise ValueError(f"amp must be None, 'bf16' or 'fp16'; got {self.amp!r}.")
+        if not (self.noise_level >= 0):
+            raise ValueError(f"noise_level must be >= 0; got {self.noise_level!r}.")
+        vf = self.validation_fraction
+        if vf is not None and not (0.0 < vf < 1.0):
+            raise ValueError(f"validation_fraction must be None or in (0, 1); got {vf!r}.")
+        for name in ("patch_size", "hidden_size", "depth", "heads", "max_epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        if self.hidden_size % self.heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} must be divisible by heads={self.heads}."
+            )
+        if self.noise_level > 0:
+            if n_features % 2:
+                raise ValueError(
+                    f"noise_level={self.noise_level} > 0 expects X = [flux | error] with an "
+                    f"even number of columns, but X has {n_features} feature(s) (odd width). "
+                    "Pass the stacked flux and error arrays, or use noise_level=0 for "
+                    "flux-only input."
+                )
+            return n_features // 2
+        return n_features
+
+    # --- fit ---------------------------------------------------------------------------
+    def _fingerprint(self) -> dict:
+        params = {k: getattr(self, k) for k in _ARCH_PARAMS}
+        params.update(
+            n_features_in=self.n_features_in_, n_outputs=self.n_outputs_, n_pix=self.n_pix_
+        )
+        return params
+
+    def _build_net(self, n_train: int, seed: int, rank: int, world_size: int) -> _SpecViTNet:
+        per_rank_batch = max(1, self.batch_size // world_size)
+        steps_per_epoch = math.ceil(math.ceil(n_train / world_size) / per_rank_batch)
+        callbacks: list[tuple[str, Callback]] = [
+            (
+                "lr_schedule",
+                _WarmupCosineLR(
+                    lr=self.lr,
+                    min_lr=min(self.min_lr, self.lr),
+                    warmup_steps=int(round(self.warmup_epochs * steps_per_epoch)),
+                    total_steps=self.max_epochs * steps_per_epoch,
+                ),
+            )
+        ]
+        validate = self.validation_fraction is not None
+        if self.early_stopping:
+            callbacks.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_loss" if validate else "train_loss",
+                        patience=self.patience,
+                        load_best=True,
+                        sink=print if (self.verbose and rank == 0) else _noop,
+                    ),
+                )
+            )
+        if self.checkpoint_dir is not None:
+            callbacks.append(
+                (
+                    "checkpoint",
+                    _EpochCheckpoint(str(self.checkpoint_dir), self._fingerprint(), rank),
+                )
+            )
+        if self.progress_bar and rank == 0:
+            callbacks.append(("progress_bar", ProgressBar()))
+
+        train_split = (
+            ValidSplit(self.validation_fraction, stratified=False, random_state=seed)
+            if validate
+            else None
+        )
+        pin = self.device_.type == "cuda"
+        return _SpecViTNet(
+            SpecViT,
+            module__n_pix=self.n_pix_,
+            module__n_outputs=self.n_outputs_,
+            module__patch_size=self.patch_size,
+            module__hidden_size=self.hidden_size,
+            module__depth=self.depth,
+            module__heads=self.heads,
+            module__mlp_ratio=self.mlp_ratio,
+            module__dropout=self.dropout,
+            module__tokenizer=self.tokenizer,
+            module__stride=self.stride,
+            module__pooling=self.pooling,
+            module__pos_encoding=self.pos_encoding,
+            module__wave=None if self.wave is None else np.asarray(self.wave, np.float64),
+            module__flux_mean=self._flux_mean,
+            module__flux_scale=self._flux_scale,
+            criterion=torch.nn.MSELoss if self.loss == "mse" else torch.nn.L1Loss,
+            optimizer=torch.optim.AdamW,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=per_rank_batch,
+            iterator_train=_TensorBatches,
+            iterator_train__shuffle=True,
+            iterator_train__rank=rank,
+            iterator_train__world_size=world_size,
+            iterator_train__seed=seed,
+            iterator_train__pin_memory=pin,
+            iterator_valid=_TensorBatches,
+            iterator_valid__pin_memory=pin,
+            train_split=train_split,
+            callbacks=callbacks,
+            device=str(self.device_),
+            compile=self.compile,
+            verbose=self.verbose if rank == 0 else 0,
+            n_pix=self.n_pix_,
+            noise_level=float(self.noise_level),
+            amp=self.amp,
+            grad_clip=self.grad_clip,
+            world_size=world_size,
+            rank=rank,
+        )
+
+    def fit(self, X, y):
+        """Train the transformer.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, 2 * n_pix) or (n_samples, n_pix)
+            ``[flux | error]`` if ``noise_level > 0``, else flux only. Cast to float32.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets (e.g. log g).
+
+        Returns
+        -------
+        self : SpecViTRegressor
+            The fitted estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).random((32, 16), dtype=np.float32)
+        >>> reg = SpecViTRegressor(patch_size=4, hidden_size=8, depth=1, heads=2,
+        ...                        max_epochs=1, noise_level=0, device="cpu")
+        >>> reg.fit(X, X[:, 0]).n_epochs_
+        1
+        """
+        X, y = validate_data(
+            self, X, y, reset=True, dtype=np.float32, multi_output=True, y_numeric=True
+        )
+        y = np.asarray(y, dtype=np.float32)
+        self.n_pix_ = self._check_params(X.shape[1])
+        self.device_ = _resolve_device(self.device)
+        if self.amp == "fp16" and self.device_.type != "cuda":
+            raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' on CPU.")
+        if self.amp == "bf16" and self.device_.type == "cuda":
+            if not torch.cuda.is_bf16_supported():
+                raise ValueError("amp='bf16' is not supported by this GPU; use amp='fp16'.")
+
+        self._y_1d = y.ndim == 1
+        y2 = y.reshape(len(y), -1)
+        self.n_outputs_ = y2.shape[1]
+        self.y_mean_ = y2.mean(axis=0, dtype=np.float64).astype(np.float32)
+        scale = y2.std(axis=0, dtype=np.float64)  # population std, as in the reference
+        self.y_scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        y_std = ((y2 - self.y_mean_) / self.y_scale_).astype(np.float32)
+
+        flux = X[:, : self.n_pix_]
+        self._flux_mean = float(flux.mean(dtype=np.float64))
+        flux_scale = float(flux.std(dtype=np.float64))
+        self._flux_scale = flux_scale if flux_scale > 0 else 1.0
+
+        rank, world_size = 0, 1
+        if self.distributed:
+            from ._ddp import setup_distributed
+
+            rank, world_size, local_rank = setup_distributed(self.device_)
+            if self.device_.type == "cuda":
+                self.device_ = torch.device("cuda", local_rank)
+
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        if world_size > 1:
+            # every rank must draw the same seed (the same initial weights and split)
+            seed_t = torch.tensor([seed], dtype=torch.int64)
+            torch.distributed.broadcast(seed_t, src=0)
+            seed = int(seed_t.item())
+        n_train = len(X) - (
+            int(math.ceil(self.validation_fraction * len(X))) if self.validation_fraction else 0
+        )
+        fork_devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
+        # fork_rng: seed torch for this fit without touching the caller's global RNG state
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seed)
+            net = self._build_net(n_train, seed, rank, world_size)
+            net.initialize()
+            state = self._load_checkpoint() if self.resume else None
+            if state is not None:
+                net.module_.load_state_dict(state["module"])
+                net.optimizer_.load_state_dict(state["optimizer"])
+                net.grad_scaler_.load_state_dict(state["grad_scaler"])
+                net.history_ = History(state["history"])
+                torch.set_rng_state(state["torch_rng"])
+            if world_size > 1:
+                # same weights everywhere, but different noise and dropout per rank
+                torch.manual_seed(seed + 1 + rank)
+            epochs_left = self.max_epochs - len(net.history)
+            if epochs_left > 0:
+                with warnings.catch_warnings():
+                    # skorch warns about 1-D targets; ours are always 2-D by construction
+                    warnings.filterwarnings("ignore", category=UserWarning, module="skorch")
+                    net.partial_fit(X, y_std, epochs=epochs_left)
+        net.ddp_module_ = None  # drop the DDP wrapper: the fitted model is a plain module
+        self.net_ = net
+        self.history_ = net.history.to_list()
+        self.n_epochs_ = len(net.history)
+        return self
+
+    def _load_checkpoint(self) -> dict | None:
+        if self.checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir.")
+        path = Path(self.checkpoint_dir) / _CHECKPOINT_NAME
+        if not path.exists():
+            return None
+        state = torch.load(path, map_location=self.device_, weights_only=False)
+        if state["fingerprint"] != self._fingerprint():
+            raise ValueError(
+                f"checkpoint {path} was written for {state['fingerprint']}, which does not "
+                f"match this estimator and data ({self._fingerprint()}); refusing to resume."
+            )
+        return state
+
+    # --- predict -----------------------------------------------------------------------
+    def predict(self, X):
+        """Predict targets in batches under ``torch.inference_mode``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+            Same layout as in fit; only the flux half is used when ``noise_level > 0``.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs), float32
+            Shaped like the ``y`` seen in fit.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).random((32, 16), dtype=np.float32)
+        >>> reg = SpecViTRegressor(patch_size=4, hidden_size=8, depth=1, heads=2,
+        ...                        max_epochs=1, noise_level=0, device="cpu").fit(X, X[:, :2])
+        >>> reg.predict(X).shape
+        (32, 2)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        if len(X) == 0:
+            shape = (0,) if self._y_1d else (0, self.n_outputs_)
+            return np.zeros(shape, np.float32)
+        out = self.net_.predict(X).astype(np.float32).reshape(len(X), self.n_outputs_)
+        out = out * self.y_scale_ + self.y_mean_
+        return out.ravel() if self._y_1d else out
+
+    @property
+    def module_(self) -> SpecViT:
+        """The fitted :class:`SpecViT` torch module."""
+        check_is_fitted(self)
+        return self.net_.module_
+
+
+def vit_expected_failed_checks(estimator: SpecViTRegressor) -> dict[str, str]:
+    """Checks of ``parametrize_with_checks`` that :class:`SpecViTRegressor` fails, and why.
+
+    Pass this as ``expected_failed_checks`` to
+    :func:`sklearn.utils.estimator_checks.parametrize_with_checks`.
+
+    Parameters
+    ----------
+    estimator : SpecViTRegressor
+        The instance under test.
+
+    Returns
+    -------
+    dict
+        Check name -> reason. Empty for ``noise_level=0`` instances.
+
+    Examples
+    --------
+    >>> vit_expected_failed_checks(SpecViTRegressor(noise_level=0))
+    {}
+    """
+    if not getattr(estimator, "noise_level", 0) > 0:
+        return {}
+    reason = (
+        "with noise_level > 0, X must be [flux | error] (an even number of columns); the "
+        "check feeds an odd-width X and the estimator refuses it by design"
+    )
+    return dict.fromkeys(_ODD_WIDTH_CHECKS, reason)
+
+
+# checks whose data have an odd number of columns (found by running the suite with
+# noise_level=1); see vit_expected_failed_checks
+_ODD_WIDTH_CHECKS: tuple[str, ...] = ()
