@@ -1,0 +1,9 @@
+"""specreg: stellar parameters from 1-D spectra, and the noise-limited ceiling.
+
+The public estimators are re-exported here; everything else lives in the
+subpackages (``specreg.spectra``, ``specreg.datasets``, ``specreg.bounds``, ...).
+"""
+
+from ._version import __version__
+
+__all__ = ["__version__"]

@@ -1,0 +1,175 @@
+"""Reading and writing spectral grids; the embedded Turbospectrum + MARCS grid."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..spectra import SpectralGrid
+from ._h5util import atomic_h5, from_json, to_json
+
+__all__ = ["load_grid", "save_grid", "EMBEDDED_GRID_NAME"]
+
+GRID_FORMAT = "specreg-grid"
+GRID_SCHEMA_VERSION = 1
+#: File name of the grid shipped in ``specreg/datasets/data``.
+EMBEDDED_GRID_NAME = "turbospectrum_marcs_pfsmr.h5"
+
+
+def embedded_grid_path() -> Path:
+    """Path of the grid shipped with the package.
+
+    Examples
+    --------
+    >>> embedded_grid_path().name
+    'turbospectrum_marcs_pfsmr.h5'
+    """
+    return Path(str(resources.files("specreg.datasets") / "data" / EMBEDDED_GRID_NAME))
+
+
+def save_grid(grid: SpectralGrid, path) -> Path:
+    """Write a grid in specreg's HDF5 grid format (atomically).
+
+    Layout: root attributes ``format="specreg-grid"``, ``schema_version``,
+    ``param_names``, ``metadata`` (JSON); datasets ``wave``, ``axes/<name>``,
+    ``flux`` (*axis_lengths, n_pix) float32, optional ``continuum``, ``valid``.
+
+    Parameters
+    ----------
+    grid : SpectralGrid
+    path : str or Path
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from specreg.spectra import SpectralGrid
+    >>> g = SpectralGrid({"x": [0.0, 1.0]}, np.ones((2, 3)), [1.0, 2.0, 3.0])
+    >>> p = save_grid(g, os.path.join(tempfile.mkdtemp(), "g.h5"))
+    >>> load_grid(p, normalize=False).shape
+    (2,)
+    """
+    path = Path(path)
+    with atomic_h5(path) as f:
+        f.attrs["format"] = GRID_FORMAT
+        f.attrs["schema_version"] = GRID_SCHEMA_VERSION
+        f.attrs["param_names"] = np.array(grid.param_names, dtype=h5py.string_dtype())
+        f.attrs["metadata"] = to_json(grid.metadata)
+        f["wave"] = grid.wave
+        for name, nodes in grid.axes.items():
+            f[f"axes/{name}"] = nodes
+        chunks = (*([1] * len(grid.shape)), grid.n_pix)
+        opts = dict(compression="gzip", compression_opts=6, shuffle=True, chunks=chunks)
+        f.create_dataset("flux", data=grid.node_flux.reshape(*grid.shape, grid.n_pix), **opts)
+        if grid.node_continuum is not None:
+            cont = grid.node_continuum.reshape(*grid.shape, grid.n_pix)
+            f.create_dataset("continuum", data=cont, **opts)
+        f["valid"] = grid.valid
+    return path
+
+
+def _read_grid_file(path: Path, method: str) -> SpectralGrid:
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path} is not an HDF5 file: {exc}") from None
+    with handle as f:
+        if f.attrs.get("format") != GRID_FORMAT:
+            raise ValueError(
+                f"{path} is not a specreg grid file (missing attribute format={GRID_FORMAT!r})"
+            )
+        version = int(f.attrs.get("schema_version", -1))
+        if version > GRID_SCHEMA_VERSION:
+            raise ValueError(
+                f"{path} has grid schema version {version}; this specreg reads up to "
+                f"{GRID_SCHEMA_VERSION}: upgrade specreg"
+            )
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs["param_names"]]
+        axes = {n: f[f"axes/{n}"][()] for n in names}
+        valid = f["valid"][()] if "valid" in f else None
+        return SpectralGrid(
+            axes,
+            f["flux"][()],
+            f["wave"][()],
+            continuum=f["continuum"][()] if "continuum" in f else None,
+            valid=valid,
+            method=method,
+            metadata=from_json(f.attrs.get("metadata", "")),
+        )
+
+
+def load_grid(
+    path=None,
+    *,
+    normalize: bool = True,
+    method: str = "cubic",
+    wave=None,
+    resolution: float | None = 5000.0,
+) -> SpectralGrid:
+    """Load a spectral grid: the embedded one, a specreg grid file, or BOSZ files.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        ``None`` loads the grid shipped with specreg: Turbospectrum + MARCS 1-D LTE
+        spectra on the PFS MR-like pixel grid (T_eff 4000-6000 K, log g 1-5,
+        [M/H] -2.5..+0.75, [alpha/M] = [C/M] = 0; see ``grid.metadata`` for every
+        setting and the citations). A file is read as specreg's HDF5 grid format
+        (see :func:`save_grid`); a directory as BOSZ-style ASCII files.
+    normalize : bool, default=True
+        Scale every node spectrum to median 0.5 over the window, the reference
+        study's convention, which :class:`~specreg.spectra.PFSNoiseModel` assumes.
+        ``False`` keeps absolute flux.
+    method : {"cubic", "linear"}, default="cubic"
+        Default interpolation of the returned grid.
+    wave : array-like, optional
+        For BOSZ directories: the pixel grid to resample onto (default: PFS MR).
+    resolution : float or None, default=5000
+        For BOSZ directories: resolving power of the Gaussian LSF applied before
+        resampling (None: no convolution).
+
+    Returns
+    -------
+    SpectralGrid
+
+    Examples
+    --------
+    >>> grid = load_grid()  # doctest: +SKIP
+    >>> grid.param_names  # doctest: +SKIP
+    ('T_eff', 'log_g', 'M_H')
+    """
+    if path is None:
+        path = embedded_grid_path()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"the embedded grid {path.name} is not installed with this copy of specreg; "
+                "build one with `specreg grid build` and pass its path"
+            )
+    path = Path(path)
+    if path.is_dir():
+        from ..grids import read_bosz_directory  # heavy imports only when needed
+        from ..spectra._noise import pfs_mr_wave
+
+        arrays = read_bosz_directory(
+            path, wave=pfs_mr_wave() if wave is None else wave, resolution=resolution
+        )
+        grid = SpectralGrid(
+            arrays["axes"],
+            arrays["flux"],
+            arrays["wave"],
+            continuum=arrays.get("continuum"),
+            valid=arrays.get("valid"),
+            method=method,
+            metadata=arrays.get("metadata", {"source": str(path)}),
+        )
+    elif path.exists():
+        grid = _read_grid_file(path, method)
+    else:
+        raise FileNotFoundError(f"no grid at {path}")
+    return grid.normalized() if normalize else grid

@@ -1,0 +1,361 @@
+"""Spectra sets and their generation from a spectral model, a prior and a noise model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..spectra import LabelPrior, PFSNoiseModel, snr_median
+
+__all__ = ["Spectra", "make_spectra", "iter_spectra"]
+
+
+@dataclass
+class Spectra:
+    """A set of spectra with their errors and labels (DESIGN.md section 3).
+
+    Parameters
+    ----------
+    wave : ndarray of shape (n_pix,)
+        Wavelengths in Å.
+    flux : ndarray of shape (n, n_pix), float32
+        Noiseless flux.
+    error : ndarray of shape (n, n_pix), float32
+        1-sigma error per pixel, > 0.
+    params : DataFrame of n rows
+        Labels (``T_eff``, ``log_g``, ``M_H``, ...) plus ``mag`` and ``snr``
+        (median of flux/error).
+    noisy : ndarray of shape (n, n_pix), float32, optional
+        One fixed noise draw (test sets).
+    metadata : dict
+        Provenance (grid, noise model, seed, ...).
+
+    Attributes
+    ----------
+    X : ndarray of shape (n, 2 * n_pix), float32
+        The model input ``[flux | error]``; the flux half is ``noisy`` when present.
+    y : ndarray of shape (n,)
+        ``log_g``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> s = Spectra(np.arange(3.0), np.ones((2, 3), np.float32), np.full((2, 3), 0.1, np.float32),
+    ...             pd.DataFrame({"log_g": [1.0, 2.0]}))
+    >>> s.X.shape, s.y.tolist()
+    ((2, 6), [1.0, 2.0])
+    """
+
+    wave: np.ndarray
+    flux: np.ndarray
+    error: np.ndarray
+    params: pd.DataFrame
+    noisy: np.ndarray | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.wave = np.asarray(self.wave, dtype=float)
+        self.flux = np.asarray(self.flux, dtype=np.float32)
+        self.error = np.asarray(self.error, dtype=np.float32)
+        n_pix = self.wave.shape[0]
+        for name in ("flux", "error", "noisy"):
+            arr = getattr(self, name)
+            if arr is None:
+                continue
+            arr = np.asarray(arr, dtype=np.float32)
+            setattr(self, name, arr)
+            if arr.ndim != 2 or arr.shape[1] != n_pix:
+                raise ValueError(
+                    f"{name} must have shape (n, {n_pix}) to match wave, got {arr.shape}"
+                )
+            if arr.shape[0] != len(self.params):
+                raise ValueError(
+                    f"{name} has {arr.shape[0]} rows but params has {len(self.params)}"
+                )
+        self.params = self.params.reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return self.flux.shape[0]
+
+    @property
+    def n_pix(self) -> int:
+        """Number of pixels."""
+        return self.wave.shape[0]
+
+    @property
+    def X(self) -> np.ndarray:
+        """Stacked model input ``[flux | error]``, shape (n, 2 * n_pix), float32."""
+        first = self.flux if self.noisy is None else self.noisy
+        return np.hstack([first, self.error]).astype(np.float32, copy=False)
+
+    @property
+    def y(self) -> np.ndarray:
+        """Target: ``log_g``, shape (n,)."""
+        if "log_g" not in self.params:
+            raise ValueError("these spectra have no log_g label")
+        return self.params["log_g"].to_numpy(dtype=np.float64)
+
+    @property
+    def snr(self) -> np.ndarray:
+        """Per-spectrum SNR (median of flux/error over pixels), shape (n,)."""
+        if "snr" in self.params:
+            return self.params["snr"].to_numpy()
+        return snr_median(self.flux, self.error)
+
+    def __getitem__(self, rows) -> Spectra:
+        """Row subset (slice, integer array or boolean mask)."""
+        if isinstance(rows, int | np.integer):
+            rows = [rows]
+        idx = np.arange(len(self))[rows]
+        return Spectra(
+            self.wave,
+            self.flux[idx],
+            self.error[idx],
+            self.params.iloc[idx],
+            None if self.noisy is None else self.noisy[idx],
+            dict(self.metadata),
+        )
+
+    def with_noise(self, random_state=None, noise_level: float = 1.0) -> Spectra:
+        """A copy with one fixed noise draw ``noisy = flux + noise_level * error * N(0, 1)``.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> s = Spectra(np.arange(2.0), np.ones((1, 2)), np.ones((1, 2)), pd.DataFrame({"log_g": [1.0]}))
+        >>> s.with_noise(0).noisy.shape
+        (1, 2)
+        """
+        rng = np.random.default_rng(random_state)
+        eps = rng.standard_normal(self.flux.shape, dtype=np.float32)
+        noisy = self.flux + np.float32(noise_level) * self.error * eps
+        meta = dict(self.metadata, noise_seed=_seed_repr(random_state), noise_level=noise_level)
+        return Spectra(self.wave, self.flux, self.error, self.params, noisy, meta)
+
+    def __repr__(self) -> str:
+        labels = [c for c in self.params.columns if c not in ("mag", "snr")]
+        return (
+            f"Spectra(n={len(self)}, n_pix={self.n_pix}, labels={labels}, "
+            f"noisy={self.noisy is not None})"
+        )
+
+
+def _seed_repr(random_state):
+    return random_state if isinstance(random_state, int | type(None)) else repr(random_state)
+
+
+def _seed_sequence(random_state) -> np.random.SeedSequence:
+    if isinstance(random_state, np.random.Generator):
+        return np.random.SeedSequence(int(random_state.integers(2**63)))
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.SeedSequence(int(random_state.randint(2**31)))
+    return np.random.SeedSequence(random_state)
+
+
+def _resolve_grid(grid):
+    if grid is None:
+        from ._grid_io import load_grid
+
+        return load_grid()
+    return grid
+
+
+def _draw_labels(grid, prior, n, rng) -> np.ndarray:
+    """Labels from the prior whose interpolation needs no hole (redrawn until so)."""
+    theta = prior.sample(n, rng)
+    if hasattr(grid, "stencil_valid"):
+        ok = grid.stencil_valid(theta)
+        for _ in range(100):
+            if ok.all():
+                break
+            theta[~ok] = prior.sample(int((~ok).sum()), rng)
+            ok = grid.stencil_valid(theta)
+        else:
+            raise ValueError("could not draw labels away from the grid's holes in 100 tries")
+    return theta
+
+
+def _draw_mags(mag, n, rng) -> np.ndarray:
+    if np.ndim(mag) == 0:
+        mags = np.full(n, float(mag))
+    elif isinstance(mag, tuple) and len(mag) == 2:
+        lo, hi = float(mag[0]), float(mag[1])
+        if not (np.isfinite(lo) and np.isfinite(hi)) or hi < lo:
+            raise ValueError(f"mag range must be finite (lo, hi) with hi >= lo, got {mag}")
+        mags = rng.uniform(lo, hi, n)
+    else:
+        mags = np.asarray(mag, dtype=float).reshape(-1)
+        if mags.size != n:
+            raise ValueError(f"mag has {mags.size} values for {n} spectra")
+    if not np.all(np.isfinite(mags)):
+        raise ValueError("mag contains NaN or infinite values")
+    return mags
+
+
+def iter_spectra(
+    n_samples: int,
+    *,
+    grid=None,
+    prior: LabelPrior | None = None,
+    mag=(20.5, 22.5),
+    noise: str | None = None,
+    noise_model: PFSNoiseModel | None = None,
+    snap: bool = False,
+    chunk_size: int = 8192,
+    random_state=None,
+) -> Iterator[Spectra]:
+    """Generate spectra chunk by chunk (bounded memory); see :func:`make_spectra`.
+
+    All labels and magnitudes are drawn up front (small), so the labels do not
+    depend on ``chunk_size``; the noise draws do (one generator per chunk).
+
+    Yields
+    ------
+    Spectra
+        Chunks of at most ``chunk_size`` spectra.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specreg.spectra import SpectralGrid, pfs_mr_wave
+    >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, np.full((2, 4096), 0.5), pfs_mr_wave())
+    >>> [len(c) for c in iter_spectra(5, grid=g, chunk_size=2, random_state=0)]
+    [2, 2, 1]
+    """
+    if noise not in (None, "fixed"):
+        raise ValueError(f"noise must be None or 'fixed', got {noise!r}")
+    n_samples = int(n_samples)
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    grid = _resolve_grid(grid)
+    if prior is None:
+        prior = LabelPrior.from_grid(grid, snap=snap)
+    missing = [p for p in grid.param_names if p not in prior.param_names]
+    if missing:
+        raise ValueError(f"the prior does not cover the grid parameters {missing}")
+    if noise_model is None:
+        noise_model = PFSNoiseModel(grid.wave)
+    if noise_model.wave.shape != grid.wave.shape or not np.allclose(noise_model.wave, grid.wave):
+        raise ValueError("the noise model's wavelength grid differs from the spectral model's")
+    seq = _seed_sequence(random_state)
+    label_rng = np.random.default_rng(seq.spawn(1)[0])
+    theta_all = _draw_labels(grid, prior, n_samples, label_rng)
+    order = [prior.param_names.index(p) for p in grid.param_names]
+    mags_all = _draw_mags(mag, n_samples, label_rng)
+    meta = {
+        "generator": "specreg.datasets.make_spectra",
+        "random_state": _seed_repr(random_state),
+        "chunk_size": chunk_size,
+        "noise_model": repr(noise_model),
+        "prior": repr(prior),
+        "grid": getattr(grid, "metadata", {}).get("name", repr(grid)),
+    }
+    n_chunks = max(1, -(-n_samples // chunk_size))
+    for k, chunk_seq in zip(range(n_chunks), seq.spawn(n_chunks)):
+        sl = slice(k * chunk_size, min((k + 1) * chunk_size, n_samples))
+        theta = theta_all[sl]
+        rng = np.random.default_rng(chunk_seq)
+        flux = grid.flux(theta[:, order])
+        error = noise_model.error(flux, mags_all[sl], random_state=rng)
+        params = pd.DataFrame(theta, columns=prior.param_names)
+        params["mag"] = mags_all[sl]
+        params["snr"] = np.median(flux / error, axis=1)
+        noisy = None
+        if noise == "fixed":
+            noisy = flux + error * rng.standard_normal(flux.shape, dtype=np.float32)
+        yield Spectra(grid.wave, flux, error, params, noisy, dict(meta))
+
+
+def make_spectra(
+    n_samples: int,
+    *,
+    grid=None,
+    prior: LabelPrior | None = None,
+    mag=(20.5, 22.5),
+    noise: str | None = None,
+    noise_model: PFSNoiseModel | None = None,
+    snap: bool = False,
+    chunk_size: int = 8192,
+    random_state=None,
+    return_X_y: bool = False,
+):
+    """Simulate a set of spectra: labels -> model flux -> per-pixel errors.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of spectra.
+    grid : SpectralModel, optional
+        Forward model (median-normalised flux); default the embedded grid
+        (:func:`~specreg.datasets.load_grid`).
+    prior : LabelPrior, optional
+        Label prior; default uniform in the grid box. Labels whose interpolation
+        would need a missing grid node are redrawn.
+    mag : (float, float), float or array-like, default=(20.5, 22.5)
+        i-band magnitudes: a uniform range, one value, or one per spectrum.
+    noise : {None, "fixed"}, default=None
+        ``"fixed"`` adds one stored noise draw (``noisy``), as for test sets;
+        training sets stay noiseless (noise is drawn fresh per batch later).
+    noise_model : PFSNoiseModel, optional
+        Default ``PFSNoiseModel(grid.wave)``.
+    snap : bool, default=False
+        Mimic the reference study's sampling: per spectrum one label stays
+        continuous and the others snap to grid nodes (REFERENCE.md section 1.2).
+    chunk_size : int, default=8192
+        Spectra generated at once (bounds temporary memory).
+    random_state : int or None
+        Seed; the same seed and chunk_size give the same spectra.
+    return_X_y : bool, default=False
+        Return ``(X, y)`` instead of a :class:`Spectra`.
+
+    Returns
+    -------
+    Spectra, or (X, y)
+        ``X`` of shape (n, 2 * n_pix) float32 ``[flux | error]`` (flux noisy when
+        ``noise="fixed"``), ``y`` = log g of shape (n,).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specreg.spectra import SpectralGrid, pfs_mr_wave
+    >>> wave = pfs_mr_wave()
+    >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, 0.5 + 0.01 * np.arange(3)[:, None] * np.ones(4096), wave)
+    >>> s = make_spectra(10, grid=g, noise="fixed", random_state=0)
+    >>> s.X.shape, s.y.shape
+    ((10, 8192), (10,))
+    """
+    chunks = list(
+        iter_spectra(
+            n_samples,
+            grid=grid,
+            prior=prior,
+            mag=mag,
+            noise=noise,
+            noise_model=noise_model,
+            snap=snap,
+            chunk_size=chunk_size,
+            random_state=random_state,
+        )
+    )
+    spectra = _concat(chunks)
+    if return_X_y:
+        return spectra.X, spectra.y
+    return spectra
+
+
+def _concat(chunks: list[Spectra]) -> Spectra:
+    if len(chunks) == 1:
+        return chunks[0]
+    first = chunks[0]
+    noisy = None if first.noisy is None else np.concatenate([c.noisy for c in chunks])
+    return Spectra(
+        first.wave,
+        np.concatenate([c.flux for c in chunks]),
+        np.concatenate([c.error for c in chunks]),
+        pd.concat([c.params for c in chunks], ignore_index=True),
+        noisy,
+        first.metadata,
+    )

@@ -1,0 +1,284 @@
+"""A PFS medium-resolution-like noise model: per-pixel 1-sigma errors from magnitude and flux.
+
+The reference study's simulator is not public, so this is a documented
+approximation (REFERENCE.md section 2): the variance of pixel j is
+
+    sigma_j**2 = A * a_j * f_j / x + B * b_j / x**2,    x = 10**(-0.4 (m - 21.5)),
+
+with f the median-normalised (0.5) noiseless flux, ``a_j = 1/T(λ)`` the object
+shot-noise profile (T a smooth throughput curve) and ``b_j = S(λ)/T(λ)**2`` the
+background (sky + detector) profile, both scaled to median 1. The constants A and
+B are calibrated so that the median per-spectrum SNR, median(f/sigma), matches
+the reference grid's 87.4 / 24.0 / 7.1 / 4.6 / 3.0 / 1.9 at i = 18 / 20 / 21.5 /
+22 / 22.5 / 23.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from ._validation import check_finite
+
+__all__ = ["PFSNoiseModel", "pfs_mr_wave", "snr_median", "REFERENCE_SNR_TABLE"]
+
+#: (i-band magnitude, median per-spectrum SNR) of the reference study's grids.
+REFERENCE_SNR_TABLE = (
+    (18.0, 87.4),
+    (20.0, 24.0),
+    (21.5, 7.1),
+    (22.0, 4.6),
+    (22.5, 3.0),
+    (23.0, 1.9),
+)
+
+# Approximate vacuum-ish positions (Å) of strong OH Meinel and O2 airglow lines in
+# the PFS MR window. They only shape the error spectrum (spikes where sky lines
+# sit, as in the reference data); they are not a sky model for subtraction.
+_SKY_LINES = np.array(
+    [
+        7241.0, 7249.4, 7276.4, 7284.4, 7303.7, 7316.3, 7329.1, 7340.9, 7358.7, 7369.2,
+        7392.2, 7401.7, 7524.1, 7571.8, 7586.2, 7750.6, 7794.1, 7808.5, 7821.5, 7841.3,
+        7853.3, 7879.9, 7913.7, 7949.4, 7964.6, 7993.3, 8014.3, 8025.8, 8052.0, 8062.4,
+        8344.6, 8352.8, 8382.4, 8399.2, 8415.2, 8430.2, 8452.3, 8465.4, 8493.4, 8504.7,
+        8538.7, 8548.7, 8739.8, 8761.3, 8767.9, 8778.3, 8791.2, 8827.1, 8836.0,
+    ]
+)  # fmt: skip
+_SKY_LINE_STRENGTH = 1.5 + 2.5 * np.abs(np.sin(np.arange(_SKY_LINES.size) * 2.399))
+
+
+def pfs_mr_wave(n_pix: int = 4096, lo: float = 7100.2, hi: float = 8849.8) -> np.ndarray:
+    """The PFS MR-like pixel grid: linear, 4096 pixels, 7100.2-8849.8 Å.
+
+    Examples
+    --------
+    >>> w = pfs_mr_wave()
+    >>> w.shape, float(w[0]), float(w[-1])
+    ((4096,), 7100.2, 8849.8)
+    """
+    return np.linspace(lo, hi, n_pix)
+
+
+def snr_median(flux, error) -> np.ndarray:
+    """Per-spectrum SNR: the median over pixels of flux / error.
+
+    This is the reference study's ``snr`` column (evaluate it on noiseless flux).
+
+    Parameters
+    ----------
+    flux, error : array-like of shape (n, n_pix)
+
+    Returns
+    -------
+    snr : ndarray of shape (n,)
+
+    Examples
+    --------
+    >>> snr_median([[1.0, 2.0, 3.0]], [[0.1, 0.1, 0.1]]).round(6).tolist()
+    [20.0]
+    """
+    flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))
+    error = np.atleast_2d(np.asarray(error, dtype=np.float64))
+    if flux.shape != error.shape:
+        raise ValueError(f"flux {flux.shape} and error {error.shape} differ in shape")
+    if np.any(error <= 0):
+        raise ValueError("error must be > 0 everywhere")
+    return np.median(flux / error, axis=1)
+
+
+def _profiles(wave: np.ndarray, sky_lines: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Object (1/T) and background (S/T**2) profiles, each scaled to median 1."""
+    # smooth throughput: falls toward the red (detector QE), O2 A-band residual dip
+    throughput = np.exp(-(((wave - 7700.0) / 2600.0) ** 2))
+    throughput *= 1.0 - 0.25 * np.exp(-0.5 * ((wave - 7630.0) / 25.0) ** 2)
+    sky = 1.0 + 0.35 * (wave - wave[0]) / max(wave[-1] - wave[0], 1.0)
+    if sky_lines:
+        sigma = _SKY_LINES / 5000.0 / 2.3548  # unresolved lines at R = 5000
+        profile = _SKY_LINE_STRENGTH[None, :] * np.exp(
+            -0.5 * ((wave[:, None] - _SKY_LINES[None, :]) / sigma[None, :]) ** 2
+        )
+        sky = sky + profile.sum(axis=1)
+    obj = 1.0 / throughput
+    bkg = sky / throughput**2
+    return obj / np.median(obj), bkg / np.median(bkg)
+
+
+class PFSNoiseModel:
+    """Per-pixel 1-sigma errors of a PFS MR-like observation.
+
+    ``sigma_j**2 = obj_coeff * a_j * f_j / x + bkg_coeff * b_j / x**2`` with
+    ``x = 10**(-0.4 (mag - 21.5))`` (see the module docstring). The throughput
+    and sky profiles are smooth approximations with approximate OH sky-line
+    spikes; they are not the PFS exposure-time calculator.
+
+    Parameters
+    ----------
+    wave : array-like of shape (n_pix,), optional
+        Wavelengths in Å; default :func:`pfs_mr_wave`.
+    obj_coeff, bkg_coeff : float, optional
+        The constants A and B. Default: calibrated on a flat spectrum of 0.5
+        (a median-normalised spectrum) to :data:`REFERENCE_SNR_TABLE`.
+    sky_lines : bool, default=True
+        Add OH sky-line spikes to the background profile.
+    condition_scatter : float, default=0.0
+        Standard deviation (natural log) of a per-spectrum lognormal factor on
+        the collected flux, standing in for seeing / zenith angle / fibre
+        position. The reference study's test set is matched by
+        ``throughput_scale=1.15, condition_scatter=0.3`` (REFERENCE.md section 2).
+    throughput_scale : float, default=1.0
+        Multiplies the collected flux x (the SNR in the background limit).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> noise = PFSNoiseModel()
+    >>> flux = np.full((1, 4096), 0.5)
+    >>> err = noise.error(flux, mag=21.5)
+    >>> round(float(snr_median(flux, err)[0]), 1)
+    7.1
+    """
+
+    def __init__(
+        self,
+        wave=None,
+        *,
+        obj_coeff: float | None = None,
+        bkg_coeff: float | None = None,
+        sky_lines: bool = True,
+        condition_scatter: float = 0.0,
+        throughput_scale: float = 1.0,
+    ) -> None:
+        self.wave = pfs_mr_wave() if wave is None else np.array(wave, dtype=float).reshape(-1)
+        check_finite(self.wave, "wave")
+        if condition_scatter < 0 or not np.isfinite(condition_scatter):
+            raise ValueError(f"condition_scatter must be >= 0, got {condition_scatter}")
+        if not (throughput_scale > 0 and np.isfinite(throughput_scale)):
+            raise ValueError(f"throughput_scale must be > 0, got {throughput_scale}")
+        self.sky_lines = sky_lines
+        self.condition_scatter = float(condition_scatter)
+        self.throughput_scale = float(throughput_scale)
+        self.obj_profile, self.bkg_profile = _profiles(self.wave, sky_lines)
+        if obj_coeff is None or bkg_coeff is None:
+            a, b = _calibrate(self.obj_profile, self.bkg_profile, np.full(self.wave.size, 0.5))
+            obj_coeff = a if obj_coeff is None else obj_coeff
+            bkg_coeff = b if bkg_coeff is None else bkg_coeff
+        if obj_coeff < 0 or bkg_coeff <= 0:
+            raise ValueError("obj_coeff must be >= 0 and bkg_coeff > 0")
+        self.obj_coeff = float(obj_coeff)
+        self.bkg_coeff = float(bkg_coeff)
+
+    def __repr__(self) -> str:
+        return (
+            f"PFSNoiseModel(n_pix={self.wave.size}, obj_coeff={self.obj_coeff:.4g}, "
+            f"bkg_coeff={self.bkg_coeff:.4g}, condition_scatter={self.condition_scatter}, "
+            f"throughput_scale={self.throughput_scale})"
+        )
+
+    def collected_flux(self, mag, random_state=None, n: int | None = None) -> np.ndarray:
+        """x = 10**(-0.4 (mag - 21.5)) times the observing-condition factors.
+
+        Examples
+        --------
+        >>> PFSNoiseModel().collected_flux([21.5, 19.0]).round(3).tolist()
+        [1.0, 10.0]
+        """
+        mag = np.atleast_1d(np.asarray(mag, dtype=float))
+        if n is not None and mag.size == 1:
+            mag = np.full(n, mag[0])
+        check_finite(mag, "mag")
+        x = 10.0 ** (-0.4 * (mag - 21.5)) * self.throughput_scale
+        if self.condition_scatter > 0:
+            rng = np.random.default_rng(random_state)
+            x = x * np.exp(self.condition_scatter * rng.standard_normal(x.shape))
+        return x
+
+    def error(self, flux, mag, random_state=None) -> np.ndarray:
+        """1-sigma error per pixel.
+
+        Parameters
+        ----------
+        flux : array-like of shape (n, n_pix) or (n_pix,)
+            Median-normalised (0.5) noiseless flux on this model's ``wave``.
+        mag : float or array-like of shape (n,)
+            i-band magnitudes.
+        random_state : int, Generator or None
+            Only used when ``condition_scatter > 0``.
+
+        Returns
+        -------
+        error : ndarray of shape (n, n_pix), float32, finite and > 0
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> PFSNoiseModel().error(np.full(4096, 0.5), 22.0).shape
+        (1, 4096)
+        """
+        flux = np.atleast_2d(np.asarray(flux))
+        if flux.ndim != 2 or flux.shape[1] != self.wave.size:
+            raise ValueError(
+                f"flux must have {self.wave.size} pixels to match the noise model's wave grid, "
+                f"got shape {flux.shape}"
+            )
+        check_finite(flux, "flux")
+        x = self.collected_flux(mag, random_state, n=flux.shape[0])[:, None]
+        if x.shape[0] != flux.shape[0]:
+            raise ValueError(f"mag has {x.shape[0]} values for {flux.shape[0]} spectra")
+        # float32 in place: this runs on millions of spectra. Negative flux (never
+        # physical here) contributes no shot noise.
+        inv_x = (1.0 / x).astype(np.float32)
+        var = np.maximum(flux, 0, dtype=np.float32)
+        var *= (self.obj_coeff * self.obj_profile).astype(np.float32)
+        var *= inv_x
+        var += (self.bkg_coeff * self.bkg_profile).astype(np.float32) * (inv_x * inv_x)
+        return np.sqrt(var, out=var)
+
+    def calibrate(self, flux, table=REFERENCE_SNR_TABLE) -> PFSNoiseModel:
+        """A copy whose constants reproduce ``table`` for the typical spectrum ``flux``.
+
+        Parameters
+        ----------
+        flux : array-like of shape (n_pix,)
+            A typical median-normalised spectrum.
+        table : sequence of (mag, snr)
+            Target median(flux/error) per magnitude.
+
+        Returns
+        -------
+        PFSNoiseModel
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> m = PFSNoiseModel().calibrate(np.full(4096, 0.5), [(20.0, 30.0), (22.0, 5.0)])
+        >>> round(float(snr_median(np.full((1, 4096), 0.5), m.error(np.full(4096, 0.5), 22.0))[0]), 1)
+        5.0
+        """
+        flux = np.asarray(flux, dtype=float).reshape(-1)
+        a, b = _calibrate(self.obj_profile, self.bkg_profile, flux, table)
+        return PFSNoiseModel(
+            self.wave,
+            obj_coeff=a,
+            bkg_coeff=b,
+            sky_lines=self.sky_lines,
+            condition_scatter=self.condition_scatter,
+            throughput_scale=self.throughput_scale,
+        )
+
+
+def _calibrate(obj, bkg, flux, table=REFERENCE_SNR_TABLE) -> tuple[float, float]:
+    mags = np.array([t[0] for t in table], dtype=float)
+    target = np.array([t[1] for t in table], dtype=float)
+    x = 10.0 ** (-0.4 * (mags - 21.5))
+    f = np.clip(flux, 0, None)
+
+    def resid(logc):
+        a, b = np.exp(logc)
+        sig = np.sqrt(a * obj * f / x[:, None] + b * bkg / x[:, None] ** 2)
+        snr = np.median(flux / sig, axis=1)
+        return np.log(snr) - np.log(target)
+
+    # REFERENCE.md section 2's fit at the median pixel is a good start
+    fit = least_squares(resid, np.log([1.314e-3, 4.23e-3]), x_scale=1.0)
+    a, b = np.exp(fit.x)
+    return float(a), float(b)
