@@ -1,0 +1,162 @@
+import json
+import os
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from specreg.datasets import (
+    ShardedSpectra,
+    load_grid,
+    make_spectra,
+    read_pfsspec,
+    read_spectra,
+    save_grid,
+    write_shards,
+    write_spectra,
+)
+from specreg.datasets._spectra import iter_spectra
+
+
+@pytest.fixture(scope="module")
+def spectra(toy_grid):
+    return make_spectra(120, grid=toy_grid, noise="fixed", random_state=0)
+
+
+def test_round_trip_own_layout(spectra, tmp_path):
+    path = write_spectra(spectra, tmp_path / "set.h5", metadata={"note": "test"})
+    back = read_spectra(path)
+    np.testing.assert_array_equal(back.flux, spectra.flux)
+    np.testing.assert_array_equal(back.error, spectra.error)
+    np.testing.assert_array_equal(back.noisy, spectra.noisy)
+    pd.testing.assert_frame_equal(back.params, spectra.params)
+    assert back.metadata["note"] == "test"
+    with h5py.File(path) as f:
+        assert f.attrs["format"] == "specreg-spectra" and f.attrs["schema_version"] == 1
+        assert f["flux"].chunks[1] == 4096 and f["flux"].compression is not None
+        # plain numbers and strings only: nothing pickled
+        kinds = []
+        f.visititems(
+            lambda n, o: kinds.append(o.dtype.kind) if isinstance(o, h5py.Dataset) else None
+        )
+        assert set(kinds) <= set("fiub")
+
+
+def test_read_selected_rows(spectra, tmp_path):
+    path = write_spectra(spectra, tmp_path / "set.h5")
+    sub = read_spectra(path, rows=[7, 2, 7])
+    np.testing.assert_array_equal(sub.flux, spectra.flux[[7, 2, 7]])
+
+
+def test_failed_write_leaves_no_file(spectra, tmp_path):
+    def chunks():
+        yield spectra[:10]
+        raise RuntimeError("killed")
+
+    target = tmp_path / "partial.h5"
+    with pytest.raises(RuntimeError):
+        write_spectra(chunks(), target)
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_write_keeps_older_file(spectra, tmp_path):
+    target = write_spectra(spectra[:5], tmp_path / "a.h5")
+
+    def chunks():
+        yield spectra[:10]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_spectra(chunks(), target)
+    assert len(read_spectra(target)) == 5
+
+
+def test_shards_lazy_rows_match_in_memory(toy_grid, spectra, tmp_path):
+    chunks = iter_spectra(120, grid=toy_grid, noise="fixed", chunk_size=50, random_state=0)
+    directory = write_shards(chunks, tmp_path / "shards", shard_size=45)
+    index = json.loads((directory / "index.json").read_text())
+    assert [s["n"] for s in index["shards"]] == [45, 45, 30]
+    shards = ShardedSpectra(directory)
+    assert len(shards) == 120
+    full = make_spectra(120, grid=toy_grid, noise="fixed", chunk_size=50, random_state=0)
+    rows = np.array([119, 0, 44, 45, 46, 90])
+    got = shards[rows]
+    np.testing.assert_array_equal(got.flux, full.flux[rows])
+    np.testing.assert_array_equal(got.noisy, full.noisy[rows])
+    np.testing.assert_array_equal(got.y, full.y[rows])
+    assert sum(len(c) for c in shards.iter_chunks(50)) == 120
+    assert len(read_spectra(directory)) == 120
+
+
+def test_interrupted_shard_write_is_not_a_complete_set(toy_grid, tmp_path):
+    def chunks():
+        yield from iter_spectra(30, grid=toy_grid, chunk_size=10, random_state=0)
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        write_shards(chunks(), tmp_path / "s", shard_size=20)
+    with pytest.raises(ValueError, match="no index.json"):
+        ShardedSpectra(tmp_path / "s")
+
+
+def _write_pfsspec(path, spectra, with_nan=True):
+    error = spectra.error.copy()
+    if with_nan:
+        error[:, 0] = np.nan
+        error[:, -1] = np.nan
+    with h5py.File(path, "w") as f:
+        f["spectrumdataset/wave"] = spectra.wave
+        f["dataset/arrays/flux/value"] = spectra.flux
+        f["dataset/arrays/error/value"] = error
+        f["dataset/arrays/noisy/value"] = spectra.noisy
+        f["dataset/arrays/mask/value"] = np.zeros(spectra.flux.shape, np.int32)
+    params = spectra.params.drop(columns=["snr"]).assign(
+        a_M=0.0, C_M=0.0, redshift=0.0, id=np.arange(len(spectra))
+    )
+    params.to_hdf(path, key="dataset/params", format="table", mode="a")
+
+
+def test_read_pfsspec_layout(spectra, tmp_path):
+    path = tmp_path / "dataset.h5"
+    _write_pfsspec(path, spectra)
+    back = read_pfsspec(path)
+    np.testing.assert_array_equal(back.flux, spectra.flux)
+    np.testing.assert_array_equal(back.noisy, spectra.noisy)
+    assert np.isfinite(back.error).all()
+    np.testing.assert_array_equal(back.error[:, 0], spectra.error[:, 1])  # nearest fill
+    np.testing.assert_array_equal(back.y, spectra.y)
+    assert {"a_M", "C_M", "snr", "id"} <= set(back.params.columns)
+    assert len(read_spectra(path)) == len(spectra)  # auto-detected
+
+
+def test_not_our_file_raises_clear_error(tmp_path):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        f["something"] = [1, 2]
+    with pytest.raises(ValueError, match="neither a specreg spectra file .* nor a pfsspec"):
+        read_spectra(path)
+    text = tmp_path / "text.h5"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="not an HDF5 file"):
+        read_spectra(text)
+    with pytest.raises(ValueError, match="not a specreg grid"):
+        load_grid(path)
+
+
+def test_grid_round_trip(toy_grid, tmp_path):
+    path = save_grid(toy_grid, tmp_path / "grid.h5")
+    back = load_grid(path, normalize=False)
+    assert back.param_names == toy_grid.param_names
+    np.testing.assert_array_equal(back.node_flux, toy_grid.node_flux)
+    assert back.metadata["name"] == "toy line grid"
+    normed = load_grid(path)
+    np.testing.assert_allclose(np.median(normed.node_flux, axis=1), 0.5, rtol=1e-5)
+
+
+def test_newer_schema_is_refused(spectra, tmp_path):
+    path = write_spectra(spectra[:3], tmp_path / "s.h5")
+    with h5py.File(path, "a") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(ValueError, match="upgrade specreg"):
+        read_spectra(path)

@@ -1,0 +1,121 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from specreg.datasets import Spectra, make_spectra
+from specreg.datasets._spectra import iter_spectra
+from specreg.spectra import LabelPrior, PFSNoiseModel
+
+
+def test_make_spectra_contract(toy_grid):
+    s = make_spectra(300, grid=toy_grid, random_state=0)
+    assert s.flux.shape == s.error.shape == (300, 4096)
+    assert s.flux.dtype == s.error.dtype == np.float32
+    assert s.noisy is None
+    assert list(s.params.columns) == ["T_eff", "log_g", "M_H", "mag", "snr"]
+    assert s.X.shape == (300, 8192) and s.X.dtype == np.float32
+    np.testing.assert_array_equal(s.X[:, :4096], s.flux)
+    np.testing.assert_array_equal(s.X[:, 4096:], s.error)
+    np.testing.assert_array_equal(s.y, s.params["log_g"])
+    assert s.params["mag"].between(20.5, 22.5).all()
+    np.testing.assert_allclose(s.params["snr"], np.median(s.flux / s.error, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(s.flux, toy_grid.flux(s.params[["T_eff", "log_g", "M_H"]]))
+    assert np.all(s.error > 0)
+
+
+def test_fixed_noise_is_one_draw_with_the_stated_sigma(toy_grid):
+    s = make_spectra(400, grid=toy_grid, noise="fixed", random_state=1)
+    z = (s.noisy - s.flux) / s.error
+    assert abs(z.std() - 1) < 0.01 and abs(z.mean()) < 0.01
+    np.testing.assert_array_equal(s.X[:, :4096], s.noisy)
+
+
+def test_same_seed_same_spectra_and_labels_independent_of_chunking(toy_grid):
+    a = make_spectra(50, grid=toy_grid, noise="fixed", random_state=7)
+    b = make_spectra(50, grid=toy_grid, noise="fixed", random_state=7)
+    c = make_spectra(50, grid=toy_grid, noise="fixed", random_state=7, chunk_size=16)
+    np.testing.assert_array_equal(a.noisy, b.noisy)
+    pd.testing.assert_frame_equal(a.params, c.params)
+    d = make_spectra(50, grid=toy_grid, random_state=8)
+    assert not np.array_equal(a.flux, d.flux)
+
+
+def test_return_X_y(toy_grid):
+    X, y = make_spectra(20, grid=toy_grid, random_state=0, return_X_y=True)
+    assert X.shape == (20, 8192) and y.shape == (20,)
+
+
+def test_snr_distribution_matches_reference_order_of_magnitude(toy_grid):
+    s = make_spectra(2000, grid=toy_grid, random_state=0)
+    q5, q50, q95 = np.percentile(s.params["snr"], [5, 50, 95])
+    # REFERENCE.md section 2: the calibrated curve gives 3.2 / 7.2 / 15.1 for mag 20.5-22.5
+    assert 2.8 < q5 < 3.7 and 6.4 < q50 < 8.2 and 13.5 < q95 < 17
+
+
+def test_snapped_sampling_mimics_reference(toy_grid):
+    s = make_spectra(600, grid=toy_grid, snap=True, random_state=0)
+    on_node = np.zeros((600, 3), bool)
+    for j, (name, nodes) in enumerate(toy_grid.axes.items()):
+        on_node[:, j] = np.isclose(s.params[name].to_numpy()[:, None], nodes[None]).any(axis=1)
+    assert np.all(on_node.sum(axis=1) >= 2)
+
+
+def test_holes_are_avoided_when_drawing(toy_grid):
+    from ..conftest import TOY_AXES, make_toy_grid
+
+    valid = np.ones([len(a) for a in TOY_AXES.values()], dtype=bool)
+    valid[:, 0, :] = False  # no log g = 1 nodes at all
+    grid = make_toy_grid(256, valid=valid)
+    s = make_spectra(200, grid=grid, noise_model=PFSNoiseModel(grid.wave), random_state=0)
+    assert np.isfinite(s.flux).all()
+    assert s.params["log_g"].min() >= 2.0 - 1e-9  # the cubic stencil reaches one node down
+
+
+def test_prior_and_mag_options(toy_grid):
+    prior = LabelPrior({"T_eff": (4500, 5000), "log_g": (2, 3), "M_H": (-1, 0)})
+    s = make_spectra(30, grid=toy_grid, prior=prior, mag=21.0, random_state=0)
+    assert s.params["T_eff"].between(4500, 5000).all()
+    assert (s.params["mag"] == 21.0).all()
+    s2 = make_spectra(3, grid=toy_grid, mag=[20.0, 21.0, 22.0], random_state=0)
+    assert s2.params["mag"].tolist() == [20.0, 21.0, 22.0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mag": np.nan}, "mag"),
+        ({"mag": (22.0, np.inf)}, "mag"),
+        ({"mag": [20.0, 21.0]}, "mag has 2 values"),
+        ({"noise": "fresh"}, "noise must be"),
+        ({"noise_model": PFSNoiseModel(np.linspace(7000, 9000, 4096))}, "wavelength grid"),
+    ],
+)
+def test_bad_options_raise(toy_grid, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_spectra(5, grid=toy_grid, random_state=0, **kwargs)
+
+
+def test_prior_missing_a_grid_label_raises(toy_grid):
+    with pytest.raises(ValueError, match="does not cover"):
+        make_spectra(5, grid=toy_grid, prior=LabelPrior({"T_eff": (4000, 6000)}))
+
+
+def test_iter_spectra_bounded_chunks(toy_grid):
+    sizes = [len(c) for c in iter_spectra(25, grid=toy_grid, chunk_size=10, random_state=0)]
+    assert sizes == [10, 10, 5]
+
+
+def test_spectra_row_selection_and_with_noise(toy_grid):
+    s = make_spectra(10, grid=toy_grid, random_state=0)
+    sub = s[[3, 1]]
+    np.testing.assert_array_equal(sub.flux, s.flux[[3, 1]])
+    assert sub.params.index.tolist() == [0, 1]
+    noisy = s.with_noise(random_state=0)
+    assert noisy.noisy is not None and s.noisy is None
+
+
+def test_spectra_validates_shapes():
+    with pytest.raises(ValueError, match="match wave"):
+        Spectra(np.arange(3.0), np.ones((2, 4)), np.ones((2, 4)), pd.DataFrame({"log_g": [1, 2]}))
+    with pytest.raises(ValueError, match="rows"):
+        Spectra(np.arange(3.0), np.ones((2, 3)), np.ones((2, 3)), pd.DataFrame({"log_g": [1]}))

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from specreg.spectra import REFERENCE_SNR_TABLE, PFSNoiseModel, pfs_mr_wave, snr_median
+
+from ..conftest import line_model
+
+
+@pytest.fixture(scope="module")
+def typical_flux():
+    """A solar-metallicity K dwarf of the toy line model, median 0.5."""
+    f = line_model(np.array([[5000.0, 4.5, 0.0]]), pfs_mr_wave())[0]
+    return 0.5 * f / np.median(f)
+
+
+def test_snr_matches_reference_table_within_5_percent(typical_flux):
+    noise = PFSNoiseModel()
+    for mag, target in REFERENCE_SNR_TABLE:
+        snr = snr_median(typical_flux[None], noise.error(typical_flux, mag))[0]
+        assert abs(snr / target - 1) < 0.05, (mag, snr, target)
+
+
+def test_errors_finite_positive_and_fainter_is_noisier(typical_flux):
+    noise = PFSNoiseModel()
+    e1, e2 = noise.error(typical_flux, 20.0), noise.error(typical_flux, 22.0)
+    assert np.all(np.isfinite(e1)) and np.all(e1 > 0)
+    assert np.all(e2 > e1)
+    assert e1.dtype == np.float32
+
+
+def test_error_structure_red_rise_and_sky_spikes():
+    noise = PFSNoiseModel()
+    err = noise.error(np.full(4096, 0.5), 21.5)[0]
+    assert err[-200:].mean() > 1.1 * err[200:400].mean()  # red end noisier
+    ratio = err / np.median(err)
+    n_spiky = int((ratio > 1.3).sum())
+    assert 150 < n_spiky < 800  # reference: ~410 strongly elevated pixels
+    flat = PFSNoiseModel(sky_lines=False).error(np.full(4096, 0.5), 21.5)[0]
+    assert (flat / np.median(flat)).max() < 1.6
+
+
+def test_zero_flux_still_positive_error():
+    err = PFSNoiseModel().error(np.zeros(4096), 21.5)
+    assert np.all(err > 0)
+
+
+def test_condition_scatter_is_seeded_and_spreads_snr(typical_flux):
+    flux = np.repeat(typical_flux[None], 400, axis=0)
+    fixed = PFSNoiseModel().error(flux, 21.5)
+    assert np.ptp(snr_median(flux, fixed)) < 1e-3
+    model = PFSNoiseModel(condition_scatter=0.3, throughput_scale=1.15)
+    a = model.error(flux, 21.5, random_state=3)
+    b = model.error(flux, 21.5, random_state=3)
+    np.testing.assert_array_equal(a, b)
+    snr = snr_median(flux, a)
+    assert 0.2 < np.std(np.log(snr)) < 0.4
+
+
+def test_calibrate_to_custom_table(typical_flux):
+    model = PFSNoiseModel().calibrate(typical_flux, [(20.0, 30.0), (22.0, 5.0)])
+    for mag, target in [(20.0, 30.0), (22.0, 5.0)]:
+        snr = snr_median(typical_flux[None], model.error(typical_flux, mag))[0]
+        assert abs(snr / target - 1) < 0.02
+
+
+@pytest.mark.parametrize("mag", [np.nan, np.inf])
+def test_nonfinite_mag_raises(mag):
+    with pytest.raises(ValueError, match="mag"):
+        PFSNoiseModel().error(np.full(4096, 0.5), mag)
+
+
+def test_wrong_pixel_count_raises():
+    with pytest.raises(ValueError, match="4096 pixels"):
+        PFSNoiseModel().error(np.full(100, 0.5), 21.0)
+
+
+def test_input_flux_not_modified():
+    flux = np.full((2, 4096), 0.5)
+    flux[0, 0] = -1.0
+    before = flux.copy()
+    PFSNoiseModel().error(flux, 21.0)
+    np.testing.assert_array_equal(flux, before)
+
+
+def test_snr_median_rejects_nonpositive_error():
+    with pytest.raises(ValueError, match="> 0"):
+        snr_median([[1.0]], [[0.0]])

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from specreg.spectra import LabelPrior
+
+
+def test_uniform_sampling_in_box_with_expected_variance():
+    prior = LabelPrior({"T_eff": (4000, 6000), "log_g": (1, 5)})
+    theta = prior.sample(20000, random_state=0)
+    assert theta.min(axis=0)[1] >= 1 and theta.max(axis=0)[1] <= 5
+    assert abs(theta[:, 1].var() - 16 / 12) < 0.05
+
+
+def test_snapping_keeps_one_label_free_per_draw():
+    nodes = {"a": np.arange(0.0, 5.0), "b": np.arange(0.0, 5.0), "c": np.arange(0.0, 5.0)}
+    prior = LabelPrior({k: (0, 4) for k in nodes}, snap_to=nodes)
+    theta = prior.sample(3000, random_state=1)
+    on_node = np.isclose(theta, np.round(theta))
+    assert np.all(on_node.sum(axis=1) >= 2)
+    assert 0.28 < (~on_node).mean() < 0.40  # one label in three is continuous
+
+
+def test_taper_density_and_fisher_information():
+    prior = LabelPrior({"x": (0.0, 1.0)}, taper=0.2)
+    x = np.linspace(0.0005, 0.9995, 20001)
+    p = np.exp(prior.logpdf(x[:, None]))
+    assert abs(np.trapezoid(p, x) - 1) < 1e-3
+    dlogp = np.gradient(np.log(p), x)
+    numeric = np.trapezoid(p * dlogp**2, x)
+    assert abs(numeric / prior.fisher_information()[0, 0] - 1) < 0.02
+    draws = prior.sample(20000, random_state=0)[:, 0]
+    assert (draws < 0.05).mean() < 0.01  # density vanishes at the edge
+
+
+def test_flat_box_has_no_finite_fisher_information():
+    with pytest.raises(ValueError, match="taper"):
+        LabelPrior({"x": (0, 1)}).fisher_information()
+
+
+@pytest.mark.parametrize("bounds", [{"x": (1, 0)}, {"x": (0, np.inf)}, {}])
+def test_invalid_bounds_raise(bounds):
+    with pytest.raises(ValueError):
+        LabelPrior(bounds)

@@ -1,0 +1,57 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from specreg import __version__
+from specreg.cli import main
+from specreg.datasets import ShardedSpectra, read_spectra, save_grid
+
+
+@pytest.fixture(scope="module")
+def grid_file(toy_grid, tmp_path_factory):
+    return save_grid(toy_grid, tmp_path_factory.mktemp("grid") / "toy.h5")
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert __version__ in capsys.readouterr().out
+    assert main([]) == 0
+    assert "simulate" in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    out = subprocess.run(
+        [sys.executable, "-m", "specreg.cli", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "simulate" in out.stdout
+
+
+def test_simulate_writes_a_readable_set(grid_file, tmp_path):
+    out = tmp_path / "test.h5"
+    args = ["simulate", "--n", "40", "--out", str(out), "--grid", str(grid_file)]
+    assert main([*args, "--noise", "fixed", "--seed", "3", "--quiet", "--mag", "21", "22"]) == 0
+    s = read_spectra(out)
+    assert len(s) == 40 and s.noisy is not None
+    assert s.params["mag"].between(21, 22).all()
+    assert s.metadata["seed"] == 3
+
+
+def test_simulate_shards(grid_file, tmp_path):
+    out = tmp_path / "shards"
+    args = ["simulate", "--n", "25", "--out", str(out), "--grid", str(grid_file), "--quiet"]
+    assert main([*args, "--shard-size", "10", "--chunk-size", "8", "--seed", "1"]) == 0
+    shards = ShardedSpectra(out)
+    assert len(shards) == 25 and len(shards.shards) == 3
+    assert np.isfinite(shards[[24]].flux).all()
+
+
+def test_simulate_bad_input_is_a_clear_error(grid_file, tmp_path, capsys):
+    args = ["simulate", "--n", "5", "--out", str(tmp_path / "x.h5"), "--grid", str(grid_file)]
+    assert main([*args, "--mag", "nan", "--quiet"]) == 2
+    assert "error" in capsys.readouterr().err
+    missing = str(tmp_path / "missing.h5")
+    assert main(["simulate", "--n", "5", "--out", "x.h5", "--grid", missing, "--quiet"]) == 2
