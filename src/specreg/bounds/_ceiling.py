@@ -1,0 +1,520 @@
+"""FisherCeiling: the Bayes-optimal ceiling next to the reference-style Fisher analysis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ._bayes import PosteriorSummary, posterior_summary, split_X
+from ._fisher import (
+    aggregate_r2_max,
+    condition_number,
+    fisher_matrices,
+    marginal_crlb,
+    schur_decay,
+    van_trees_bound,
+)
+
+__all__ = ["FisherCeiling", "summarise_ceiling", "AGGREGATIONS"]
+
+#: Scorer aggregations and the column of :meth:`FisherCeiling.ceiling` each returns.
+AGGREGATIONS = {
+    "bayes": "r2_bayes",
+    "bayes_expected": "r2_bayes_expected",
+    "median": "r2_max_median",
+    "mean": "r2_max_mean",
+    "population": "r2_population",
+    "van_trees": "r2_van_trees",
+}
+
+
+def summarise_ceiling(frame: pd.DataFrame, *, prior=None, fisher=None, index: int = 1) -> dict:
+    """Aggregate a per-spectrum evaluation (:meth:`FisherCeiling.evaluate`) into one row.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Columns ``y``, ``posterior_mean``, ``posterior_mean_se``,
+        ``posterior_var``, ``posterior_var_se``, ``theta_ml``, ``crlb``,
+        ``schur``, ``cond``, ``snr``, ``ess``.
+    prior : LabelPrior, optional
+        With ``taper > 0`` (and ``fisher`` at labels drawn from it) the van
+        Trees bound is added.
+    fisher : ndarray of shape (n, d, d), optional
+        Fisher matrices in the prior's label order, for the van Trees bound.
+    index : int, default=1
+        Position of the target in the prior's label order.
+
+    Returns
+    -------
+    dict
+        ``n``, ``snr`` (median), ``var_y``; ``r2_bayes`` (R2 of the posterior
+        mean on these spectra, corrected for Monte-Carlo noise) with
+        ``r2_bayes_mc_err``; ``r2_bayes_expected`` = 1 - mean posterior
+        variance / Var(y) with its Monte-Carlo error; ``r2_ml`` (the
+        maximum-likelihood fit); the Fisher aggregations ``r2_max_median``,
+        ``r2_max_p10``, ``r2_max_p90``, ``r2_max_mean``, ``r2_population``,
+        ``sigma_min``, ``schur``, ``cond_median``, ``crlb_dynamic_range``;
+        ``r2_van_trees`` (NaN unless available); ``ess_min``, ``ess_median``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> f = pd.DataFrame({"y": [1.0, 3.0], "posterior_mean": [1.5, 2.5], "posterior_mean_se": [0.0, 0.0],
+    ...                   "posterior_var": [0.25, 0.25], "posterior_var_se": [0.0, 0.0],
+    ...                   "theta_ml": [1.0, 3.0], "crlb": [0.1, 0.1], "schur": [0.7, 0.7],
+    ...                   "cond": [10.0, 10.0], "snr": [5.0, 5.0], "ess": [100.0, 100.0]})
+    >>> round(summarise_ceiling(f)["r2_bayes"], 3), round(summarise_ceiling(f)["r2_max_median"], 3)
+    (0.75, 0.9)
+    """
+    y = frame["y"].to_numpy(float)
+    n = y.size
+    var_y = float(np.var(y)) if n > 1 else float("nan")
+    row = {"n": n, "snr": float(np.median(frame["snr"])), "var_y": var_y}
+    nan_keys = (
+        "r2_bayes r2_bayes_mc_err r2_bayes_expected r2_bayes_expected_mc_err r2_ml "
+        "r2_max_median r2_max_p10 r2_max_p90 r2_max_mean r2_population sigma_min "
+        "crlb_dynamic_range r2_van_trees"
+    ).split()
+    row.update(dict.fromkeys(nan_keys, float("nan")))
+    row.update(
+        schur=float(np.median(frame["schur"])),
+        cond_median=float(np.median(frame["cond"])),
+        ess_min=float(frame["ess"].min()),
+        ess_median=float(frame["ess"].median()),
+    )
+    if not (n > 1 and var_y > 0):
+        return row
+    pm, se = frame["posterior_mean"].to_numpy(float), frame["posterior_mean_se"].to_numpy(float)
+    err = pm - y
+    # E[(pm_hat - y)^2] = (pm - y)^2 + se^2: remove the Monte-Carlo part
+    mse = np.mean(err**2) - np.mean(se**2)
+    row["r2_bayes"] = float(1.0 - mse / var_y)
+    row["r2_bayes_mc_err"] = float(np.sqrt(np.sum((2 * err * se) ** 2 + 2 * se**4)) / n / var_y)
+    pv, pvse = frame["posterior_var"].to_numpy(float), frame["posterior_var_se"].to_numpy(float)
+    row["r2_bayes_expected"] = float(1.0 - pv.mean() / var_y)
+    row["r2_bayes_expected_mc_err"] = float(np.sqrt(np.sum(pvse**2)) / n / var_y)
+    row["r2_ml"] = float(1.0 - np.mean((frame["theta_ml"].to_numpy(float) - y) ** 2) / var_y)
+    agg = aggregate_r2_max(frame["crlb"].to_numpy(float), var_y)
+    row.update(
+        r2_max_median=agg["median"],
+        r2_max_p10=agg["p10"],
+        r2_max_p90=agg["p90"],
+        r2_max_mean=agg["mean"],
+        r2_population=agg["population"],
+        sigma_min=agg["sigma_min"],
+        crlb_dynamic_range=agg["dynamic_range"],
+    )
+    if prior is not None and fisher is not None and getattr(prior, "taper", 0) > 0:
+        row["r2_van_trees"] = float(1.0 - van_trees_bound(fisher, prior, index) / var_y)
+    return row
+
+
+class FisherCeiling:
+    """Noise-limited ceilings on the R2 of a label, for given spectra or magnitudes.
+
+    Two kinds of ceiling, on the same spectra and the same per-spectrum SNR axis
+    as the models:
+
+    * **Bayes-optimal** (the headline): the R2 of the posterior mean
+      ``E[label | spectrum]`` under (spectral model, per-pixel errors, label
+      prior). No estimator beats it in expectation when the spectra come from
+      that model, noise and prior. Computed by importance sampling
+      (:func:`~specreg.bounds.posterior_summary`), with Monte-Carlo errors.
+    * **Fisher / Cramer-Rao** (the reference's analysis): pointwise
+      ``R2_max = 1 - CRLB / Var(y)`` aggregated as the median with p10/p90 (the
+      reference), the population ``1 - mean(CRLB) / Var(y)`` and, for a
+      tapered prior, van Trees. The CRLB binds unbiased estimators only, so
+      shrinking estimators can beat these at low SNR.
+
+    Var(y) is always the variance of the labels of the evaluated spectra, the
+    denominator of the models' R2. The error half of X is treated as known
+    noise, not as information about the labels (see
+    :mod:`specreg.bounds._bayes`).
+
+    Used as a scorer, ``FisherCeiling()(estimator, X, y)`` ignores the estimator
+    and returns the ceiling for exactly those spectra, so
+    ``cross_validate(..., scoring={"r2": "r2", "r2_max": FisherCeiling()})``
+    reports both per fold. Nuisance labels are unknown to a scorer: the Fisher
+    matrices are then evaluated at the maximum-likelihood labels (template fit)
+    and the Bayes ceiling marginalises them.
+
+    Parameters
+    ----------
+    model : SpectralModel, optional
+        Default: the embedded grid (:func:`~specreg.datasets.load_grid`).
+    noise : PFSNoiseModel, optional
+        Noise model for :meth:`table` (simulated spectra per magnitude);
+        default ``PFSNoiseModel(model.wave)``.
+    prior : LabelPrior, optional
+        The prior the spectra were drawn from; default uniform on the model's
+        box (the default of :func:`~specreg.datasets.make_spectra`).
+    target : str, default="log_g"
+    aggregation : str, default="bayes"
+        What the scorer returns: ``"bayes"``, ``"bayes_expected"``,
+        ``"median"``, ``"mean"``, ``"population"`` or ``"van_trees"``.
+    n_samples : int, default=256
+        Importance samples per spectrum.
+    lattice : int or sequence of int, optional
+        Cells per label of the coarse likelihood lattice.
+    random_state : int or None
+    progress : bool, default=False
+    chunk_size : int, default=64
+
+    Attributes
+    ----------
+    last_evaluation_ : DataFrame
+        Per-spectrum results of the latest :meth:`evaluate` (also set by the scorer).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specreg.spectra import SpectralGrid, pfs_mr_wave
+    >>> from specreg.datasets import make_spectra
+    >>> wave = pfs_mr_wave(64)
+    >>> lines = np.exp(-0.5 * ((wave - 8000) / 200) ** 2)
+    >>> flux = 0.5 - 0.05 * np.array([1.0, 2.0, 3.0])[:, None] * lines
+    >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, wave)
+    >>> spectra = make_spectra(40, grid=grid, mag=20.0, noise="fixed", random_state=0)
+    >>> ceiling = FisherCeiling(grid, n_samples=64, random_state=0)
+    >>> row = ceiling.ceiling(spectra.X, spectra.y)
+    >>> 0 < row["r2_bayes"] <= 1
+    True
+    """
+
+    def __init__(
+        self,
+        model=None,
+        noise=None,
+        *,
+        prior=None,
+        target: str = "log_g",
+        aggregation: str = "bayes",
+        n_samples: int = 256,
+        lattice=None,
+        random_state=None,
+        progress: bool = False,
+        chunk_size: int = 64,
+    ) -> None:
+        self.model = model
+        self.noise = noise
+        self.prior = prior
+        self.target = target
+        self.aggregation = aggregation
+        self.n_samples = n_samples
+        self.lattice = lattice
+        self.random_state = random_state
+        self.progress = progress
+        self.chunk_size = chunk_size
+
+    def __repr__(self) -> str:
+        return (
+            f"FisherCeiling(target={self.target!r}, aggregation={self.aggregation!r}, "
+            f"n_samples={self.n_samples})"
+        )
+
+    # ------------------------------------------------------------ resolution
+    def _model(self):
+        if self.model is None:
+            from ..datasets import load_grid
+
+            self.model = load_grid()
+        return self.model
+
+    def _prior(self):
+        if self.prior is None:
+            from ..spectra import LabelPrior
+
+            self.prior = LabelPrior(dict(self._model().bounds))
+        return self.prior
+
+    def _index(self) -> int:
+        names = tuple(self._model().param_names)
+        if self.target not in names:
+            raise ValueError(f"target {self.target!r} is not a model label {names}")
+        return names.index(self.target)
+
+    def _rng(self):
+        if not isinstance(self.random_state, np.random.Generator):
+            self.random_state = np.random.default_rng(self.random_state)
+        return self.random_state
+
+    # ------------------------------------------------------------------ math
+    def fisher(self, theta, error) -> np.ndarray:
+        """Fisher matrices at labels ``theta`` for errors ``error``, shape (n, d, d).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> g = SpectralGrid({"log_g": [1.0, 2.0, 3.0]}, np.array([[1.0], [2.0], [3.0]]), [7000.0])
+        >>> FisherCeiling(g).fisher([[2.0]], [[0.5]]).tolist()
+        [[[4.0]]]
+        """
+        return fisher_matrices(self._model(), theta, error)
+
+    def crlb(self, theta, error, *, method: str = "schur") -> np.ndarray:
+        """Marginal CRLB of the target at labels ``theta``, shape (n,).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> g = SpectralGrid({"log_g": [1.0, 2.0, 3.0]}, np.array([[1.0], [2.0], [3.0]]), [7000.0])
+        >>> FisherCeiling(g).crlb([[2.0]], [[0.5]]).tolist()
+        [0.25]
+        """
+        return marginal_crlb(self.fisher(theta, error), self._index(), method=method)
+
+    def posterior(self, flux, error) -> PosteriorSummary:
+        """Posterior summaries of all labels (see :func:`~specreg.bounds.posterior_summary`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
+        >>> post = FisherCeiling(g, n_samples=32, random_state=0).posterior(g.flux([[3.0]]), np.full((1, 8), 0.1))
+        >>> bool(abs(post.mean[0, 0] - 3.0) < 0.1)
+        True
+        """
+        return posterior_summary(
+            self._model(),
+            flux,
+            error,
+            self._prior(),
+            n_samples=self.n_samples,
+            lattice=self.lattice,
+            chunk_size=self.chunk_size,
+            random_state=self._rng(),
+            progress=self.progress,
+        )
+
+    def evaluate(self, X, y, *, theta=None, snr=None) -> pd.DataFrame:
+        """Per-spectrum posterior mean, CRLB and diagnostics for spectra ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, 2 * n_pix)
+            ``[flux | error]`` with the observed (noisy) flux.
+        y : array-like of shape (n,)
+            True target labels.
+        theta : array-like of shape (n, d) or DataFrame, optional
+            True labels of all parameters. When given, the Fisher matrices are
+            evaluated there (the reference's setting); otherwise at the
+            maximum-likelihood labels.
+        snr : array-like of shape (n,), optional
+            Per-spectrum SNR (median of noiseless flux / error). Default: that
+            of the model spectrum at ``theta`` (or at the ML labels).
+
+        Returns
+        -------
+        DataFrame with one row per spectrum.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
+        >>> X = np.hstack([g.flux([[3.0]]), np.full((1, 8), 0.1)])
+        >>> FisherCeiling(g, n_samples=32, random_state=0).evaluate(X, [3.0]).shape[0]
+        1
+        """
+        model = self._model()
+        flux, error = split_X(X, getattr(model, "n_pix", None))
+        y = np.asarray(y, dtype=float).reshape(-1)
+        if y.size != flux.shape[0]:
+            raise ValueError(f"y has {y.size} values for {flux.shape[0]} spectra")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or infinite values")
+        k = self._index()
+        post = self.posterior(flux, error)
+        if theta is None:
+            labels, F, source = post.theta_ml, post.fisher_ml, "ml"
+        else:
+            from ..spectra._validation import as_label_array
+
+            labels = as_label_array(theta, tuple(model.param_names))
+            if labels.shape[0] != y.size:
+                raise ValueError(f"theta has {labels.shape[0]} rows for {y.size} spectra")
+            F, source = self.fisher(labels, error), "true"
+        if snr is None:
+            clean = model.flux(labels, out_of_bounds="clip")
+            snr = np.median(clean / error, axis=1)
+        snr = np.asarray(snr, dtype=float).reshape(-1)
+        if snr.size != y.size:
+            raise ValueError(f"snr has {snr.size} values for {y.size} spectra")
+        frame = pd.DataFrame(
+            {
+                "y": y,
+                "snr": snr,
+                "posterior_mean": post.mean[:, k],
+                "posterior_mean_se": post.mean_se[:, k],
+                "posterior_var": post.var[:, k],
+                "posterior_var_se": post.var_se[:, k],
+                "theta_ml": post.theta_ml[:, k],
+                "ess": post.ess,
+                "crlb": marginal_crlb(F, k),
+                "crlb_inverse": marginal_crlb(F, k, method="inverse"),
+                "schur": schur_decay(F, k),
+                "cond": condition_number(F),
+            }
+        )
+        frame.attrs["fisher_labels"] = source
+        self.last_evaluation_ = frame
+        self._last_fisher = F if source == "true" else None
+        return frame
+
+    def _summarise(self, frame: pd.DataFrame, fisher=None) -> dict:
+        prior = self._prior()
+        names = tuple(self._model().param_names)
+        F = None
+        if fisher is not None:
+            perm = [names.index(p) for p in prior.param_names]
+            F = fisher[:, perm][:, :, perm]
+        row = summarise_ceiling(
+            frame, prior=prior, fisher=F, index=list(prior.param_names).index(self.target)
+        )
+        row["fisher_labels"] = frame.attrs.get("fisher_labels", "ml")
+        return row
+
+    # -------------------------------------------------------------- reports
+    def ceiling(self, X, y, *, theta=None, snr=None) -> dict:
+        """All ceilings for the spectra ``X`` as one dict (see :func:`summarise_ceiling`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
+        >>> X = np.hstack([g.flux([[2.0], [4.0]]), np.full((2, 8), 0.1)])
+        >>> row = FisherCeiling(g, n_samples=32, random_state=0).ceiling(X, [2.0, 4.0])
+        >>> row["r2_bayes"] > 0.9
+        True
+        """
+        frame = self.evaluate(X, y, theta=theta, snr=snr)
+        return self._summarise(frame, self._last_fisher)
+
+    def __call__(self, estimator, X, y, theta=None) -> float:
+        """Scorer interface: the ceiling (``aggregation``) for the spectra ``X``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
+        >>> X = np.hstack([g.flux([[2.0], [4.0]]), np.full((2, 8), 0.1)])
+        >>> FisherCeiling(g, n_samples=32, random_state=0)(None, X, [2.0, 4.0]) > 0.9
+        True
+        """
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"aggregation must be one of {sorted(AGGREGATIONS)}, got {self.aggregation!r}"
+            )
+        return float(self.ceiling(X, y, theta=theta)[AGGREGATIONS[self.aggregation]])
+
+    def table_by_snr(
+        self, X, y, *, snr=None, bins=8, strategy="quantile", theta=None
+    ) -> pd.DataFrame:
+        """Ceilings per SNR bin for a test set (the models' axis and bins).
+
+        Parameters
+        ----------
+        X, y, theta, snr
+            As in :meth:`evaluate`.
+        bins : int or array-like, default=8
+            Number of bins or explicit edges (see :func:`specreg.metrics.snr_bin_edges`).
+        strategy : {"quantile", "uniform", "log"}, default="quantile"
+
+        Returns
+        -------
+        DataFrame, one row per bin (``snr_lo``, ``snr_hi`` and the columns of
+        :func:`summarise_ceiling`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
+        >>> X = np.hstack([g.flux([[2.0], [4.0], [3.0], [1.5]]), np.full((4, 8), 0.1)])
+        >>> FisherCeiling(g, n_samples=32).table_by_snr(X, [2.0, 4.0, 3.0, 1.5], bins=2).shape[0]
+        2
+        """
+        from ..metrics import assign_snr_bins, snr_bin_edges
+
+        frame = self.evaluate(X, y, theta=theta, snr=snr)
+        F = self._last_fisher
+        edges = snr_bin_edges(frame["snr"].to_numpy(), bins, strategy=strategy)
+        idx = assign_snr_bins(frame["snr"].to_numpy(), edges)
+        rows = []
+        for b in range(len(edges) - 1):
+            sel = idx == b
+            if not sel.any():
+                continue
+            sub = frame.loc[sel].copy()
+            sub.attrs = frame.attrs
+            row = {"snr_lo": edges[b], "snr_hi": edges[b + 1]}
+            row.update(self._summarise(sub, None if F is None else F[sel]))
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def table(self, mags, n: int = 2000, *, random_state=None) -> pd.DataFrame:
+        """Ceiling table per magnitude on spectra simulated from the model.
+
+        For each magnitude, ``n`` labels are drawn from the prior, the spectra
+        get errors from ``noise`` and one noise draw; the Fisher matrices are
+        evaluated at the true labels (as the reference did) and the posterior
+        means on the noisy spectra.
+
+        Parameters
+        ----------
+        mags : sequence of float
+        n : int, default=2000
+        random_state : int or None
+            Seed of the simulated spectra (default: derived from ``random_state``).
+
+        Returns
+        -------
+        DataFrame with one row per magnitude: ``mag``, ``snr`` (median
+        per-spectrum SNR), ``r2_bayes`` (+ MC error), ``r2_max_median``,
+        ``r2_max_p10``, ``r2_max_p90``, ``r2_population``, ``schur``,
+        ``sigma_min`` and the other columns of :func:`summarise_ceiling`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid, pfs_mr_wave
+        >>> wave = pfs_mr_wave(64)
+        >>> flux = 0.5 - 0.05 * np.array([1.0, 2.0, 3.0])[:, None] * np.exp(-0.5 * ((wave - 8000) / 200) ** 2)
+        >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, wave)
+        >>> t = FisherCeiling(grid, n_samples=32, random_state=0).table([20.0, 23.0], n=30)
+        >>> bool(t["r2_bayes"].iloc[0] > t["r2_bayes"].iloc[1])
+        True
+        """
+        from ..datasets import make_spectra
+        from ..spectra import PFSNoiseModel
+
+        model = self._model()
+        noise = self.noise if self.noise is not None else PFSNoiseModel(model.wave)
+        seeds = np.random.SeedSequence(
+            random_state if random_state is not None else int(self._rng().integers(2**32))
+        ).spawn(len(mags))
+        rows = []
+        for mag, seed in zip(mags, seeds):
+            spectra = make_spectra(
+                int(n),
+                grid=model,
+                prior=self._prior(),
+                mag=float(mag),
+                noise="fixed",
+                noise_model=noise,
+                random_state=int(seed.generate_state(1)[0]),
+            )
+            theta = spectra.params.loc[:, list(model.param_names)]
+            frame = self.evaluate(
+                spectra.X, spectra.params[self.target], theta=theta, snr=spectra.params["snr"]
+            )
+            row = {"mag": float(mag)}
+            row.update(self._summarise(frame, self._last_fisher))
+            rows.append(row)
+        return pd.DataFrame(rows)

@@ -1,0 +1,288 @@
+"""Scores per SNR bin on the per-spectrum SNR axis, with bootstrap bands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "REFERENCE_SNR_EDGES",
+    "assign_snr_bins",
+    "efficiency_by_snr",
+    "regression_scores",
+    "scores_by_snr",
+    "snr_bin_edges",
+    "snr_from_X",
+]
+
+#: The reference study's fixed SNR bins (centres 3, 4, 5, 6, 7, 10, 15, 21).
+REFERENCE_SNR_EDGES = np.array([2.5, 3.5, 4.5, 5.5, 6.5, 8.5, 12.5, 18.0, 28.0])
+
+
+def _as_1d(a, name: str) -> np.ndarray:
+    arr = np.asarray(a, dtype=float).reshape(-1)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def snr_from_X(X) -> np.ndarray:
+    """Per-spectrum SNR ``median(flux / error)`` from the stacked input ``[flux | error]``.
+
+    On noisy flux this is close to, not equal to, the noiseless SNR stored in
+    ``Spectra.params["snr"]``; prefer the stored one for test sets.
+
+    Examples
+    --------
+    >>> snr_from_X([[1.0, 2.0, 0.1, 0.2]]).tolist()
+    [10.0]
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] % 2:
+        raise ValueError(f"X must have shape (n, 2 * n_pix), got {X.shape}")
+    half = X.shape[1] // 2
+    err = X[:, half:]
+    if np.any(err <= 0):
+        raise ValueError("error must be > 0 everywhere")
+    return np.median(X[:, :half] / err, axis=1)
+
+
+def snr_bin_edges(snr, bins=8, *, strategy: str = "quantile") -> np.ndarray:
+    """Edges of SNR bins.
+
+    Parameters
+    ----------
+    snr : array-like of shape (n,)
+    bins : int or array-like, default=8
+        Number of bins, or explicit increasing edges (``strategy`` is then ignored),
+        e.g. :data:`REFERENCE_SNR_EDGES`.
+    strategy : {"quantile", "uniform", "log"}, default="quantile"
+        Equal-count bins, equal-width bins, or equal width in log SNR.
+
+    Returns
+    -------
+    edges : ndarray of shape (n_bins + 1,)
+
+    Examples
+    --------
+    >>> snr_bin_edges([1, 2, 3, 4], 2).tolist()
+    [1.0, 2.5, 4.0]
+    """
+    snr = _as_1d(snr, "snr")
+    if np.ndim(bins) > 0:
+        edges = np.asarray(bins, dtype=float)
+        if edges.size < 2 or np.any(np.diff(edges) <= 0):
+            raise ValueError(f"bin edges must be at least 2 increasing values, got {bins}")
+        return edges
+    k = int(bins)
+    if k < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    if snr.size == 0:
+        raise ValueError("snr is empty")
+    if strategy == "quantile":
+        edges = np.quantile(snr, np.linspace(0, 1, k + 1))
+    elif strategy == "uniform":
+        edges = np.linspace(snr.min(), snr.max(), k + 1)
+    elif strategy == "log":
+        if np.any(snr <= 0):
+            raise ValueError("log bins need snr > 0")
+        edges = np.exp(np.linspace(np.log(snr.min()), np.log(snr.max()), k + 1))
+    else:
+        raise ValueError(f"strategy must be 'quantile', 'uniform' or 'log', got {strategy!r}")
+    return np.unique(edges) if np.unique(edges).size > 1 else np.array([edges[0], edges[0] + 1])
+
+
+def assign_snr_bins(snr, edges) -> np.ndarray:
+    """Bin index of each spectrum (last bin closed on the right); -1 outside the edges.
+
+    Examples
+    --------
+    >>> assign_snr_bins([0.5, 1.0, 2.0, 3.0, 9.0], [1.0, 2.0, 3.0]).tolist()
+    [-1, 0, 1, 1, -1]
+    """
+    snr = _as_1d(snr, "snr")
+    edges = np.asarray(edges, dtype=float)
+    idx = np.searchsorted(edges, snr, side="right") - 1
+    idx[snr == edges[-1]] = edges.size - 2
+    idx[(snr < edges[0]) | (snr > edges[-1])] = -1
+    return idx
+
+
+def regression_scores(y_true, y_pred) -> dict:
+    """R2 (with the labels' own variance, ddof=0), MAE, RMSE and bias (pred - true).
+
+    Examples
+    --------
+    >>> regression_scores([1.0, 3.0], [1.5, 2.5])
+    {'r2': 0.75, 'mae': 0.5, 'rmse': 0.5, 'bias': 0.0, 'mse': 0.25}
+    """
+    y, p = _as_1d(y_true, "y_true"), _as_1d(y_pred, "y_pred")
+    if y.shape != p.shape:
+        raise ValueError(f"y_true {y.shape} and y_pred {p.shape} differ in shape")
+    e = p - y
+    mse = float(np.mean(e**2))
+    var = float(np.var(y))
+    return {
+        "r2": 1.0 - mse / var if var > 0 else float("nan"),
+        "mae": float(np.mean(np.abs(e))),
+        "rmse": float(np.sqrt(mse)),
+        "bias": float(np.mean(e)),
+        "mse": mse,
+    }
+
+
+def scores_by_snr(
+    y_true,
+    y_pred,
+    snr,
+    *,
+    bins=8,
+    strategy: str = "quantile",
+    n_bootstrap: int = 200,
+    quantiles: tuple[float, float] = (0.1, 0.9),
+    random_state=None,
+) -> pd.DataFrame:
+    """R2, MAE, RMSE and bias per SNR bin, with bootstrap bands.
+
+    R2 in a bin uses the variance of that bin's true labels, the same
+    denominator as the ceiling for those spectra.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n,)
+    snr : array-like of shape (n,)
+        Per-spectrum SNR (median of noiseless flux / error).
+    bins : int or array-like, default=8
+        See :func:`snr_bin_edges`.
+    strategy : {"quantile", "uniform", "log"}, default="quantile"
+    n_bootstrap : int, default=200
+        Resamples (within each bin) for the bands; 0 disables them.
+    quantiles : (float, float), default=(0.1, 0.9)
+        Band quantiles (the reference's q10-q90).
+    random_state : int or None
+
+    Returns
+    -------
+    DataFrame with columns ``snr_lo``, ``snr_hi``, ``snr`` (median), ``n``,
+    ``var_y``, ``r2``, ``mae``, ``rmse``, ``bias``, ``mse`` and
+    ``<metric>_lo`` / ``<metric>_hi`` bands for r2, mae, rmse, bias.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.uniform(1, 5, 200); snr = rng.uniform(2, 20, 200)
+    >>> t = scores_by_snr(y, y + rng.normal(0, 1 / snr), snr, bins=4, random_state=0)
+    >>> t.shape[0], bool(t["r2"].is_monotonic_increasing)
+    (4, True)
+    """
+    y, p, s = _as_1d(y_true, "y_true"), _as_1d(y_pred, "y_pred"), _as_1d(snr, "snr")
+    if not (y.shape == p.shape == s.shape):
+        raise ValueError("y_true, y_pred and snr must have the same length")
+    edges = snr_bin_edges(s, bins, strategy=strategy)
+    idx = assign_snr_bins(s, edges)
+    rng = np.random.default_rng(random_state)
+    rows = []
+    for b in range(edges.size - 1):
+        sel = np.flatnonzero(idx == b)
+        row = {"snr_lo": edges[b], "snr_hi": edges[b + 1], "n": sel.size}
+        if sel.size == 0:
+            rows.append(row)
+            continue
+        row["snr"] = float(np.median(s[sel]))
+        row["var_y"] = float(np.var(y[sel]))
+        row.update(regression_scores(y[sel], p[sel]))
+        if n_bootstrap and sel.size > 1:
+            boot = _bootstrap(y[sel], p[sel], n_bootstrap, rng)
+            for key in ("r2", "mae", "rmse", "bias"):
+                lo, hi = np.nanquantile(boot[key], quantiles)
+                row[f"{key}_lo"], row[f"{key}_hi"] = float(lo), float(hi)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _bootstrap(y, p, n_boot, rng) -> dict:
+    m = y.size
+    pick = rng.integers(0, m, size=(n_boot, m))
+    yb, eb = y[pick], p[pick] - y[pick]
+    mse = np.mean(eb**2, axis=1)
+    var = np.var(yb, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(var > 0, 1.0 - mse / var, np.nan)
+    return {
+        "r2": r2,
+        "mae": np.mean(np.abs(eb), axis=1),
+        "rmse": np.sqrt(mse),
+        "bias": np.mean(eb, axis=1),
+    }
+
+
+def efficiency_by_snr(
+    y_true,
+    y_pred,
+    y_bayes,
+    snr,
+    *,
+    bins=8,
+    strategy: str = "quantile",
+    n_bootstrap: int = 200,
+    quantiles: tuple[float, float] = (0.1, 0.9),
+    random_state=None,
+) -> pd.DataFrame:
+    """Efficiency ``MSE_Bayes / MSE_model`` per SNR bin, on exactly the same spectra.
+
+    1 means the model reaches the Bayes-optimal ceiling; the bootstrap
+    resamples the (model, Bayes) error pairs together, so the band reflects
+    the paired comparison.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n,)
+    y_bayes : array-like of shape (n,)
+        Posterior means (e.g. ``FisherCeiling.last_evaluation_["posterior_mean"]``).
+    snr : array-like of shape (n,)
+    bins, strategy, n_bootstrap, quantiles, random_state
+        As in :func:`scores_by_snr`.
+
+    Returns
+    -------
+    DataFrame with ``snr_lo``, ``snr_hi``, ``snr``, ``n``, ``mse_model``,
+    ``mse_bayes``, ``efficiency``, ``efficiency_lo``, ``efficiency_hi``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.linspace(1, 5, 100)
+    >>> t = efficiency_by_snr(y, y + 0.2, y + 0.1, np.linspace(1, 10, 100), bins=2, n_bootstrap=0)
+    >>> t["efficiency"].round(3).tolist()
+    [0.25, 0.25]
+    """
+    y, p, q, s = (
+        _as_1d(a, n)
+        for a, n in ((y_true, "y_true"), (y_pred, "y_pred"), (y_bayes, "y_bayes"), (snr, "snr"))
+    )
+    if not (y.shape == p.shape == q.shape == s.shape):
+        raise ValueError("y_true, y_pred, y_bayes and snr must have the same length")
+    edges = snr_bin_edges(s, bins, strategy=strategy)
+    idx = assign_snr_bins(s, edges)
+    rng = np.random.default_rng(random_state)
+    rows = []
+    for b in range(edges.size - 1):
+        sel = np.flatnonzero(idx == b)
+        row = {"snr_lo": edges[b], "snr_hi": edges[b + 1], "n": sel.size}
+        if sel.size:
+            em, eb = (p[sel] - y[sel]) ** 2, (q[sel] - y[sel]) ** 2
+            row.update(
+                snr=float(np.median(s[sel])),
+                mse_model=float(em.mean()),
+                mse_bayes=float(eb.mean()),
+                efficiency=float(eb.mean() / em.mean()) if em.mean() > 0 else float("nan"),
+            )
+            if n_bootstrap and sel.size > 1:
+                pick = rng.integers(0, sel.size, size=(n_bootstrap, sel.size))
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = eb[pick].mean(axis=1) / em[pick].mean(axis=1)
+                lo, hi = np.nanquantile(ratio, quantiles)
+                row["efficiency_lo"], row["efficiency_hi"] = float(lo), float(hi)
+        rows.append(row)
+    return pd.DataFrame(rows)
