@@ -5,5 +5,10 @@ subpackages (``specreg.spectra``, ``specreg.datasets``, ``specreg.bounds``, ...)
 """
 
 from ._version import __version__
+from .estimators import HeteroscedasticNoise, TemplateFitRegressor
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "HeteroscedasticNoise", "TemplateFitRegressor"]
+
+from .bounds import FisherCeiling
+
+__all__ += ["FisherCeiling"]

@@ -1,0 +1,327 @@
+"""Transformers that prepare the stacked ``X = [flux | error]`` for regressors.
+
+* :class:`HeteroscedasticNoise` draws training noise from the error half and drops
+  it (or keeps it, to chain into specreg estimators that need the errors);
+* :class:`MedianNormalizer` scales flux and error so the flux median is 0.5, the
+  reference study's normalisation.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
+
+__all__ = ["HeteroscedasticNoise", "MedianNormalizer"]
+
+
+def _check_stacked(X: np.ndarray) -> int:
+    """Number of pixels of a stacked ``[flux | error]`` array; rejects odd widths."""
+    width = X.shape[1]
+    if width % 2:
+        raise ValueError(
+            f"X must be the stacked [flux | error] array with an even number of columns; "
+            f"got {width} column(s) (odd width)"
+        )
+    return width // 2
+
+
+def _check_error_nonnegative(error: np.ndarray) -> None:
+    bad = error < 0
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"the error half of X has {int(bad.sum())} negative value(s) (e.g. row {row}, "
+            f"pixel {col}: {error[row, col]!r}); 1-sigma errors must be >= 0"
+        )
+
+
+class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
+    """Add Gaussian noise with per-pixel sigma from the error half, for training only.
+
+    ``X`` is the stacked ``[flux | error]`` array of shape ``(n_samples, 2 * n_pix)``
+    (DESIGN.md section 3). In a :class:`~sklearn.pipeline.Pipeline` the training data
+    go through :meth:`fit_transform` and the test data through :meth:`transform`:
+
+    * ``fit_transform(X)`` returns ``flux + noise_level * error * N(0, 1)``, a fresh
+      draw (a new one on every call when ``random_state`` is None or a
+      ``RandomState``; the same one for an int seed, as sklearn's convention goes);
+    * ``transform(X)`` returns the flux half **unchanged**: test flux is already
+      noisy (one fixed draw stored with the test set), so no noise is added.
+
+    The output is flux only, so ``make_pipeline(HeteroscedasticNoise(), Ridge())``
+    just works; ``keep_error=True`` returns ``[noisy flux | error]`` instead, for
+    specreg estimators that weight by the errors (e.g. ``TemplateFitRegressor``).
+    ``noise_level=0`` simply strips the error half.
+
+    Parameters
+    ----------
+    noise_level : float, default=1.0
+        Multiplier of the error half (>= 0).
+    keep_error : bool, default=False
+        Append the (unchanged) error half to the output.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the noise draw in ``fit_transform``.
+
+    Attributes
+    ----------
+    n_pix_ : int
+        Pixels per spectrum (half the width of ``X``).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` has string column names.
+
+    Notes
+    -----
+    The estimator is tagged ``non_deterministic``: its purpose is a random draw.
+    The input is never modified; float32 input gives float32 output.
+    The reference's classical baselines used one fixed draw (numpy seed 42) of the
+    training set; pass ``random_state=42`` for that protocol, or leave it None and
+    refit to average over draws.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.pipeline import make_pipeline
+    >>> flux = np.full((4, 3), 0.5, dtype=np.float32)
+    >>> X = np.hstack([flux, np.full_like(flux, 0.1)])
+    >>> noise = HeteroscedasticNoise(random_state=0)
+    >>> noise.fit_transform(X).shape, noise.transform(X).shape
+    ((4, 3), (4, 3))
+    >>> bool((noise.transform(X) == flux).all())  # test flux passes unchanged
+    True
+    >>> make_pipeline(HeteroscedasticNoise(), Ridge()).fit(X, [1.0, 2.0, 3.0, 4.0]).predict(X).shape
+    (4,)
+    """
+
+    def __init__(self, noise_level: float = 1.0, keep_error: bool = False, random_state=None):
+        self.noise_level = noise_level
+        self.keep_error = keep_error
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def _validate(self, X, reset: bool) -> np.ndarray:
+        if not (isinstance(self.noise_level, numbers.Real) and self.noise_level >= 0):
+            raise ValueError(f"noise_level must be a number >= 0; got {self.noise_level!r}")
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        n_pix = _check_stacked(X)
+        _check_error_nonnegative(X[:, n_pix:])
+        return X
+
+    def fit(self, X, y=None):
+        """Check ``X`` and record its width (nothing is learned).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, 2 * n_pix)
+        y : ignored
+
+        Returns
+        -------
+        self : HeteroscedasticNoise
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> HeteroscedasticNoise().fit(np.ones((2, 6))).n_pix_
+        3
+        """
+        X = self._validate(X, reset=True)
+        self.n_pix_ = X.shape[1] // 2
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit, then return the flux half plus a fresh noise draw (training data).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, 2 * n_pix)
+        y : ignored
+
+        Returns
+        -------
+        X_noisy : ndarray of shape (n_samples, n_pix), or (n_samples, 2 * n_pix) with
+            ``keep_error=True``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.hstack([np.zeros((1000, 1)), np.full((1000, 1), 2.0)])
+        >>> out = HeteroscedasticNoise(noise_level=0.5, random_state=0).fit_transform(X)
+        >>> out.shape, round(float(out.std()), 1)
+        ((1000, 1), 1.0)
+        """
+        X = self._validate(X, reset=True)
+        self.n_pix_ = n_pix = X.shape[1] // 2
+        flux, error = X[:, :n_pix], X[:, n_pix:]
+        rs = check_random_state(self.random_state)
+        # a Generator seeded from the RandomState: ziggurat normals drawn directly in
+        # the input's dtype (no float64 temporary of the size of the data)
+        rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
+        eps = rng.standard_normal(flux.shape, dtype=X.dtype)
+        noisy = flux + X.dtype.type(self.noise_level) * error * eps
+        return np.hstack([noisy, error]) if self.keep_error else noisy
+
+    def transform(self, X):
+        """Return the flux half unchanged (test data are already noisy).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, 2 * n_pix)
+
+        Returns
+        -------
+        flux : ndarray of shape (n_samples, n_pix), or ``X`` itself (a copy) with
+            ``keep_error=True``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.array([[0.5, 0.6, 0.1, 0.1]])
+        >>> HeteroscedasticNoise().fit(X).transform(X).tolist()
+        [[0.5, 0.6]]
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        if self.keep_error:
+            return X.copy()
+        return X[:, : self.n_pix_].copy()
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names: the flux half's input names (and the errors' with
+        ``keep_error=True``).
+
+        Parameters
+        ----------
+        input_features : array-like of str, optional
+
+        Returns
+        -------
+        ndarray of str
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> HeteroscedasticNoise().fit(np.ones((1, 4))).get_feature_names_out().tolist()
+        ['x0', 'x1']
+        """
+        check_is_fitted(self, "n_pix_")
+        names = _check_feature_names_in(self, input_features)
+        return names if self.keep_error else names[: self.n_pix_]
+
+
+class MedianNormalizer(TransformerMixin, BaseEstimator):
+    """Scale each spectrum (flux and error alike) so that its flux median is ``value``.
+
+    The reference study normalises every spectrum to a median of 0.5 over the
+    whole PFS MR range and scales ``error`` by the same factor (pfsspec
+    ``normalize_in``; REFERENCE.md section 1.3), so the errors stay in flux units.
+    Stateless: every row is scaled on its own, in ``fit_transform`` and
+    ``transform`` alike, so it can precede :class:`HeteroscedasticNoise` (normalise
+    the clean flux, then add noise) or follow it.
+
+    Parameters
+    ----------
+    value : float, default=0.5
+        Target median (> 0).
+    stacked : bool, default=True
+        ``X`` is ``[flux | error]`` (both halves scaled, output of the same shape);
+        ``False``: ``X`` is flux only.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` has string column names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, 2.0, 3.0, 0.1, 0.2, 0.3]])
+    >>> MedianNormalizer().fit_transform(X).tolist()
+    [[0.25, 0.5, 0.75, 0.025, 0.05, 0.075]]
+    """
+
+    def __init__(self, value: float = 0.5, stacked: bool = True):
+        self.value = value
+        self.stacked = stacked
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def fit(self, X, y=None):
+        """Check ``X`` (nothing is learned).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self : MedianNormalizer
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> MedianNormalizer().fit(np.ones((2, 4))).n_features_in_
+        4
+        """
+        self._transform(X, reset=True)
+        return self
+
+    def transform(self, X):
+        """Scale each row so that the flux median is ``value``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_scaled : ndarray of shape (n_samples, n_features)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> MedianNormalizer(value=1.0, stacked=False).fit_transform([[2.0, 4.0, 6.0]]).tolist()
+        [[0.5, 1.0, 1.5]]
+        """
+        return self._transform(X, reset=not hasattr(self, "n_features_in_"))
+
+    def _transform(self, X, reset: bool) -> np.ndarray:
+        if not (isinstance(self.value, numbers.Real) and self.value > 0):
+            raise ValueError(f"value must be a number > 0; got {self.value!r}")
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        n_flux = _check_stacked(X) if self.stacked else X.shape[1]
+        med = np.median(X[:, :n_flux], axis=1)
+        bad = ~(med > 0)
+        if bad.any():
+            raise ValueError(
+                f"{int(bad.sum())} spectrum/spectra have a flux median <= 0 (e.g. row "
+                f"{int(np.argmax(bad))}: {med[bad][0]!r}); they cannot be median-normalised"
+            )
+        return X * (X.dtype.type(self.value) / med.astype(X.dtype))[:, None]
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names: the input names.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> MedianNormalizer().fit(np.ones((1, 2))).get_feature_names_out().tolist()
+        ['x0', 'x1']
+        """
+        return _check_feature_names_in(self, input_features)

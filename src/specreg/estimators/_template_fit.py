@@ -1,0 +1,578 @@
+"""TemplateFitRegressor: maximum-likelihood chi-square fit of a spectral model to each spectrum.
+
+A thin estimator around the functional core in :mod:`._chi2`: validation, grid
+resolution, batching, threads and the progress bar live here; the mathematics there.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
+
+from ..spectra import SpectralGrid
+from ._chi2 import coarse_chi2, fisher_matrix, legendre_basis, lm_refine
+
+__all__ = ["TemplateFitRegressor", "split_flux_error"]
+
+# nodes per axis of the start lattice for spectral models that are not grids
+_LATTICE_POINTS = 5
+
+
+def split_flux_error(X: np.ndarray, n_pix: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Views of the flux and error halves of a stacked ``X = [flux | error]``, checked.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, 2 * n_pix)
+        Finite values (validated by the caller).
+    n_pix : int, optional
+        Expected number of pixels (e.g. the spectral model's).
+
+    Returns
+    -------
+    flux, error : ndarray of shape (n_samples, n_pix)
+        Views into ``X`` (never written to).
+
+    Raises
+    ------
+    ValueError
+        Odd width, a pixel count that differs from ``n_pix``, or errors <= 0 (which
+        would be infinite chi-square weights).
+
+    Examples
+    --------
+    >>> f, e = split_flux_error(np.array([[1.0, 2.0, 0.1, 0.2]]))
+    >>> f.tolist(), e.tolist()
+    ([[1.0, 2.0]], [[0.1, 0.2]])
+    """
+    width = X.shape[1]
+    if width % 2:
+        raise ValueError(
+            f"X must be the stacked [flux | error] array with an even number of columns; "
+            f"got {width} column(s) (odd width)"
+        )
+    half = width // 2
+    if n_pix is not None and half != n_pix:
+        raise ValueError(
+            f"X has {width} columns, i.e. {half} pixels of flux and of error, but the "
+            f"spectral model has {n_pix} pixels"
+        )
+    flux, error = X[:, :half], X[:, half:]
+    bad = ~(error > 0)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"the error half of X has {int(bad.sum())} value(s) <= 0 (e.g. row {row}, pixel "
+            f"{col}: {error[row, col]!r}); 1-sigma errors must be > 0, since a zero error "
+            "would be an infinite chi-square weight"
+        )
+    return flux, error
+
+
+def _resolve_model(grid):
+    if grid is None:
+        from ..datasets import load_grid  # raises a clear FileNotFoundError when absent
+
+        return load_grid()
+    missing = [
+        a for a in ("param_names", "wave", "bounds", "flux", "jacobian") if not hasattr(grid, a)
+    ]
+    if missing:
+        raise TypeError(
+            f"grid must be a SpectralGrid or another SpectralModel (param_names, wave, "
+            f"bounds, flux, jacobian); {type(grid).__name__} lacks {missing}"
+        )
+    return grid
+
+
+class TemplateFitRegressor(RegressorMixin, BaseEstimator):
+    """Maximum-likelihood template fit of a spectral model to each spectrum.
+
+    Every spectrum (the flux half of ``X``) is fitted by ``A(lambda) * T(theta)``,
+    where ``T`` is the spectral model (by default the embedded grid), ``theta`` the
+    labels and ``A`` a multiplicative Legendre polynomial of degree ``poly_degree``
+    (0: a single amplitude), minimising ``chi2 = sum ((f - A T) / sigma)**2`` with
+    ``sigma`` the error half of ``X``. ``A`` is solved analytically for every
+    ``theta`` (profiled out). The labels start at the best grid node, found for all
+    spectra at once by matrix products, and are refined by a vectorised
+    Levenberg-Marquardt iteration that uses the model Jacobian and stays inside the
+    grid box.
+
+    The fit learns nothing from the training data: ``fit`` only validates the data
+    and resolves the spectral model, so the estimator can sit in pipelines and
+    ``cross_validate`` next to trained regressors.
+
+    Parameters
+    ----------
+    grid : SpectralModel or None, default=None
+        The forward model (a :class:`~specreg.spectra.SpectralGrid` or any object
+        with ``param_names``, ``wave``, ``bounds``, ``flux`` and ``jacobian``).
+        ``None`` uses the embedded grid (:func:`specreg.datasets.load_grid`), which
+        raises ``FileNotFoundError`` when it is not installed.
+    params : tuple of str, default=("T_eff", "log_g", "M_H")
+        Labels fitted; must be the model's labels (in any order) and include
+        ``log_g``. They are reported in this order.
+    poly_degree : int, default=0
+        Degree of the multiplicative polynomial; 0 fits a single amplitude.
+    max_iter : int, default=30
+        Maximum Levenberg-Marquardt iterations per spectrum.
+    xtol : float, default=1e-4
+        Convergence when a step moves every label by less than ``xtol`` times the
+        node spacing of its axis (label scaling: K and dex alike).
+    batch_size : int, default=256
+        Spectra fitted together (bounds memory: about ``batch_size * n_pix * 100``
+        bytes).
+    n_jobs : int or None, default=None
+        Batches fitted in parallel threads (numpy's heavy kernels release the GIL).
+        ``None`` runs batches one after the other and lets BLAS use its own
+        threads; with ``n_jobs`` set, BLAS is limited to one thread per worker so
+        the two kinds of parallelism do not oversubscribe the cores.
+    progress_bar : bool, default=False
+        Show a tqdm progress bar over spectra.
+
+    Attributes
+    ----------
+    grid_ : SpectralModel
+        The resolved spectral model.
+    param_names_ : tuple of str
+        The fitted labels, in output order.
+    n_pix_ : int
+    n_features_in_ : int
+        ``2 * n_pix_``.
+
+    See Also
+    --------
+    HeteroscedasticNoise : adds noise to training flux; ``keep_error=True`` chains
+        into this estimator.
+
+    Notes
+    -----
+    Results per spectrum (all labels, formal 1-sigma errors from the inverse of the
+    profiled normal matrix, the chi-square, the amplitude, iterations and a
+    convergence flag) come from :meth:`predict_params`; :meth:`predict` returns the
+    ``log_g`` column of the same fit. The formal errors are the Cramer-Rao bound
+    evaluated at the fitted labels (amplitude marginalised), not scaled by the
+    reduced chi-square.
+
+    Labels whose interpolation stencil would touch a missing grid node are not
+    reached: such trial steps are rejected.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specreg.spectra import SpectralGrid
+    >>> wave = np.linspace(7100.0, 8850.0, 200)
+    >>> g = np.linspace(1.0, 5.0, 5)
+    >>> t = np.linspace(4000.0, 6000.0, 5)
+    >>> line = lambda tt, gg: 1 - (0.3 + 0.05 * gg) * np.exp(-((wave - 8000 - 0.1 * (tt - 5000)) / 3) ** 2)
+    >>> flux = np.array([[line(a, b) for b in g] for a in t])
+    >>> grid = SpectralGrid({"T_eff": t, "log_g": g}, flux, wave)
+    >>> truth = np.array([[4700.0, 2.3]])
+    >>> X = np.hstack([grid.flux(truth), np.full((1, 200), 0.01)])
+    >>> reg = TemplateFitRegressor(grid, params=("T_eff", "log_g")).fit(X, [2.3])
+    >>> reg.predict(X).round(3).tolist()
+    [2.3]
+    >>> reg.predict_params(X)[["T_eff", "log_g"]].round(1).values.tolist()
+    [[4700.0, 2.3]]
+    """
+
+    def __init__(
+        self,
+        grid=None,
+        params: tuple[str, ...] = ("T_eff", "log_g", "M_H"),
+        poly_degree: int = 0,
+        max_iter: int = 30,
+        xtol: float = 1e-4,
+        batch_size: int = 256,
+        n_jobs: int | None = None,
+        progress_bar: bool = False,
+    ):
+        self.grid = grid
+        self.params = params
+        self.poly_degree = poly_degree
+        self.max_iter = max_iter
+        self.xtol = xtol
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.progress_bar = progress_bar
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # errors are part of X and must be > 0; no NaN (they would be silent zero weights)
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # ------------------------------------------------------------------ checks
+    def _check_hyper_params(self) -> None:
+        for name in ("max_iter", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if not isinstance(self.poly_degree, numbers.Integral) or self.poly_degree < 0:
+            raise ValueError(f"poly_degree must be an integer >= 0; got {self.poly_degree!r}")
+        if not (isinstance(self.xtol, numbers.Real) and self.xtol > 0):
+            raise ValueError(f"xtol must be a positive number; got {self.xtol!r}")
+
+    def _check_params_against(self, model) -> tuple[str, ...]:
+        params = (self.params,) if isinstance(self.params, str) else tuple(self.params)
+        names = tuple(model.param_names)
+        if sorted(params) != sorted(names):
+            raise ValueError(
+                f"params={params} must be the spectral model's labels {names} (in any "
+                "order); fitting a subset with the others fixed is not supported"
+            )
+        if "log_g" not in params:
+            raise ValueError(f"params must include 'log_g' (the target); got {params}")
+        return params
+
+    def _check_X(self, X, reset: bool, y=None):
+        kwargs = dict(reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1)
+        if y is None:
+            X = validate_data(self, X, **kwargs)
+        else:
+            X, y = validate_data(self, X, y, y_numeric=True, **kwargs)
+        return X, y
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, X, y=None):
+        """Validate the data and resolve the spectral model (nothing is learned).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, 2 * n_pix)
+            ``[flux | error]``; errors > 0.
+        y : array-like of shape (n_samples,), optional
+            log g; checked to lie inside the model's log g range.
+
+        Returns
+        -------
+        self : TemplateFitRegressor
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.ones((3, 4)), np.arange(4.0))
+        >>> TemplateFitRegressor(grid, params=("log_g",)).fit(np.ones((2, 8)), [2.0, 3.0]).n_pix_
+        4
+        """
+        self._check_hyper_params()
+        X, y = self._check_X(X, reset=True, y=y)
+        model = _resolve_model(self.grid)
+        params = self._check_params_against(model)
+        n_pix = int(np.asarray(model.wave).shape[0])
+        split_flux_error(X, n_pix)
+        if y is not None:
+            lo, hi = model.bounds["log_g"]
+            y = np.asarray(y, dtype=float)
+            outside = (y < lo) | (y > hi)
+            if outside.any():
+                raise ValueError(
+                    f"{int(outside.sum())} log_g label(s) in y lie outside the spectral "
+                    f"model's range [{lo:g}, {hi:g}] (e.g. {y[outside][0]:g}); a template "
+                    "fit cannot return them"
+                )
+        self.grid_ = model
+        self.param_names_ = params
+        self.n_pix_ = n_pix
+        return self
+
+    # ----------------------------------------------------------------- predict
+    def predict(self, X) -> np.ndarray:
+        """log g of the best-fitting model spectrum for each spectrum.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, 2 * n_pix)
+
+        Returns
+        -------
+        log_g : ndarray of shape (n_samples,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, [[1.0, 0.5], [1.0, 0.6], [1.0, 0.9]], [1.0, 2.0])
+        >>> X = np.hstack([2 * grid.flux([[2.0]]), [[0.01, 0.01]]])
+        >>> TemplateFitRegressor(grid, params=("log_g",)).fit(X).predict(X).round(4).tolist()
+        [2.0]
+        """
+        return self.predict_params(X)["log_g"].to_numpy()
+
+    def predict_params(self, X, *, init=None, return_cov: bool = False):
+        """All fitted labels, their formal errors and the fit statistics.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, 2 * n_pix)
+            ``[flux | error]``; errors > 0.
+        init : array-like of shape (n_samples, n_params) or DataFrame, optional
+            Starting labels (in ``param_names_`` order, or a DataFrame with those
+            columns) instead of the coarse search over the grid nodes; must lie
+            inside the grid box.
+        return_cov : bool, default=False
+            Also return the formal covariance matrices of the labels.
+
+        Returns
+        -------
+        result : DataFrame of n_samples rows
+            One column per label (``param_names_``), ``<label>_err`` (formal 1-sigma,
+            the square root of the diagonal of the inverse profiled normal matrix),
+            ``chi2``, ``dof`` (pixels minus labels minus polynomial coefficients),
+            ``amplitude`` (the constant term of the polynomial), ``n_iter`` and
+            ``converged``.
+        cov : ndarray of shape (n_samples, n_params, n_params)
+            Only with ``return_cov=True``; in ``param_names_`` order.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, [[1.0, 0.5], [1.0, 0.6], [1.0, 0.9]], [1.0, 2.0])
+        >>> X = np.hstack([2 * grid.flux([[2.0]]), [[0.01, 0.01]]])
+        >>> res = TemplateFitRegressor(grid, params=("log_g",)).fit(X).predict_params(X)
+        >>> list(res.columns)
+        ['log_g', 'log_g_err', 'chi2', 'dof', 'amplitude', 'n_iter', 'converged']
+        >>> round(float(res["amplitude"][0]), 4)
+        2.0
+        """
+        check_is_fitted(self)
+        self._check_hyper_params()
+        X, _ = self._check_X(X, reset=False)
+        flux, error = split_flux_error(X, self.n_pix_)
+        model = self.grid_
+        names = tuple(model.param_names)
+        order = [names.index(p) for p in self.param_names_]  # model order -> output order
+        start = None
+        if init is not None:
+            start = self._check_init(init, X.shape[0])
+
+        n = X.shape[0]
+        batches = [slice(s, min(s + self.batch_size, n)) for s in range(0, n, self.batch_size)]
+        job = _BatchFitter(model, self.poly_degree, self.max_iter, self.xtol)
+        results = self._run(job, flux, error, start, batches)
+
+        theta = np.concatenate([r["theta"] for r in results])[:, order]
+        cov = np.concatenate([r["cov"] for r in results])[:, order][:, :, order]
+        out = pd.DataFrame(theta, columns=list(self.param_names_))
+        std = np.sqrt(np.clip(np.einsum("nii->ni", cov), 0.0, None))
+        for k, p in enumerate(self.param_names_):
+            out[f"{p}_err"] = std[:, k]
+        out["chi2"] = np.concatenate([r["chi2"] for r in results])
+        out["dof"] = self.n_pix_ - len(names) - (self.poly_degree + 1)
+        out["amplitude"] = np.concatenate([r["coef"][:, 0] for r in results])
+        out["n_iter"] = np.concatenate([r["n_iter"] for r in results])
+        out["converged"] = np.concatenate([r["converged"] for r in results])
+        return (out, cov) if return_cov else out
+
+    def _check_init(self, init, n: int) -> np.ndarray:
+        from ..spectra._validation import as_label_array
+
+        names = tuple(self.grid_.param_names)
+        if isinstance(init, pd.DataFrame):
+            arr = as_label_array(init, names)
+        else:
+            arr = as_label_array(init, self.param_names_)
+            arr = arr[:, [self.param_names_.index(p) for p in names]]
+        if arr.shape[0] != n:
+            raise ValueError(f"init has {arr.shape[0]} rows for {n} spectra")
+        lo, hi = _box(self.grid_)
+        outside = (arr < lo) | (arr > hi)
+        if outside.any():
+            row, col = np.argwhere(outside)[0]
+            raise ValueError(
+                f"{int(outside.any(axis=1).sum())} init label vector(s) lie outside the grid "
+                f"box, e.g. row {row}: {names[col]}={arr[row, col]:g} not in "
+                f"[{lo[col]:g}, {hi[col]:g}]"
+            )
+        return arr
+
+    def _run(self, job, flux, error, start, batches) -> list[dict]:
+        from tqdm.auto import tqdm
+
+        def pieces():
+            for sl in batches:
+                yield sl, flux[sl], error[sl], None if start is None else start[sl]
+
+        bar = tqdm(
+            total=flux.shape[0],
+            disable=not self.progress_bar,
+            desc="template fit",
+            unit="spectra",
+        )
+        results = []
+        with bar:
+            if self.n_jobs is None or self.n_jobs == 1 or len(batches) == 1:
+                for sl, f, e, s in pieces():
+                    results.append(job(f, e, s))
+                    bar.update(sl.stop - sl.start)
+            else:
+                # one BLAS thread per worker: joblib threads already fill the cores
+                with threadpool_limits(limits=1):
+                    parallel = Parallel(
+                        n_jobs=self.n_jobs, prefer="threads", return_as="generator"
+                    )
+                    gen = parallel(delayed(job)(f, e, s) for _, f, e, s in pieces())
+                    for sl, res in zip(batches, gen):
+                        results.append(res)
+                        bar.update(sl.stop - sl.start)
+        return results
+
+
+def _box(model) -> tuple[np.ndarray, np.ndarray]:
+    names = tuple(model.param_names)
+    lo = np.array([model.bounds[p][0] for p in names], dtype=float)
+    hi = np.array([model.bounds[p][1] for p in names], dtype=float)
+    return lo, hi
+
+
+class _BatchFitter:
+    """Fit one batch: coarse start over templates, then LM (picklable, stateless)."""
+
+    def __init__(self, model, poly_degree: int, max_iter: int, xtol: float):
+        self.model = model
+        self.max_iter = max_iter
+        self.basis = legendre_basis(np.asarray(model.wave, dtype=float), poly_degree)
+        self.lo, self.hi = _box(model)
+        if isinstance(model, SpectralGrid):
+            valid = model.valid.reshape(-1)
+            self.start_labels = model.nodes[valid]
+            self.templates = np.asarray(model.node_flux[valid], dtype=np.float64)
+            spacing = np.array(
+                [np.median(np.diff(a)) if a.size > 1 else 1.0 for a in model.axes.values()]
+            )
+            self.node_index = np.flatnonzero(valid)
+        else:
+            axes = [np.linspace(a, b, _LATTICE_POINTS) for a, b in zip(self.lo, self.hi)]
+            mesh = np.meshgrid(*axes, indexing="ij")
+            self.start_labels = np.stack([m.ravel() for m in mesh], axis=1)
+            self.templates = np.asarray(model.flux(self.start_labels), dtype=np.float64)
+            spacing = (self.hi - self.lo) / (_LATTICE_POINTS - 1)
+            self.node_index = None
+        self.xtol = xtol * np.where(spacing > 0, spacing, 1.0)
+
+    def _subnode_start(self, chi2: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Move the best node to the vertex of the parabola through the chi-square of
+        it and its neighbours, axis by axis (within half a cell).
+
+        A start between nodes is closer to the minimum, and it avoids starting exactly
+        on a node where the interpolant's slope along an axis can vanish (the
+        Gauss-Newton step would then be undefined there).
+        """
+        grid = self.model
+        n = chi2.shape[0]
+        full = np.full((n, grid.n_nodes), np.inf)
+        full[:, self.node_index] = chi2
+        full = full.reshape(n, *grid.shape)
+        best = np.unravel_index(np.argmin(full.reshape(n, -1), axis=1), grid.shape)
+        rows = np.arange(n)
+        start = start.copy()
+        for a, x in enumerate(grid.axes.values()):
+            m = x.size
+            if m < 3:
+                continue
+            i = best[a]
+            c = np.clip(i, 1, m - 2)
+            y = []
+            for k in (c - 1, c, c + 1):
+                idx = list(best)
+                idx[a] = k
+                y.append(full[(rows, *idx)])
+            y0, y1, y2 = y
+            x0, x1, x2 = x[c - 1], x[c], x[c + 1]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                num = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
+                den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
+                vertex = x1 - 0.5 * num / den
+                # a minimum only: positive curvature (second divided difference)
+                curv = ((y2 - y1) / (x2 - x1) - (y1 - y0) / (x1 - x0)) / (x2 - x0)
+            left = x[i] - 0.5 * (x[i] - x[np.maximum(i - 1, 0)])
+            right = x[i] + 0.5 * (x[np.minimum(i + 1, m - 1)] - x[i])
+            ok = np.isfinite(vertex) & (curv > 0)
+            start[:, a] = np.where(ok, np.clip(vertex, left, right), start[:, a])
+        return start
+
+    def flux(self, theta):
+        theta = np.clip(theta, self.lo, self.hi)
+        if isinstance(self.model, SpectralGrid):
+            return self.model.flux(theta, out_of_bounds="clip", on_hole="nan")
+        return self.model.flux(theta)
+
+    def jacobian(self, theta):
+        theta = np.clip(theta, self.lo, self.hi)
+        if isinstance(self.model, SpectralGrid):
+            jac = self.model.jacobian(theta, out_of_bounds="clip", on_hole="nan")
+            # a derivative stencil reaching a hole carries no information: zero, so
+            # the step along that label vanishes (its formal error becomes huge)
+            return np.nan_to_num(jac, nan=0.0)
+        return self.model.jacobian(theta)
+
+    def __call__(self, flux, error, start=None) -> dict:
+        flux = np.asarray(flux, dtype=np.float64)
+        ivar = 1.0 / np.asarray(error, dtype=np.float64) ** 2
+        if start is None:
+            chi2 = coarse_chi2(flux, ivar, self.templates, self.basis)
+            start = self.start_labels[np.argmin(chi2, axis=1)]
+            if self.node_index is not None:
+                start = self._subnode_start(chi2, start)
+        return lm_refine(
+            self.flux,
+            self.jacobian,
+            flux,
+            ivar,
+            start,
+            self.basis,
+            self.lo,
+            self.hi,
+            max_iter=self.max_iter,
+            xtol=self.xtol,
+        )
+
+
+def _fisher_labels(model, theta, error, poly_degree: int = 0, coef=None) -> np.ndarray:
+    """Fisher matrix of the labels with the polynomial amplitude as nuisance (private).
+
+    ``F = J^T diag(1/sigma**2) J`` over (labels, polynomial coefficients), then the
+    Schur complement that marginalises the coefficients. Used by the tests to check
+    the fitter against the Cramer-Rao bound.
+
+    Parameters
+    ----------
+    model : SpectralModel
+    theta : ndarray of shape (n, d)
+        True labels in the model's order.
+    error : ndarray of shape (n, n_pix)
+    poly_degree : int, default=0
+    coef : ndarray of shape (n, poly_degree + 1), optional
+        True polynomial coefficients; default a unit amplitude.
+
+    Returns
+    -------
+    fisher : ndarray of shape (n, d, d)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specreg.spectra import SpectralGrid
+    >>> grid = SpectralGrid({"x": [0.0, 1.0]}, [[1.0, 1.0], [1.0, 2.0]], [1.0, 2.0], method="linear")
+    >>> _fisher_labels(grid, np.array([[0.5]]), np.ones((1, 2))).round(4).tolist()
+    [[[0.3077]]]
+    """
+    from ._chi2 import _reduced
+
+    theta = np.atleast_2d(np.asarray(theta, dtype=float))
+    basis = legendre_basis(np.asarray(model.wave, dtype=float), poly_degree)
+    if coef is None:
+        coef = np.zeros((theta.shape[0], poly_degree + 1))
+        coef[:, 0] = 1.0
+    flux = np.asarray(model.flux(theta), dtype=np.float64)
+    jac = np.asarray(model.jacobian(theta), dtype=np.float64)
+    ivar = 1.0 / np.asarray(error, dtype=np.float64) ** 2
+    return _reduced(fisher_matrix(flux, jac, ivar, basis, coef), theta.shape[1])
