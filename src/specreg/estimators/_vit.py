@@ -810,8 +810,8 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs), float32
-            Shaped like the ``y`` seen in fit.
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Shaped like the ``y`` seen in fit; computed in float32, returned as float64.
 
         Examples
         --------
@@ -824,11 +824,10 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
-        if len(X) == 0:
-            shape = (0,) if self._y_1d else (0, self.n_outputs_)
-            return np.zeros(shape, np.float32)
-        out = self.net_.predict(X).astype(np.float32).reshape(len(X), self.n_outputs_)
-        out = out * self.y_scale_ + self.y_mean_
+        out = self.net_.predict(X).reshape(len(X), self.n_outputs_)
+        # computed in float32; returned as float64, the dtype scikit-learn's metrics and
+        # common checks expect from a regressor (an exact upcast)
+        out = (out * self.y_scale_ + self.y_mean_).astype(np.float64)
         return out.ravel() if self._y_1d else out
 
     @property
@@ -870,4 +869,17 @@ def vit_expected_failed_checks(estimator: SpecViTRegressor) -> dict[str, str]:
 
 # checks whose data have an odd number of columns (found by running the suite with
 # noise_level=1); see vit_expected_failed_checks
-_ODD_WIDTH_CHECKS: tuple[str, ...] = ()
+_ODD_WIDTH_CHECKS: tuple[str, ...] = (
+    "check_fit_score_takes_y",
+    "check_dont_overwrite_parameters",
+    "check_estimators_dtypes",
+    "check_pipeline_consistency",
+    "check_estimators_nan_inf",
+    "check_estimators_pickle",
+    "check_f_contiguous_array_estimator",
+    "check_supervised_y_2d",
+    "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance",
+    "check_dict_unchanged",
+    "check_fit2d_predict1d",
+)

@@ -304,22 +304,27 @@ class SpecViT(nn.Module):
             # classic transformer code: periods 2*pi * 10000^(2k/d), in units of tokens
             periods = 2 * np.pi * 10000.0 ** (2 * np.arange(n_pair) / dim)
             return sinusoidal_encoding(np.arange(n_tok, dtype=float), dim, periods)
-        coord = np.arange(n_pix, dtype=float) if wave is None else np.asarray(wave, float)
-        if coord.shape != (n_pix,):
-            raise ValueError(f"wave must have shape (n_pix,) = ({n_pix},); got {coord.shape}.")
+        if wave is None:  # no grid given: fall back to the pixel index
+            periods = 2 * np.pi * 10000.0 ** (2 * np.arange(n_pair) / dim)
+            return sinusoidal_encoding(np.arange(n_tok) * stride / patch_size, dim, periods)
+        wave = np.asarray(wave, float)
+        if wave.shape != (n_pix,) or not np.all(wave > 0):
+            raise ValueError(
+                f"wave must be positive wavelengths of shape (n_pix,) = ({n_pix},); "
+                f"got shape {wave.shape}."
+            )
         # extend the grid linearly over the zero-padded tail, then take patch centres
-        step = coord[-1] - coord[-2] if n_pix > 1 else 1.0
+        step = wave[-1] - wave[-2] if n_pix > 1 else 1.0
         n_total = (n_tok - 1) * stride + patch_size
-        extra = coord[-1] + step * np.arange(1, max(n_total - n_pix, 0) + 1)
-        full = np.concatenate([coord, extra])
+        extra = wave[-1] + step * np.arange(1, max(n_total - n_pix, 0) + 1)
+        full = np.concatenate([wave, extra])
         starts = np.arange(n_tok) * stride
         centres = np.array([full[i : i + patch_size].mean() for i in starts])
-        span = max(abs(full[-1] - full[0]), 1e-12)
-        # shortest period resolves neighbouring patches, longest spans the whole range, so
-        # the code depends on the physical wavelength and not on the pixel grid
-        min_period = max(2.0 * abs(step) * stride, span / max(n_tok, 1) * 2, 1e-12)
-        periods = np.geomspace(min_period, 4.0 * span, n_pair)
-        return sinusoidal_encoding(centres - full[0], dim, periods)
+        # absolute ln(lambda) with periods fixed in velocity space (1e-4 ~ 30 km/s up to
+        # 10): the same wavelength gets the same code whatever the pixel grid or range, so
+        # the code means "where in the spectrum" (which lines), not "which token"
+        periods = np.geomspace(1e-4, 10.0, n_pair)
+        return sinusoidal_encoding(np.log(np.maximum(centres, 1e-12)), dim, periods)
 
     def _init_weights(self):
         # ViT/timm initialisation for the encoder; the patch projection keeps PyTorch's

@@ -1,0 +1,625 @@
+"""Tests of SpecViTRegressor: data contract, training recipe, ecosystem, resume, DDP, errors.
+
+Spectra are synthesised here (the real grid is not needed): Gaussian absorption lines on a
+sloped continuum whose depths and widths depend on (T_eff, log g, M_H).
+"""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.metrics import r2_score
+from sklearn.model_selection import GridSearchCV, cross_validate, learning_curve
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from specreg.estimators import SpecViTRegressor
+from specreg.estimators import _vit as vit_impl
+from specreg.estimators._vit import vit_expected_failed_checks
+
+CUDA = torch.cuda.is_available()
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    # seed everything; one torch thread because the test machine is shared (torch's spinning
+    # OpenMP workers slow small models down several-fold under contention)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_synthetic_spectra(n, n_pix=256, seed=0):
+    """Noiseless toy spectra: flux, 1-sigma error (both (n, n_pix)) and labels (n, 3)."""
+    rng = np.random.default_rng(seed)
+    teff = rng.uniform(4000, 6000, n)
+    logg = rng.uniform(1, 5, n)
+    mh = rng.uniform(-2.5, 0.75, n)
+    wave = np.linspace(5000.0, 5500.0, n_pix)
+    centres = np.random.default_rng(1234).uniform(5010, 5490, 24)  # a fixed line list
+    kind = np.arange(24) % 3  # metal-, gravity- and temperature-sensitive lines
+    t = (teff[:, None] - 5000) / 1000
+    g = (logg[:, None] - 3) / 2
+    m = mh[:, None]
+    depth = np.where(
+        kind == 0,
+        0.35 * 10 ** (0.3 * m) * (1 - 0.3 * t),
+        np.where(
+            kind == 1,
+            0.3 * (1 + 0.4 * m.clip(-1)) * (1 - 0.5 * g + 0.2 * t),
+            0.4 * (1 + 0.6 * t) * 10 ** (0.2 * m),
+        ),
+    ).clip(0.02, 0.9)
+    width = np.where(kind == 1, 1.5 * (1 + 0.6 * g), 1.0 + 0.2 * t + 0.1 * g)  # pressure
+    profile = np.exp(-0.5 * ((wave - centres[None, :, None]) / width[:, :, None]) ** 2)
+    continuum = 1 + 0.1 * t * (wave - 5250) / 250
+    flux = continuum * np.prod(1 - depth[:, :, None] * profile, axis=1)
+    error = flux * rng.uniform(0.02, 0.1, (n, 1)) + 0.005
+    labels = np.stack([teff, logg, mh], axis=1)
+    return flux.astype(np.float32), error.astype(np.float32), labels.astype(np.float32)
+
+
+def tiny(**kw):
+    """A fast configuration (~5k parameters) for behaviour tests."""
+    params = dict(
+        patch_size=16,
+        hidden_size=16,
+        depth=1,
+        heads=2,
+        max_epochs=2,
+        batch_size=32,
+        lr=3e-3,
+        device="cpu",
+        random_state=0,
+    )
+    params.update(kw)
+    return SpecViTRegressor(**params)
+
+
+@pytest.fixture(scope="module")
+def data():
+    flux, error, labels = make_synthetic_spectra(160, n_pix=64, seed=1)
+    X = np.hstack([flux, error])
+    return X, labels[:, 1], labels
+
+
+# --------------------------------------------------------------------------------------
+# scikit-learn common checks
+# --------------------------------------------------------------------------------------
+CHECK_KW = dict(
+    patch_size=4,
+    hidden_size=16,
+    depth=1,
+    heads=2,
+    max_epochs=20,
+    lr=1e-2,
+    batch_size=64,
+    dropout=0.0,
+    device="cpu",
+)
+
+
+@parametrize_with_checks(
+    [SpecViTRegressor(noise_level=0, **CHECK_KW), SpecViTRegressor(noise_level=1.0, **CHECK_KW)],
+    expected_failed_checks=vit_expected_failed_checks,
+)
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        check(estimator)
+
+
+def test_expected_failures_only_for_odd_widths():
+    assert vit_expected_failed_checks(SpecViTRegressor(noise_level=0)) == {}
+    failed = vit_expected_failed_checks(SpecViTRegressor(noise_level=1.0))
+    assert failed and all("odd" in reason for reason in failed.values())
+
+
+# --------------------------------------------------------------------------------------
+# learning
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("tokenizer", ["conv", "sliding"])
+def test_learns_log_g_from_noiseless_spectra(tokenizer):
+    flux, _, labels = make_synthetic_spectra(2500, n_pix=256, seed=0)
+    reg = SpecViTRegressor(
+        patch_size=16,
+        tokenizer=tokenizer,
+        stride=8,
+        hidden_size=32,
+        depth=2,
+        heads=4,
+        max_epochs=8,
+        batch_size=64,
+        lr=2e-3,
+        dropout=0.0,
+        noise_level=0,
+        device="cpu",
+        random_state=0,
+    )
+    start = time.perf_counter()
+    reg.fit(flux[:2000], labels[:2000, 1])
+    elapsed = time.perf_counter() - start
+    r2 = r2_score(labels[2000:, 1], reg.predict(flux[2000:]))
+    print(f"tokenizer={tokenizer}: R2(log g)={r2:.4f} in {elapsed:.1f} s")
+    assert r2 >= 0.9
+
+
+@pytest.mark.slow
+def test_learns_with_noise_augmentation_and_default_recipe_pieces():
+    # the full path: [flux | error] input, per-batch noise, warm-up, validation split,
+    # early stopping, L1 loss, wavelength positional code and mean pooling
+    flux, error, labels = make_synthetic_spectra(4500, n_pix=256, seed=0)
+    X = np.hstack([flux, error])
+    reg = SpecViTRegressor(
+        patch_size=16,
+        hidden_size=32,
+        depth=2,
+        heads=4,
+        max_epochs=20,
+        batch_size=64,
+        lr=2e-3,
+        warmup_epochs=1,
+        loss="l1",
+        noise_level=0.5,
+        pooling="mean",
+        pos_encoding="wavelength",
+        wave=np.linspace(5000.0, 5500.0, 256),
+        validation_fraction=0.1,
+        early_stopping=True,
+        patience=5,
+        device="cpu",
+        random_state=0,
+    ).fit(X[:4000], labels[:4000, 1])
+    # test flux is noiseless here; the model was trained on noisy copies
+    assert r2_score(labels[4000:, 1], reg.predict(X[4000:])) >= 0.9
+
+
+# --------------------------------------------------------------------------------------
+# data contract: noise, shapes, dtypes, labels
+# --------------------------------------------------------------------------------------
+def test_noise_is_fresh_per_batch_and_scaled_by_error(data, monkeypatch):
+    X, y, _ = data
+    n_pix = X.shape[1] // 2
+    seen = []
+    real_forward = vit_impl.SpecViT.forward
+
+    def spy(module, flux):
+        if module.training:
+            seen.append(flux.detach().clone())
+        return real_forward(module, flux)
+
+    monkeypatch.setattr(vit_impl.SpecViT, "forward", spy)
+    # identical rows, so shuffling does not matter when we undo the noise
+    X1 = np.repeat(X[:1], 32, axis=0)
+    reg = tiny(noise_level=2.0, batch_size=32, max_epochs=2).fit(X1, y[:32])
+    assert len(seen) == 2  # one batch per epoch
+    flux, error = torch.from_numpy(X1[:, :n_pix]), torch.from_numpy(X1[:, n_pix:])
+    z = [(batch - flux) / (2.0 * error) for batch in seen]
+    for zi in z:  # noise_level * error * N(0, 1)
+        assert abs(float(zi.std()) - 1.0) < 0.05 and abs(float(zi.mean())) < 0.05
+    assert not torch.allclose(z[0], z[1])  # a fresh draw in every batch
+    assert reg.n_pix_ == n_pix
+
+
+def test_predict_and_validation_use_flux_half_as_given(data):
+    X, y, _ = data
+    n_pix = X.shape[1] // 2
+    reg = tiny(noise_level=1.0).fit(X, y)
+    X_other_error = X.copy()
+    X_other_error[:, n_pix:] *= 100.0
+    np.testing.assert_array_equal(reg.predict(X), reg.predict(X_other_error))
+    # the flux-only model on the same flux gives the same kind of output
+    assert reg.predict(X).shape == y.shape
+
+
+def test_noise_level_zero_takes_flux_only(data):
+    X, y, _ = data
+    flux = X[:, : X.shape[1] // 2]
+    reg = tiny(noise_level=0).fit(flux, y)
+    assert reg.n_pix_ == flux.shape[1] == reg.n_features_in_
+    assert reg.predict(flux).shape == y.shape
+
+
+def test_pipeline_after_noise_transformer(data):
+    X, y, _ = data
+    try:
+        from specreg.estimators import HeteroscedasticNoise
+    except ImportError:  # written in a parallel issue; use an equivalent transformer
+        HeteroscedasticNoise = None
+    n_pix = X.shape[1] // 2
+    noise = (
+        HeteroscedasticNoise(noise_level=1.0, random_state=0)
+        if HeteroscedasticNoise is not None
+        else FunctionTransformer(lambda A: A[:, :n_pix])
+    )
+    pipe = make_pipeline(noise, tiny(noise_level=0)).fit(X, y)
+    assert pipe.predict(X).shape == y.shape
+
+
+def test_target_shape_pins_broadcasting_trap(data):
+    """(N, 1) predictions against (N,) targets would broadcast to (N, N) in MSELoss."""
+    X, y, _ = data
+    flux = X[:, : X.shape[1] // 2]
+    reg_1d = tiny(noise_level=0).fit(flux, y)
+    reg_2d = tiny(noise_level=0).fit(flux, y[:, None])
+    p1, p2 = reg_1d.predict(flux), reg_2d.predict(flux)
+    assert p1.shape == (len(y),) and p2.shape == (len(y), 1)
+    np.testing.assert_allclose(p1, p2.ravel(), rtol=1e-6, atol=1e-6)
+    # the silent failure this guards against
+    pred, target = torch.zeros(4, 1), torch.arange(4.0)
+    with pytest.warns(UserWarning, match="broadcast"):
+        torch.nn.functional.mse_loss(pred, target)
+    with pytest.raises(ValueError, match="broadcast"):
+        reg_1d.net_.get_loss(pred, target)
+
+
+def test_multioutput_and_label_standardisation(data):
+    X, _, labels = data
+    reg = tiny(noise_level=1.0).fit(X, labels)
+    assert reg.predict(X).shape == labels.shape
+    np.testing.assert_allclose(reg.y_mean_, labels.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(reg.y_scale_, labels.std(axis=0), rtol=1e-5)  # population
+    # the inverse transform is applied to the network output
+    raw = reg.net_.predict(X)
+    np.testing.assert_allclose(reg.predict(X), raw * reg.y_scale_ + reg.y_mean_, rtol=1e-6)
+    # a constant target has scale 1 (not 0) and is predicted near the constant
+    const = tiny(noise_level=1.0).fit(X, np.full(len(X), 3.5))
+    assert const.y_scale_[0] == 1.0
+    np.testing.assert_allclose(const.predict(X), 3.5, atol=0.1)
+
+
+def test_float64_input_is_cast(data):
+    X, y, _ = data
+    reg = tiny().fit(X.astype(np.float64), y.astype(np.float64))
+    assert next(reg.module_.parameters()).dtype == torch.float32
+    np.testing.assert_array_equal(reg.predict(X.astype(np.float64)), reg.predict(X))
+
+
+def test_reproducible_and_leaves_global_rng_alone(data):
+    X, y, _ = data
+    state = torch.get_rng_state()
+    p1 = tiny(dropout=0.1).fit(X, y).predict(X)
+    assert torch.equal(state, torch.get_rng_state())
+    p2 = tiny(dropout=0.1).fit(X, y).predict(X)
+    np.testing.assert_array_equal(p1, p2)
+    p3 = tiny(dropout=0.1, random_state=1).fit(X, y).predict(X)
+    assert not np.array_equal(p1, p3)
+
+
+# --------------------------------------------------------------------------------------
+# training recipe
+# --------------------------------------------------------------------------------------
+def test_cosine_schedule_with_warmup_reaches_min_lr(data):
+    X, y, _ = data
+    reg = tiny(max_epochs=6, batch_size=40, lr=1e-3, min_lr=1e-5, warmup_epochs=2).fit(X, y)
+    lrs = [row["lr"] for row in reg.history_]
+    assert lrs[0] == pytest.approx(1e-3 / 2)  # halfway through the warm-up (4 of 8 steps)
+    assert lrs[1] == pytest.approx(1e-3)  # peak at the end of the warm-up
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:], strict=False))
+    sched = vit_impl._WarmupCosineLR(1e-3, 1e-5, warmup_steps=8, total_steps=24)
+    assert sched.lr_at(24) == pytest.approx(1e-5)
+
+
+def n_train_rows(reg):
+    return sum(batch.get("train_batch_size", 0) for batch in reg.history_[-1]["batches"])
+
+
+def test_validation_split_is_explicit(data):
+    X, y, _ = data
+    reg = tiny().fit(X, y)
+    assert "valid_loss" not in reg.history_[-1]  # never skorch's silent 20 %
+    assert n_train_rows(reg) == len(X)
+    reg = tiny(validation_fraction=0.25).fit(X, y)
+    assert "valid_loss" in reg.history_[-1]
+    assert n_train_rows(reg) == len(X) - 40
+
+
+def test_early_stopping_restores_best(data):
+    X, _, _ = data
+    rng = np.random.default_rng(0)
+    y_noise = rng.standard_normal(len(X))  # nothing to learn: valid loss stops improving
+    reg = tiny(
+        max_epochs=60, lr=1e-2, validation_fraction=0.3, early_stopping=True, patience=2
+    ).fit(X, y_noise)
+    assert reg.n_epochs_ < 60
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1"])
+def test_loss_choice(data, loss):
+    X, y, _ = data
+    reg = tiny(loss=loss).fit(X, y)
+    expected = torch.nn.MSELoss if loss == "mse" else torch.nn.L1Loss
+    assert isinstance(reg.net_.criterion_, expected)
+
+
+def test_bf16_autocast_on_cpu(data):
+    X, y, _ = data
+    reg = tiny(amp="bf16").fit(X, y)
+    pred = reg.predict(X)
+    assert pred.dtype == np.float64 and np.isfinite(pred).all()
+    assert next(reg.module_.parameters()).dtype == torch.float32
+
+
+def test_progress_bar_and_verbose(data, capsys):
+    X, y, _ = data
+    tiny(progress_bar=True, verbose=1, max_epochs=1).fit(X, y)
+    captured = capsys.readouterr()
+    assert "train_loss" in captured.out
+
+
+def test_gradient_clipping_is_applied(data, monkeypatch):
+    X, y, _ = data
+    norms = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *a, **k):
+        norms.append(max_norm)
+        return real(params, max_norm, *a, **k)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    tiny(grad_clip=0.25, max_epochs=1).fit(X, y)
+    assert norms and set(norms) == {0.25}
+    norms.clear()
+    tiny(grad_clip=None, max_epochs=1).fit(X, y)
+    assert norms == []
+
+
+@pytest.mark.slow
+def test_torch_compile(data):
+    X, y, _ = data
+    reg = tiny(compile=True, max_epochs=1).fit(X, y)
+    assert np.isfinite(reg.predict(X)).all()
+
+
+# --------------------------------------------------------------------------------------
+# ecosystem
+# --------------------------------------------------------------------------------------
+def test_clone_gridsearch_cross_validate_learning_curve(data):
+    X, y, _ = data
+    est = tiny(max_epochs=1)
+    assert clone(est).get_params() == est.get_params()
+    gs = GridSearchCV(est, {"hidden_size": [8, 16]}, cv=2).fit(X, y)
+    assert gs.best_params_["hidden_size"] in (8, 16)
+    res = cross_validate(est, X, y, cv=2, scoring="r2")
+    assert len(res["test_score"]) == 2
+    sizes, train_scores, _ = learning_curve(est, X, y, cv=2, train_sizes=[0.5, 1.0])
+    assert train_scores.shape == (2, 2)
+
+
+def test_pickle_and_joblib_round_trip(data, tmp_path):
+    X, y, _ = data
+    reg = tiny().fit(X, y)
+    pred = reg.predict(X)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(reg)).predict(X), pred)
+    joblib.dump(reg, tmp_path / "vit.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "vit.joblib").predict(X), pred)
+
+
+# --------------------------------------------------------------------------------------
+# checkpointing and resume
+# --------------------------------------------------------------------------------------
+class _Crash(Exception):
+    pass
+
+
+def test_resume_after_crash_matches_uninterrupted_run(data, tmp_path, monkeypatch):
+    X, y, _ = data
+    params = dict(max_epochs=5, dropout=0.1, checkpoint_dir=tmp_path / "ckpt", resume=True)
+    full = tiny(**{**params, "checkpoint_dir": tmp_path / "full"}).fit(X, y)
+
+    real = vit_impl._EpochCheckpoint.on_epoch_end
+
+    def crash_after_epoch_3(self, net, **kwargs):
+        real(self, net, **kwargs)
+        if len(net.history) == 3:
+            raise _Crash
+
+    monkeypatch.setattr(vit_impl._EpochCheckpoint, "on_epoch_end", crash_after_epoch_3)
+    with pytest.raises(_Crash):
+        tiny(**params).fit(X, y)
+    monkeypatch.undo()
+    assert (tmp_path / "ckpt" / "last.pt").exists()
+
+    resumed = tiny(**params).fit(X, y)
+    assert resumed.n_epochs_ == 5
+    assert [row["epoch"] for row in resumed.history_] == [1, 2, 3, 4, 5]
+    # model, optimizer, schedule and RNG state were restored: nothing was lost
+    np.testing.assert_allclose(resumed.predict(X), full.predict(X), rtol=1e-5, atol=1e-6)
+    assert [r["lr"] for r in resumed.history_] == pytest.approx([r["lr"] for r in full.history_])
+
+
+def test_resume_refuses_a_different_architecture(data, tmp_path):
+    X, y, _ = data
+    tiny(checkpoint_dir=tmp_path, max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="refusing to resume"):
+        tiny(checkpoint_dir=tmp_path, resume=True, hidden_size=32).fit(X, y)
+
+
+def test_best_checkpoint_written_with_validation(data, tmp_path):
+    X, y, _ = data
+    tiny(checkpoint_dir=tmp_path, validation_fraction=0.25).fit(X, y)
+    assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
+
+
+_KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, numpy as np, torch
+    torch.set_num_threads(1)
+    from specreg.estimators import SpecViTRegressor
+    X = np.load(sys.argv[1]); y = np.load(sys.argv[2])
+    reg = SpecViTRegressor(patch_size=16, hidden_size=16, depth=1, heads=2, max_epochs=40,
+                           batch_size=32, device="cpu", random_state=0,
+                           checkpoint_dir=sys.argv[3], resume=True, verbose=1)
+    reg.fit(X, y)
+    print("EPOCHS", reg.n_epochs_, flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(data, tmp_path):
+    X, y, _ = data
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    script = tmp_path / "train.py"
+    script.write_text(_KILL_SCRIPT)
+    ckpt = tmp_path / "ckpt"
+    args = [sys.executable, str(script), str(tmp_path / "X.npy"), str(tmp_path / "y.npy")]
+    args.append(str(ckpt))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (ckpt / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(torch.load(ckpt / "last.pt", weights_only=False)["history"])
+    assert 1 <= done < 40
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert "EPOCHS 40" in out.stdout
+    # the resumed run starts right after the last checkpointed epoch
+    first_logged = [
+        int(line.split()[0]) for line in out.stdout.splitlines() if line[:4].strip().isdigit()
+    ]
+    assert first_logged[0] == done + 1
+
+
+# --------------------------------------------------------------------------------------
+# scale-out
+# --------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_gives_same_kind_of_model():
+    from specreg.estimators._ddp import fit_distributed
+
+    flux, _, labels = make_synthetic_spectra(1500, n_pix=256, seed=0)
+    X_train, y_train = flux[:1200], labels[:1200, 1]
+    kw = dict(
+        patch_size=16,
+        hidden_size=32,
+        depth=2,
+        heads=4,
+        max_epochs=8,
+        batch_size=64,
+        lr=2e-3,
+        dropout=0.0,
+        noise_level=0,
+        device="cpu",
+        random_state=0,
+    )
+    single = SpecViTRegressor(**kw).fit(X_train, y_train)
+    ddp, replicas = fit_distributed(
+        SpecViTRegressor(**kw), X_train, y_train, n_procs=2, return_replicas=True
+    )
+    np.testing.assert_array_equal(replicas[0], replicas[1])  # replicas stayed in sync
+    r2_single = r2_score(labels[1200:, 1], single.predict(flux[1200:]))
+    r2_ddp = r2_score(labels[1200:, 1], ddp.predict(flux[1200:]))
+    print(f"R2 single={r2_single:.4f} ddp={r2_ddp:.4f}")
+    assert r2_ddp >= 0.9 and abs(r2_ddp - r2_single) < 0.05
+    assert ddp.n_epochs_ == single.n_epochs_ == 8
+    # the DDP-trained model is a plain, picklable single-process model
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(ddp)).predict(flux), ddp.predict(flux))
+
+
+def test_distributed_without_process_group_is_a_clear_error(data, monkeypatch):
+    X, y, _ = data
+    for var in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(RuntimeError, match="torchrun"):
+        tiny(distributed=True).fit(X, y)
+
+
+# --------------------------------------------------------------------------------------
+# bad input, each named in the message
+# --------------------------------------------------------------------------------------
+def test_bad_input_width_differs_at_predict(data):
+    X, y, _ = data
+    reg = tiny().fit(X, y)
+    with pytest.raises(ValueError, match="X has 126 features.*expecting 128 features"):
+        reg.predict(X[:, :-2])
+
+
+@pytest.mark.parametrize("bad, word", [(np.nan, "NaN"), (np.inf, "infinity")])
+def test_bad_input_nan_inf(data, bad, word):
+    X, y, _ = data
+    X_bad = X.copy()
+    X_bad[3, 5] = bad
+    with pytest.raises(ValueError, match=word):
+        tiny().fit(X_bad, y)
+    reg = tiny().fit(X, y)
+    with pytest.raises(ValueError, match=word):
+        reg.predict(X_bad)
+
+
+def test_bad_input_odd_width_with_noise(data):
+    X, y, _ = data
+    with pytest.raises(ValueError, match=r"noise_level.*even.*127 feature\(s\) \(odd width\)"):
+        tiny(noise_level=1.0).fit(X[:, :-1], y)
+
+
+@pytest.mark.skipif(CUDA, reason="needs a machine without CUDA")
+def test_bad_input_cuda_without_gpu(data):
+    X, y, _ = data
+    with pytest.raises(ValueError, match="device='cuda'.*CUDA is not available"):
+        tiny(device="cuda").fit(X, y)
+
+
+def test_bad_parameters_are_named(data):
+    X, y, _ = data
+    with pytest.raises(ValueError, match="loss"):
+        tiny(loss="huber").fit(X, y)
+    with pytest.raises(ValueError, match="amp"):
+        tiny(amp="fp8").fit(X, y)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        tiny(validation_fraction=1.5).fit(X, y)
+    with pytest.raises(ValueError, match="divisible"):
+        tiny(hidden_size=16, heads=3).fit(X, y)
+    if not CUDA:
+        with pytest.raises(ValueError, match="fp16.*CUDA"):
+            tiny(amp="fp16").fit(X, y)
+
+
+# --------------------------------------------------------------------------------------
+# GPU
+# --------------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("amp", [None, "bf16", "fp16"])
+def test_cuda_training_amp(data, amp):
+    X, y, _ = data
+    reg = tiny(device="cuda", amp=amp, max_epochs=3).fit(X, y)
+    assert reg.device_.type == "cuda"
+    pred = reg.predict(X)
+    assert np.isfinite(pred).all() and pred.shape == y.shape
+    # a CUDA-trained model pickles and predicts the same
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(reg)).predict(X), pred, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_noise_drawn_on_device(data, monkeypatch):
+    X, y, _ = data
+    devices = []
+    real = torch.randn_like
+
+    def spy(t, *a, **k):
+        devices.append(t.device.type)
+        return real(t, *a, **k)
+
+    monkeypatch.setattr(torch, "randn_like", spy)
+    tiny(device="cuda", max_epochs=1).fit(X, y)
+    assert devices and set(devices) == {"cuda"}

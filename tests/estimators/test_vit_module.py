@@ -1,0 +1,178 @@
+"""Tests of the SpecViT torch module (tokenizers, positional encodings, encoder)."""
+
+import numpy as np
+import pytest
+import torch
+
+from specreg.estimators import _vit_module
+from specreg.estimators._vit_module import (
+    SlidingTokenizer,
+    SpecViT,
+    count_parameters,
+    n_tokens,
+)
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    # seed everything; one torch thread because another job shares the two cores (torch's
+    # spinning OpenMP threads slow down ~5x under contention)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small(**kw):
+    params = dict(n_pix=100, patch_size=8, hidden_size=16, depth=1, heads=2)
+    params.update(kw)
+    return SpecViT(**params)
+
+
+def test_default_is_reference_config_p16_h256_L6_a8():
+    m = SpecViT(n_pix=4096)
+    # reference: 4,875,521 including the unused HF pooler (65,792); used ~4.81M
+    assert count_parameters(m) == 4_809_729
+    assert m.n_tokens == 256
+    assert len(m.blocks) == 6 and m.blocks[0].heads == 8
+    assert m.blocks[0].mlp[0].out_features == 1024
+
+
+@pytest.mark.parametrize("tokenizer", ["conv", "sliding"])
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("pos_encoding", ["learned", "sinusoidal", "wavelength", "none"])
+def test_forward_shapes_all_variants(tokenizer, pooling, pos_encoding):
+    wave = np.linspace(5000, 5500, 100) if pos_encoding == "wavelength" else None
+    m = small(
+        n_outputs=3, tokenizer=tokenizer, pooling=pooling, pos_encoding=pos_encoding, wave=wave
+    )
+    out = m(torch.randn(5, 100))
+    assert out.shape == (5, 3) and out.dtype == torch.float32
+    n_seq = m.n_tokens + (pooling == "cls")
+    assert m.tokens(torch.randn(5, 100)).shape == (5, n_seq, 16)
+
+
+def test_n_tokens_covers_every_pixel():
+    assert n_tokens(4096, 16) == 256
+    assert n_tokens(100, 16) == 7  # 100 px -> padded to 112
+    assert n_tokens(100, 16, stride=8) == 12  # last window starts at 88
+    assert n_tokens(3, 16) == 1  # shorter than one patch: one padded patch
+    for n_pix, p, s in [(100, 16, 8), (257, 16, 16), (50, 10, 3)]:
+        assert (n_tokens(n_pix, p, s) - 1) * s + p >= n_pix
+
+
+def test_sliding_with_stride_equal_patch_is_the_conv_tokenizer():
+    conv = small(tokenizer="conv").tokenizer
+    slide = SlidingTokenizer(100, 8, 16, stride=8)
+    with torch.no_grad():
+        slide.proj.weight.copy_(conv.proj.weight[:, 0, :])
+        slide.proj.bias.copy_(conv.proj.bias)
+    x = torch.randn(4, 100)
+    torch.testing.assert_close(slide(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_bad_configuration_is_named():
+    with pytest.raises(ValueError, match="stride"):
+        small(tokenizer="sliding", stride=9)
+    with pytest.raises(ValueError, match="divisible"):
+        small(heads=3)
+    with pytest.raises(ValueError, match="tokenizer"):
+        small(tokenizer="fft")
+    with pytest.raises(ValueError, match="wave"):
+        small(pos_encoding="wavelength", wave=np.arange(7.0))
+
+
+@pytest.mark.parametrize("tokenizer", ["conv", "sliding"])
+def test_tokens_not_swamped_by_position_code_at_init(tokenizer):
+    """Pins the fix of the reference's sliding-tokenizer collapse (REFERENCE.md 6.2).
+
+    There the patch projection had std 0.02 and the positional embedding std 1, so the input
+    part of each token was ~50x smaller than a data-independent constant. Here the data part
+    must dominate at initialisation, for both tokenizers.
+    """
+    m = SpecViT(n_pix=1024, tokenizer=tokenizer)
+    flux = 1 + 0.1 * torch.randn(64, 1024)
+    m.flux_mean.fill_(float(flux.mean()))
+    m.flux_scale.fill_(float(flux.std()))
+    with torch.no_grad():
+        patch = m.tokenizer((flux - m.flux_mean) / m.flux_scale)
+    data_std = float(patch.std())
+    pos_std = float(m.pos_embed.detach().std())
+    assert data_std / pos_std > 5
+
+    # the reference's initialisation fails this criterion by a wide margin
+    ref = SpecViT(n_pix=1024, tokenizer="sliding")
+    torch.nn.init.trunc_normal_(ref.tokenizer.proj.weight, std=0.02)
+    torch.nn.init.normal_(ref.pos_embed, std=1.0)
+    with torch.no_grad():
+        ref_patch = ref.tokenizer((flux - m.flux_mean) / m.flux_scale)
+    assert float(ref_patch.std()) / float(ref.pos_embed.detach().std()) < 0.5
+
+
+def test_sliding_tokenizer_gets_gradient():
+    m = small(tokenizer="sliding", stride=4)
+    loss = m(torch.randn(8, 100)).pow(2).mean()
+    loss.backward()
+    assert float(m.tokenizer.proj.weight.grad.abs().sum()) > 0
+
+
+def test_encoder_uses_sdpa(monkeypatch):
+    calls = []
+    real = _vit_module.F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("dropout_p"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_vit_module.F, "scaled_dot_product_attention", spy)
+    m = small(depth=2, dropout=0.1)
+    m.eval()
+    m(torch.randn(2, 100))
+    assert calls == [0.0, 0.0]  # no attention dropout in eval mode
+    m.train()
+    m(torch.randn(2, 100))
+    assert calls[2:] == [0.1, 0.1]
+
+
+def test_pre_layernorm_block_is_identity_when_branches_are_zero():
+    # pre-LN: x + f(LN(x)); zeroing the output projections leaves the residual stream intact
+    m = small(depth=1)
+    block = m.blocks[0]
+    with torch.no_grad():
+        block.proj.weight.zero_()
+        block.proj.bias.zero_()
+        block.mlp[-1].weight.zero_()
+        block.mlp[-1].bias.zero_()
+    block.eval()
+    x = torch.randn(3, 5, 16)
+    torch.testing.assert_close(block(x), x)
+
+
+def test_wavelength_encoding_depends_on_physical_wavelength():
+    step = 5.0
+    wave = 5000 + step * np.arange(100)
+    a = small(pos_encoding="wavelength", wave=wave, pooling="mean")
+    b = small(pos_encoding="wavelength", wave=wave, pooling="mean")
+    torch.testing.assert_close(a.pos_fixed, b.pos_fixed)  # fixed, not learned
+    assert "pos_fixed" in dict(a.named_buffers())
+    assert not any("pos" in name for name, _ in a.named_parameters())
+    # a grid shifted by two patches (16 px): the token at the same wavelength gets the same
+    # code, i.e. the code encodes the wavelength, not the token index
+    shifted = small(pos_encoding="wavelength", wave=wave + 16 * step, pooling="mean")
+    torch.testing.assert_close(shifted.pos_fixed[0, :5], a.pos_fixed[0, 2:7])
+    assert not torch.allclose(shifted.pos_fixed, a.pos_fixed)
+
+
+def test_wavelength_encoding_without_grid_falls_back_to_index():
+    m = small(pos_encoding="wavelength", wave=None, pooling="cls")
+    assert m.pos_fixed.shape == (1, m.n_tokens + 1, 16)
+    assert float(m.pos_fixed[0, 0].abs().sum()) == 0  # the CLS token carries no position
+
+
+def test_bf16_autocast_keeps_float32_output():
+    m = small()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(torch.randn(4, 100))
+    assert out.dtype == torch.float32
