@@ -1,0 +1,126 @@
+"""Posterior means by importance sampling against closed forms."""
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from specreg.bounds import marginal_crlb, posterior_summary, split_X
+from specreg.spectra import LabelPrior, SpectralGrid
+
+
+def _linear_grid(B, offset, lo, hi):
+    """A grid whose (cubic) interpolant is exactly f(theta) = offset + B theta."""
+    d = B.shape[1]
+    axes = {f"p{k}": np.linspace(lo, hi, 3) for k in range(d)}
+    mesh = np.meshgrid(*axes.values(), indexing="ij")
+    nodes = np.stack([m.ravel() for m in mesh], axis=1)
+    flux = offset[None, :] + nodes @ B.T
+    return SpectralGrid(axes, flux.reshape(*[3] * d, -1), np.arange(B.shape[0]) + 7000.0)
+
+
+def test_linear_gaussian_posterior_mean_variance_and_mse_match_closed_form():
+    rng = np.random.default_rng(0)
+    n_pix, d = 64, 3
+    B = rng.standard_normal((n_pix, d))
+    B[:, 1] += 0.8 * B[:, 0]  # correlated labels: the Schur complement matters
+    grid = _linear_grid(B, np.full(n_pix, 5.0), -10.0, 10.0)
+    sigma = 1.5
+    n = 120
+    theta = rng.uniform(-4, 4, (n, d))  # >= 6 posterior sds from the box edges
+    err = np.full((n, n_pix), sigma)
+    x = grid.flux(theta) + sigma * rng.standard_normal((n, n_pix))
+    post = posterior_summary(grid, x, err, n_samples=256, random_state=1)
+
+    # closed form: the box is far, so the posterior is N(least squares, F^-1)
+    F = B.T @ B / sigma**2
+    cov = np.linalg.inv(F)
+    ls = np.linalg.lstsq(B, (x - 5.0).T.astype(float), rcond=None)[0].T
+    z = (post.mean - ls) / post.mean_se
+    # the delta-method MC error is honest: z ~ N(0, 1) up to its own noise at ESS ~ 70
+    assert np.max(np.abs(z)) < 6
+    assert np.mean(z**2) < 2
+    zv = (post.var - np.diag(cov)) / post.var_se
+    assert np.mean(zv**2) < 4
+    np.testing.assert_allclose(post.var.mean(axis=0), np.diag(cov), rtol=0.1)
+    # the Fisher matrix at the ML fit is the analytic one; CRLB = posterior variance
+    np.testing.assert_allclose(post.fisher_ml[0], F, rtol=1e-3)
+    np.testing.assert_allclose(marginal_crlb(post.fisher_ml, 1)[0], cov[1, 1], rtol=1e-3)
+    # MSE of the posterior mean over the test set: chi^2 scatter, sd ~ sqrt(2/n)
+    mse = np.mean((post.mean - theta) ** 2, axis=0)
+    np.testing.assert_allclose(mse / np.diag(cov), 1.0, atol=0.4)
+    assert np.all(post.ess > 50)
+
+
+def test_truncated_posterior_at_the_box_edge_matches_truncated_normal():
+    # one label on [0, 1] with a flat prior; the likelihood is as wide as the box
+    n_pix = 20
+    b = np.linspace(0.5, 1.5, n_pix)
+    grid = SpectralGrid({"a": [0.0, 0.5, 1.0]}, np.outer([0.0, 0.5, 1.0], b), np.arange(n_pix) + 1.0)
+    sigma = 1.0
+    s = sigma / np.sqrt(np.sum(b**2))  # posterior sd before truncation ~ 0.21
+    rng = np.random.default_rng(2)
+    truth = np.array([[0.02], [0.1], [0.5], [0.97]])
+    x = grid.flux(truth) + sigma * rng.standard_normal((4, n_pix))
+    err = np.full((4, n_pix), sigma)
+    post = posterior_summary(grid, x, err, n_samples=512, random_state=3)
+    mu = (x.astype(float) @ b) / np.sum(b**2)
+    a, c = (0.0 - mu) / s, (1.0 - mu) / s
+    Z = norm.cdf(c) - norm.cdf(a)
+    exact = mu + s * (norm.pdf(a) - norm.pdf(c)) / Z
+    exact_var = s**2 * (1 + (a * norm.pdf(a) - c * norm.pdf(c)) / Z - ((norm.pdf(a) - norm.pdf(c)) / Z) ** 2)
+    np.testing.assert_array_less(np.abs(post.mean[:, 0] - exact), 5 * post.mean_se[:, 0] + 1e-3)
+    np.testing.assert_allclose(post.var[:, 0], exact_var, rtol=0.15)
+    # the posterior mean shrinks into the box: never outside it, unlike an unbounded fit
+    assert np.all((post.mean > 0) & (post.mean < 1))
+
+
+def test_posterior_on_toy_grid_is_close_to_truth_at_high_snr(small_grid):
+    theta = np.array([[4600.0, 2.2, -1.4], [5400.0, 4.3, 0.1]])
+    flux = small_grid.flux(theta)
+    err = np.full_like(flux, 0.002)
+    post = posterior_summary(small_grid, flux, err, n_samples=128, random_state=0)
+    np.testing.assert_allclose(post.theta_ml, theta, rtol=1e-3, atol=1e-3)
+    assert np.all(np.abs(post.mean - theta) < np.array([20.0, 0.05, 0.05]))
+    assert post.param_names == ("T_eff", "log_g", "M_H")
+
+
+def test_prior_in_another_label_order_is_aligned(small_grid):
+    prior = LabelPrior({"M_H": (-2.5, 0.75), "log_g": (1, 5), "T_eff": (4000, 6000)})
+    theta = np.array([[5100.0, 3.3, -0.5]])
+    flux = small_grid.flux(theta)
+    post = posterior_summary(small_grid, flux, np.full_like(flux, 0.002), prior, random_state=0)
+    assert np.all(np.abs(post.mean[0] - theta[0]) < np.array([20.0, 0.05, 0.05]))
+
+
+@pytest.mark.parametrize(
+    "flux, error, match",
+    [
+        (np.full((1, 512), np.nan), np.ones((1, 512)), "NaN"),
+        (np.ones((1, 512)), np.zeros((1, 512)), "> 0"),
+        (np.ones((1, 100)), np.ones((1, 100)), "pixels"),
+        (np.ones((1, 512)), np.ones((2, 512)), "shape"),
+    ],
+)
+def test_posterior_rejects_bad_spectra(small_grid, flux, error, match):
+    with pytest.raises(ValueError, match=match):
+        posterior_summary(small_grid, flux, error)
+
+
+def test_posterior_rejects_snapped_prior_and_bad_mixture(small_grid):
+    f = small_grid.flux([[5000.0, 3.0, -1.0]])
+    e = np.full_like(f, 0.01)
+    with pytest.raises(ValueError, match="snapped"):
+        posterior_summary(small_grid, f, e, LabelPrior.from_grid(small_grid, snap=True))
+    with pytest.raises(ValueError, match="mixture"):
+        posterior_summary(small_grid, f, e, mixture=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="prior share"):
+        posterior_summary(small_grid, f, e, mixture=(0.5, 0.5, 0.0))
+    with pytest.raises(ValueError, match="exceeds"):
+        posterior_summary(small_grid, f, e, LabelPrior({"T_eff": (3000, 6000), "log_g": (1, 5), "M_H": (-2.5, 0.75)}))
+
+
+def test_split_X_checks_width():
+    with pytest.raises(ValueError, match="2 \\* n_pix"):
+        split_X(np.ones((2, 5)))
+    with pytest.raises(ValueError, match="needs"):
+        split_X(np.ones((2, 6)), n_pix=4)
