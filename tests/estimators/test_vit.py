@@ -6,6 +6,7 @@ sloped continuum whose depths and widths depend on (T_eff, log g, M_H).
 
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -493,9 +494,8 @@ def test_resume_after_sigkill(data, tmp_path):
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert "EPOCHS 40" in out.stdout
     # the resumed run starts right after the last checkpointed epoch
-    first_logged = [
-        int(line.split()[0]) for line in out.stdout.splitlines() if line[:4].strip().isdigit()
-    ]
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout)  # skorch colours its table
+    first_logged = [int(m) for m in re.findall(r"^\s*(\d+)\s+\d", plain, flags=re.M)]
     assert first_logged[0] == done + 1
 
 
