@@ -55,7 +55,9 @@ def test_truncated_posterior_at_the_box_edge_matches_truncated_normal():
     # one label on [0, 1] with a flat prior; the likelihood is as wide as the box
     n_pix = 20
     b = np.linspace(0.5, 1.5, n_pix)
-    grid = SpectralGrid({"a": [0.0, 0.5, 1.0]}, np.outer([0.0, 0.5, 1.0], b), np.arange(n_pix) + 1.0)
+    grid = SpectralGrid(
+        {"a": [0.0, 0.5, 1.0]}, np.outer([0.0, 0.5, 1.0], b), np.arange(n_pix) + 1.0
+    )
     sigma = 1.0
     s = sigma / np.sqrt(np.sum(b**2))  # posterior sd before truncation ~ 0.21
     rng = np.random.default_rng(2)
@@ -67,7 +69,9 @@ def test_truncated_posterior_at_the_box_edge_matches_truncated_normal():
     a, c = (0.0 - mu) / s, (1.0 - mu) / s
     Z = norm.cdf(c) - norm.cdf(a)
     exact = mu + s * (norm.pdf(a) - norm.pdf(c)) / Z
-    exact_var = s**2 * (1 + (a * norm.pdf(a) - c * norm.pdf(c)) / Z - ((norm.pdf(a) - norm.pdf(c)) / Z) ** 2)
+    exact_var = s**2 * (
+        1 + (a * norm.pdf(a) - c * norm.pdf(c)) / Z - ((norm.pdf(a) - norm.pdf(c)) / Z) ** 2
+    )
     np.testing.assert_array_less(np.abs(post.mean[:, 0] - exact), 5 * post.mean_se[:, 0] + 1e-3)
     np.testing.assert_allclose(post.var[:, 0], exact_var, rtol=0.15)
     # the posterior mean shrinks into the box: never outside it, unlike an unbounded fit
@@ -116,7 +120,12 @@ def test_posterior_rejects_snapped_prior_and_bad_mixture(small_grid):
     with pytest.raises(ValueError, match="prior share"):
         posterior_summary(small_grid, f, e, mixture=(0.5, 0.5, 0.0))
     with pytest.raises(ValueError, match="exceeds"):
-        posterior_summary(small_grid, f, e, LabelPrior({"T_eff": (3000, 6000), "log_g": (1, 5), "M_H": (-2.5, 0.75)}))
+        posterior_summary(
+            small_grid,
+            f,
+            e,
+            LabelPrior({"T_eff": (3000, 6000), "log_g": (1, 5), "M_H": (-2.5, 0.75)}),
+        )
 
 
 def test_split_X_checks_width():

@@ -50,7 +50,9 @@ def test_fisher_matrix_matches_explicit_sum_and_is_chunk_invariant():
     err = rng.uniform(0.1, 1.0, (11, 300))
     ref = np.einsum("npi,np,npj->nij", J, err**-2, J)
     np.testing.assert_allclose(fisher_matrix(J, err), ref, rtol=1e-10)
-    np.testing.assert_allclose(fisher_matrix(J, err, chunk_size=3, chunk_pixels=17), ref, rtol=1e-10)
+    np.testing.assert_allclose(
+        fisher_matrix(J, err, chunk_size=3, chunk_pixels=17), ref, rtol=1e-10
+    )
     # float32 Jacobians keep float32 speed but return float64, accurate to ~1e-5
     F32 = fisher_matrix(J.astype(np.float32), err.astype(np.float32))
     assert F32.dtype == np.float64

@@ -1,0 +1,146 @@
+"""FisherCeiling: tables, the scorer, and the ceiling no estimator beats."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import cross_validate
+
+from specreg import FisherCeiling
+from specreg.datasets import make_spectra
+from specreg.metrics import assign_snr_bins, scores_by_snr, snr_bin_edges
+from specreg.spectra import LabelPrior, PFSNoiseModel
+
+# Background-limited errors (no object shot noise): the error half of X then
+# carries no label information, so the Bayes ceiling binds every estimator of X.
+N_BINS = 5
+
+
+@pytest.fixture(scope="module")
+def test_set(toy_grid):
+    noise = PFSNoiseModel(toy_grid.wave, obj_coeff=0.0)
+    test = make_spectra(
+        400, grid=toy_grid, mag=(20.5, 23.0), noise="fixed", noise_model=noise, random_state=11
+    )
+    train = make_spectra(
+        1500, grid=toy_grid, mag=(20.5, 23.0), noise="fixed", noise_model=noise, random_state=12
+    )
+    ceiling = FisherCeiling(toy_grid, noise, n_samples=192, random_state=0)
+    theta = test.params[list(toy_grid.param_names)]
+    table = ceiling.table_by_snr(test.X, test.y, snr=test.params["snr"], theta=theta, bins=N_BINS)
+    return test, train, ceiling.last_evaluation_, table
+
+
+def _template_predictions(grid, X):
+    est = pytest.importorskip("specreg.estimators")
+    if not hasattr(est, "TemplateFitRegressor"):
+        pytest.skip("TemplateFitRegressor not available")
+    return est.TemplateFitRegressor(grid=grid).fit(X[:4], np.full(4, 3.0)).predict(X)
+
+
+def test_no_estimator_beats_the_bayes_ceiling_in_any_snr_bin(toy_grid, test_set):
+    test, train, ev, table = test_set
+    preds = {
+        "ridge": Ridge(alpha=1e-2).fit(train.X, train.y).predict(test.X),
+        "max_likelihood": ev["theta_ml"].to_numpy(),
+        "prior_mean": np.full(len(test), 3.0),
+    }
+    try:
+        preds["template_fit"] = _template_predictions(toy_grid, test.X)
+    except pytest.skip.Exception:
+        pass
+    y, pm = test.y, ev["posterior_mean"].to_numpy()
+    edges = snr_bin_edges(test.params["snr"], N_BINS)
+    idx = assign_snr_bins(test.params["snr"], edges)
+    for name, p in preds.items():
+        for b in range(N_BINS):
+            sel = idx == b
+            var = np.var(y[sel])
+            # paired difference of squared errors on the same spectra
+            d = (p[sel] - y[sel]) ** 2 - (pm[sel] - y[sel]) ** 2
+            se = d.std(ddof=1) / np.sqrt(sel.sum())
+            r2_model = 1 - np.mean((p[sel] - y[sel]) ** 2) / var
+            allowed = table["r2_bayes"][b] + 3 * table["r2_bayes_mc_err"][b] + 3 * se / var
+            assert r2_model <= allowed, (name, b, r2_model, table["r2_bayes"][b])
+
+
+def test_template_fit_beats_the_median_crlb_ceiling_at_low_snr(toy_grid, test_set):
+    test, _, _, table = test_set
+    p = _template_predictions(toy_grid, test.X)
+    scores = scores_by_snr(test.y, p, test.params["snr"], bins=N_BINS, n_bootstrap=0)
+    low = (table["snr"] < 10).to_numpy()
+    margin = (scores["r2"] - table["r2_max_median"]).to_numpy()
+    # a non-trivial (unclipped) reference ceiling is beaten by a plain chi^2 fit...
+    assert np.any(low & (table["r2_max_median"].to_numpy() > 0.1) & (margin > 0.03)), pd.concat(
+        [scores["r2"], table[["snr", "r2_max_median", "r2_bayes"]]], axis=1
+    )
+    # ...while the Bayes ceiling stays above it everywhere
+    assert np.all(table["r2_bayes"] >= table["r2_max_median"] - 0.05)
+
+
+def test_bayes_ceiling_is_consistent_with_its_expected_value_and_van_trees(toy_grid, test_set):
+    _, _, ev, table = test_set
+    assert np.all(table["r2_bayes"] <= 1) and np.all(table["r2_bayes_mc_err"] < 0.05)
+    assert np.all(table["ess_min"] > 10)
+    # calibration: E[(posterior mean - y)^2 - posterior variance] = 0 when the data
+    # come from the model; a too narrow (missed mass) or too wide posterior fails this
+    edges = snr_bin_edges(ev["snr"], N_BINS)
+    idx = assign_snr_bins(ev["snr"], edges)
+    d = (ev["posterior_mean"] - ev["y"]) ** 2 - ev["posterior_var"]
+    for b in range(N_BINS):
+        db = d[idx == b]
+        assert abs(db.mean()) < 4 * db.std(ddof=1) / np.sqrt(db.size), b
+    assert abs(d.mean()) < 3 * d.std(ddof=1) / np.sqrt(d.size)
+    # Schur and full inverse agree per spectrum
+    np.testing.assert_allclose(ev["crlb"], ev["crlb_inverse"], rtol=1e-6)
+
+
+def test_ceiling_falls_monotonically_with_magnitude(small_grid):
+    ceiling = FisherCeiling(small_grid, n_samples=64, random_state=0)
+    table = ceiling.table([18.0, 20.0, 21.5, 22.5, 23.0], n=120, random_state=1)
+    for col in ("snr", "r2_bayes_expected", "r2_population"):
+        assert np.all(np.diff(table[col]) < 0), (col, table[col].tolist())
+    # the median of clipped values falls until it reaches 0
+    assert np.all(np.diff(table["r2_max_median"]) <= 0)
+    assert table["r2_max_median"].iloc[0] > table["r2_max_median"].iloc[2]
+    assert table["r2_bayes"].iloc[0] > 0.9
+    assert np.all(table["sigma_min"].diff().iloc[1:] > 0)
+    assert set(table["fisher_labels"]) == {"true"}
+
+
+def test_van_trees_only_for_a_tapered_prior(small_grid):
+    flat = FisherCeiling(small_grid, n_samples=32, random_state=0).table([21.0], n=40)
+    assert np.isnan(flat["r2_van_trees"].iloc[0])
+    prior = LabelPrior(dict(small_grid.bounds), taper=0.1)
+    tapered = FisherCeiling(small_grid, prior=prior, n_samples=64, random_state=0)
+    row = tapered.table([21.0], n=80).iloc[0]
+    assert np.isfinite(row["r2_van_trees"])
+    # valid for every estimator, so also for the posterior mean (up to MC/sampling noise)
+    assert row["r2_van_trees"] >= row["r2_bayes_expected"] - 0.05
+
+
+def test_scorer_in_cross_validate(small_grid):
+    noise = PFSNoiseModel(small_grid.wave, obj_coeff=0.0)
+    s = make_spectra(
+        80, grid=small_grid, mag=20.0, noise="fixed", noise_model=noise, random_state=3
+    )
+    scoring = {"r2": "r2", "r2_bayes": FisherCeiling(small_grid, n_samples=32, random_state=0)}
+    res = cross_validate(Ridge(alpha=1.0), s.X, s.y, cv=2, scoring=scoring)
+    assert np.all(np.isfinite(res["test_r2_bayes"]))
+    assert np.all(res["test_r2_bayes"] >= res["test_r2"] - 0.05)
+    median = FisherCeiling(small_grid, aggregation="median", n_samples=32, random_state=0)
+    assert 0 <= median(None, s.X[:40], s.y[:40]) <= 1
+
+
+def test_scorer_rejects_bad_aggregation_and_input(small_grid):
+    s = make_spectra(4, grid=small_grid, mag=20.0, noise="fixed", random_state=0)
+    with pytest.raises(ValueError, match="aggregation"):
+        FisherCeiling(small_grid, aggregation="best")(None, s.X, s.y)
+    with pytest.raises(ValueError, match="y has"):
+        FisherCeiling(small_grid, n_samples=16).ceiling(s.X, s.y[:2])
+    with pytest.raises(ValueError, match="target"):
+        FisherCeiling(small_grid, target="logg").ceiling(s.X, s.y)
+    X = s.X.copy()
+    X[0, -1] = 0.0
+    with pytest.raises(ValueError, match="> 0"):
+        FisherCeiling(small_grid, n_samples=16).ceiling(X, s.y)
