@@ -1,0 +1,106 @@
+"""Per-SNR-bin scores, bins, bootstrap bands and efficiencies."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import mean_absolute_error, r2_score
+
+from specreg.metrics import (
+    REFERENCE_SNR_EDGES,
+    assign_snr_bins,
+    efficiency_by_snr,
+    regression_scores,
+    scores_by_snr,
+    snr_bin_edges,
+    snr_from_X,
+)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    n = 2000
+    snr = rng.lognormal(np.log(8), 0.5, n)
+    y = rng.uniform(1, 5, n)
+    pred = y + rng.normal(0, 2.0 / snr)
+    return y, pred, snr
+
+
+def test_quantile_bins_have_equal_counts(data):
+    _, _, snr = data
+    edges = snr_bin_edges(snr, 8)
+    counts = np.bincount(assign_snr_bins(snr, edges), minlength=8)
+    assert counts.sum() == snr.size
+    assert counts.max() - counts.min() <= 1
+
+
+def test_fixed_bins_exclude_outside_values():
+    idx = assign_snr_bins([2.0, 3.0, 27.9, 28.0, 40.0], REFERENCE_SNR_EDGES)
+    assert idx.tolist() == [-1, 0, 7, 7, -1]
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "log"])
+def test_other_strategies_span_the_range(data, strategy):
+    _, _, snr = data
+    edges = snr_bin_edges(snr, 5, strategy=strategy)
+    assert edges[0] == pytest.approx(snr.min()) and edges[-1] == pytest.approx(snr.max())
+
+
+def test_scores_per_bin_match_sklearn_on_the_bins_labels(data):
+    y, p, snr = data
+    table = scores_by_snr(y, p, snr, bins=4, n_bootstrap=50, random_state=0)
+    idx = assign_snr_bins(snr, snr_bin_edges(snr, 4))
+    for b in range(4):
+        sel = idx == b
+        assert table["r2"][b] == pytest.approx(r2_score(y[sel], p[sel]))
+        assert table["mae"][b] == pytest.approx(mean_absolute_error(y[sel], p[sel]))
+        assert table["r2_lo"][b] <= table["r2"][b] <= table["r2_hi"][b]
+    assert table["r2"].is_monotonic_increasing
+    assert table["n"].sum() == y.size
+
+
+def test_bootstrap_bands_shrink_with_more_data(data):
+    y, p, snr = data
+    small = scores_by_snr(y[:200], p[:200], snr[:200], bins=1, random_state=0)
+    big = scores_by_snr(y, p, snr, bins=1, random_state=0)
+    assert (big["r2_hi"] - big["r2_lo"])[0] < (small["r2_hi"] - small["r2_lo"])[0]
+
+
+def test_efficiency_uses_the_same_spectra(data):
+    y, p, snr = data
+    bayes = y + 0.5 * (p - y)  # half the error -> efficiency 0.25 exactly
+    t = efficiency_by_snr(y, p, bayes, snr, bins=3, random_state=0)
+    np.testing.assert_allclose(t["efficiency"], 0.25)
+    assert np.all(t["efficiency_lo"] <= 0.25 + 1e-12) and np.all(
+        t["efficiency_hi"] >= 0.25 - 1e-12
+    )
+
+
+def test_regression_scores_bias_sign():
+    s = regression_scores([1.0, 2.0, 3.0], [1.5, 2.5, 3.5])
+    assert s["bias"] == pytest.approx(0.5) and s["rmse"] == pytest.approx(0.5)
+
+
+def test_snr_from_X():
+    X = np.array([[1.0, 2.0, 3.0, 0.1, 0.1, 0.1]])
+    assert snr_from_X(X)[0] == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="2 \\* n_pix"):
+        snr_from_X(np.ones((1, 3)))
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (([1.0, np.nan], [1.0, 2.0], [1.0, 2.0]), "NaN"),
+        (([1.0, 2.0], [1.0], [1.0, 2.0]), "same length"),
+    ],
+)
+def test_scores_by_snr_rejects_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        scores_by_snr(*args)
+
+
+def test_bad_bins():
+    with pytest.raises(ValueError, match="increasing"):
+        snr_bin_edges([1.0, 2.0], [3.0, 2.0])
+    with pytest.raises(ValueError, match="strategy"):
+        snr_bin_edges([1.0, 2.0], 2, strategy="kmeans")
