@@ -1,0 +1,268 @@
+"""Figures: R2 vs SNR with the ceilings, learning curves, parity/residuals, spectra.
+
+Every function draws on the given Axes (or a new one) and returns it; nothing
+touches pyplot's global state beyond creating a figure when no Axes is given.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "plot_learning_curve",
+    "plot_parity",
+    "plot_r2_vs_snr",
+    "plot_residuals",
+    "plot_spectrum",
+]
+
+
+def _axes(ax):
+    if ax is not None:
+        return ax
+    from matplotlib.figure import Figure
+
+    # a bare Figure (no pyplot): no global figure registry, safe in loops and threads
+    return Figure(figsize=(6.4, 4.4)).add_subplot()
+
+
+def plot_r2_vs_snr(
+    scores: dict | None = None, ceiling=None, *, fisher: bool = True, ax=None, log_snr: bool = True
+):
+    """R2 vs per-spectrum SNR for several models, with the Bayes-optimal ceiling.
+
+    Parameters
+    ----------
+    scores : dict of str -> DataFrame, optional
+        Per-model tables from :func:`specreg.metrics.scores_by_snr` (columns
+        ``snr``, ``r2`` and optionally ``r2_lo``/``r2_hi`` for a band).
+    ceiling : DataFrame, optional
+        :meth:`FisherCeiling.table_by_snr` on the same spectra and bins (or
+        :meth:`FisherCeiling.table` per magnitude): ``snr``, ``r2_bayes``,
+        ``r2_bayes_mc_err`` and, for the reference-style band,
+        ``r2_max_median``/``r2_max_p10``/``r2_max_p90``.
+    fisher : bool, default=True
+        Draw the reference-style Fisher curve (median of pointwise R2_max)
+        with its p10-p90 band, dashed, next to the Bayes ceiling.
+    ax : matplotlib Axes, optional
+    log_snr : bool, default=True
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> s = pd.DataFrame({"snr": [3.0, 10.0], "r2": [0.3, 0.8]})
+    >>> c = pd.DataFrame({"snr": [3.0, 10.0], "r2_bayes": [0.4, 0.9], "r2_bayes_mc_err": [0.01, 0.01]})
+    >>> ax = plot_r2_vs_snr({"ridge": s}, c)
+    >>> ax.get_ylabel()
+    '$R^2$ (log g)'
+    """
+    ax = _axes(ax)
+    if ceiling is not None:
+        c = ceiling.sort_values("snr")
+        if "r2_bayes" in c:
+            err = c["r2_bayes_mc_err"] if "r2_bayes_mc_err" in c else 0.0
+            ax.plot(c["snr"], c["r2_bayes"], "k-", lw=2, label="Bayes-optimal ceiling", zorder=5)
+            ax.fill_between(
+                c["snr"],
+                c["r2_bayes"] - 2 * err,
+                c["r2_bayes"] + 2 * err,
+                color="k",
+                alpha=0.2,
+                lw=0,
+            )
+        if fisher and "r2_max_median" in c:
+            ax.plot(
+                c["snr"],
+                c["r2_max_median"],
+                "--",
+                color="0.4",
+                label="Fisher median $R^2_{max}$ (reference)",
+            )
+            if "r2_max_p10" in c and "r2_max_p90" in c:
+                ax.fill_between(
+                    c["snr"],
+                    c["r2_max_p10"],
+                    c["r2_max_p90"],
+                    color="0.5",
+                    alpha=0.15,
+                    lw=0,
+                    label="Fisher p10-p90",
+                )
+    for name, table in (scores or {}).items():
+        t = table.dropna(subset=["r2"]).sort_values("snr")
+        (line,) = ax.plot(t["snr"], t["r2"], "o-", ms=4, label=name)
+        if "r2_lo" in t and "r2_hi" in t:
+            ax.fill_between(
+                t["snr"], t["r2_lo"], t["r2_hi"], color=line.get_color(), alpha=0.2, lw=0
+            )
+    if log_snr:
+        ax.set_xscale("log")
+    ax.set_xlabel("per-spectrum SNR (median flux / error)")
+    ax.set_ylabel("$R^2$ (log g)")
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_learning_curve(
+    train_sizes, scores: dict, *, ceiling: float | None = None, ax=None, ylabel: str = "$R^2$"
+):
+    """Scaling curves: score vs training-set size on a log axis, several models.
+
+    Parameters
+    ----------
+    train_sizes : array-like of shape (n_sizes,)
+    scores : dict of str -> array-like of shape (n_sizes,) or (n_sizes, n_folds)
+        Per model; with folds, the mean is drawn with a +-1 sd band.
+    ceiling : float, optional
+        A horizontal line (e.g. the Bayes-optimal R2 of the test set).
+    ax : matplotlib Axes, optional
+    ylabel : str, default="$R^2$"
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> ax = plot_learning_curve([1e3, 1e4], {"ridge": [[0.3, 0.35], [0.5, 0.52]]}, ceiling=0.8)
+    >>> ax.get_xscale()
+    'log'
+    """
+    ax = _axes(ax)
+    sizes = np.asarray(train_sizes, dtype=float)
+    for name, s in scores.items():
+        s = np.asarray(s, dtype=float)
+        if s.shape[0] != sizes.size:
+            raise ValueError(f"scores[{name!r}] has {s.shape[0]} rows for {sizes.size} sizes")
+        mean = s.mean(axis=1) if s.ndim == 2 else s
+        (line,) = ax.plot(sizes, mean, "o-", label=name)
+        if s.ndim == 2 and s.shape[1] > 1:
+            sd = s.std(axis=1)
+            ax.fill_between(sizes, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, lw=0)
+    if ceiling is not None:
+        ax.axhline(ceiling, color="k", lw=1.5, label="Bayes-optimal ceiling")
+    ax.set_xscale("log")
+    ax.set_xlabel("training spectra N")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def _envelope(y_true, crlb, bins):
+    y = np.asarray(y_true, dtype=float)
+    sig = np.sqrt(np.asarray(crlb, dtype=float))
+    edges = np.linspace(y.min(), y.max(), bins + 1)
+    idx = np.clip(np.searchsorted(edges, y, side="right") - 1, 0, bins - 1)
+    centres, med = [], []
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            centres.append(0.5 * (edges[b] + edges[b + 1]))
+            med.append(np.median(sig[sel]))
+    return np.array(centres), np.array(med)
+
+
+def plot_parity(y_true, y_pred, *, crlb=None, bins: int = 20, ax=None, label: str | None = None):
+    """Predicted vs true labels with the +-sigma_CRLB envelope (median per true-label bin).
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n,)
+    crlb : array-like of shape (n,), optional
+        Per-spectrum CRLB (variance); the envelope is ``y = x +- sqrt(CRLB)``.
+    bins : int, default=20
+    ax : matplotlib Axes, optional
+    label : str, optional
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> ax = plot_parity([1.0, 3.0, 5.0], [1.2, 2.9, 4.5], crlb=[0.1, 0.2, 0.3], bins=3)
+    >>> ax.get_xlabel()
+    'true log g'
+    """
+    ax = _axes(ax)
+    y, p = np.asarray(y_true, float), np.asarray(y_pred, float)
+    ax.scatter(y, p, s=4, alpha=0.4, label=label)
+    lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
+    ax.plot([lo, hi], [lo, hi], "k-", lw=1)
+    if crlb is not None:
+        c, s = _envelope(y, crlb, bins)
+        ax.fill_between(c, c - s, c + s, color="C1", alpha=0.25, lw=0, label=r"$\pm\sigma_{CRLB}$")
+    ax.set_xlabel("true log g")
+    ax.set_ylabel("predicted log g")
+    if label is not None or crlb is not None:
+        ax.legend(fontsize="small")
+    return ax
+
+
+def plot_residuals(y_true, y_pred, *, crlb=None, bins: int = 20, ax=None):
+    """Residuals (pred - true) vs true label with +-1 and +-1.96 sigma_CRLB bands.
+
+    The reference's residual overlay: per-spectrum ``sqrt(CRLB)`` binned by
+    the true label, the median per bin drawn as bands around zero.
+
+    Examples
+    --------
+    >>> ax = plot_residuals([1.0, 3.0, 5.0], [1.2, 2.9, 4.5], crlb=[0.1, 0.2, 0.3], bins=3)
+    >>> ax.get_ylabel()
+    'residual (dex)'
+    """
+    ax = _axes(ax)
+    y, p = np.asarray(y_true, float), np.asarray(y_pred, float)
+    ax.scatter(y, p - y, s=4, alpha=0.4)
+    ax.axhline(0.0, color="k", lw=1)
+    if crlb is not None:
+        c, s = _envelope(y, crlb, bins)
+        ax.fill_between(
+            c, -1.96 * s, 1.96 * s, color="C1", alpha=0.15, lw=0, label=r"$\pm1.96\sigma_{CRLB}$"
+        )
+        ax.fill_between(c, -s, s, color="C1", alpha=0.3, lw=0, label=r"$\pm\sigma_{CRLB}$")
+        ax.legend(fontsize="small")
+    ax.set_xlabel("true log g")
+    ax.set_ylabel("residual (dex)")
+    return ax
+
+
+def plot_spectrum(wave, flux, *, error=None, model=None, ax=None, label: str | None = None):
+    """One spectrum with its 1-sigma error band and, optionally, a model spectrum.
+
+    Parameters
+    ----------
+    wave, flux : array-like of shape (n_pix,)
+    error : array-like of shape (n_pix,), optional
+    model : array-like of shape (n_pix,), optional
+    ax : matplotlib Axes, optional
+    label : str, optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ax = plot_spectrum(np.arange(5.0), np.ones(5), error=np.full(5, 0.1))
+    >>> ax.get_xlabel()
+    'wavelength (Å)'
+    """
+    ax = _axes(ax)
+    w, f = np.asarray(wave, float), np.asarray(flux, float)
+    if f.shape != w.shape:
+        raise ValueError(f"flux {f.shape} and wave {w.shape} differ in shape")
+    ax.plot(w, f, lw=0.6, label=label or "flux")
+    if error is not None:
+        e = np.asarray(error, float)
+        ax.fill_between(w, f - e, f + e, color="C0", alpha=0.2, lw=0, label=r"$\pm1\sigma$")
+    if model is not None:
+        ax.plot(w, np.asarray(model, float), "k-", lw=0.8, label="model")
+    ax.set_xlabel("wavelength (Å)")
+    ax.set_ylabel("normalised flux")
+    ax.legend(fontsize="small")
+    return ax
