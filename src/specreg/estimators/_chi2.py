@@ -208,6 +208,7 @@ def lm_refine(
     xtol: np.ndarray | float = 1e-6,
     ftol: float = 1e-3,
     lam0: float = 1e-3,
+    cell_index=None,
 ) -> dict:
     """Levenberg-Marquardt refinement of many spectra at once, inside a box.
 
@@ -237,6 +238,11 @@ def lm_refine(
         noise level.
     lam0 : float, default=1e-3
         Initial Marquardt damping.
+    cell_index : callable, optional
+        ``theta (m, d) -> (m, d)`` int: the grid cell of each label. When a trial
+        step cannot be evaluated (a grid hole), the labels that changed cell are
+        held back and the step is retried once with the others, so a fit can slide
+        along the edge of a hole instead of stalling there.
 
     Returns
     -------
@@ -298,9 +304,17 @@ def lm_refine(
         ] * np.eye(d)
         g0 = grad * keep
         decrement = np.einsum("na,na->n", g0, np.linalg.solve(h0, g0[..., None])[..., 0])
+        # a degenerate system (e.g. a Jacobian zeroed next to a grid hole) gives no step
+        step = np.where(np.isfinite(step), step, 0.0)
         trial = np.clip(th + step, lo, hi)
         m_trial = np.asarray(model_flux(trial), dtype=np.float64)
         ok_model = np.isfinite(m_trial).all(axis=1)
+        if cell_index is not None and not ok_model.all():
+            bad = np.flatnonzero(~ok_model)
+            crossed = cell_index(trial[bad]) != cell_index(th[bad])
+            trial[bad] = np.where(crossed, th[bad], trial[bad])
+            m_trial[bad] = model_flux(trial[bad])
+            ok_model = np.isfinite(m_trial).all(axis=1)
         m_trial[~ok_model] = 0.0
         c_trial, chi2_trial = profile_linear(f, w, m_trial, basis)
         chi2_old = chi2[active]

@@ -51,6 +51,9 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
       ``RandomState``; the same one for an int seed, as sklearn's convention goes);
     * ``transform(X)`` returns the flux half **unchanged**: test flux is already
       noisy (one fixed draw stored with the test set), so no noise is added.
+      Only with ``noisy_transform=True`` does it add noise too (a draw independent
+      of the training one), for cross-validating on a *noiseless* set whose test
+      folds must be noisy as well.
 
     The output is flux only, so ``make_pipeline(HeteroscedasticNoise(), Ridge())``
     just works; ``keep_error=True`` returns ``[noisy flux | error]`` instead, for
@@ -63,6 +66,8 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         Multiplier of the error half (>= 0).
     keep_error : bool, default=False
         Append the (unchanged) error half to the output.
+    noisy_transform : bool, default=False
+        Let :meth:`transform` add noise as well (see above).
     random_state : int, RandomState instance or None, default=None
         Seed of the noise draw in ``fit_transform``.
 
@@ -98,9 +103,16 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
     (4,)
     """
 
-    def __init__(self, noise_level: float = 1.0, keep_error: bool = False, random_state=None):
+    def __init__(
+        self,
+        noise_level: float = 1.0,
+        keep_error: bool = False,
+        noisy_transform: bool = False,
+        random_state=None,
+    ):
         self.noise_level = noise_level
         self.keep_error = keep_error
+        self.noisy_transform = noisy_transform
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -161,12 +173,17 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         ((1000, 1), 1.0)
         """
         X = self._validate(X, reset=True)
-        self.n_pix_ = n_pix = X.shape[1] // 2
+        self.n_pix_ = X.shape[1] // 2
+        return self._add_noise(X, stream=0)
+
+    def _add_noise(self, X: np.ndarray, stream: int) -> np.ndarray:
+        n_pix = self.n_pix_
         flux, error = X[:, :n_pix], X[:, n_pix:]
         rs = check_random_state(self.random_state)
         # a Generator seeded from the RandomState: ziggurat normals drawn directly in
-        # the input's dtype (no float64 temporary of the size of the data)
-        rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
+        # the input's dtype (no float64 temporary of the size of the data); the
+        # stream keeps training and test draws independent under an int seed
+        rng = np.random.default_rng([rs.randint(np.iinfo(np.int32).max), stream])
         eps = rng.standard_normal(flux.shape, dtype=X.dtype)
         noisy = flux + X.dtype.type(self.noise_level) * error * eps
         return np.hstack([noisy, error]) if self.keep_error else noisy
@@ -192,6 +209,8 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validate(X, reset=False)
+        if self.noisy_transform:
+            return self._add_noise(X, stream=1)
         if self.keep_error:
             return X.copy()
         return X[:, : self.n_pix_].copy()

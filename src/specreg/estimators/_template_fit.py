@@ -122,8 +122,12 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         Degree of the multiplicative polynomial; 0 fits a single amplitude.
     max_iter : int, default=30
         Maximum Levenberg-Marquardt iterations per spectrum.
+    tol : float, default=1e-3
+        Convergence when the Gauss-Newton decrement (the chi-square an undamped
+        step would still gain) falls below ``tol``: the fit then lies within about
+        ``sqrt(tol)`` formal standard deviations of the minimum, at any SNR.
     xtol : float, default=1e-4
-        Convergence when a step moves every label by less than ``xtol`` times the
+        Also converged when a step moves every label by less than ``xtol`` times the
         node spacing of its axis (label scaling: K and dex alike).
     batch_size : int, default=256
         Spectra fitted together (bounds memory: about ``batch_size * n_pix * 100``
@@ -188,6 +192,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         params: tuple[str, ...] = ("T_eff", "log_g", "M_H"),
         poly_degree: int = 0,
         max_iter: int = 30,
+        tol: float = 1e-3,
         xtol: float = 1e-4,
         batch_size: int = 256,
         n_jobs: int | None = None,
@@ -197,6 +202,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         self.params = params
         self.poly_degree = poly_degree
         self.max_iter = max_iter
+        self.tol = tol
         self.xtol = xtol
         self.batch_size = batch_size
         self.n_jobs = n_jobs
@@ -216,8 +222,10 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
         if not isinstance(self.poly_degree, numbers.Integral) or self.poly_degree < 0:
             raise ValueError(f"poly_degree must be an integer >= 0; got {self.poly_degree!r}")
-        if not (isinstance(self.xtol, numbers.Real) and self.xtol > 0):
-            raise ValueError(f"xtol must be a positive number; got {self.xtol!r}")
+        for name in ("tol", "xtol"):
+            value = getattr(self, name)
+            if not (isinstance(value, numbers.Real) and value > 0):
+                raise ValueError(f"{name} must be a positive number; got {value!r}")
 
     def _check_params_against(self, model) -> tuple[str, ...]:
         params = (self.params,) if isinstance(self.params, str) else tuple(self.params)
@@ -356,7 +364,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
 
         n = X.shape[0]
         batches = [slice(s, min(s + self.batch_size, n)) for s in range(0, n, self.batch_size)]
-        job = _BatchFitter(model, self.poly_degree, self.max_iter, self.xtol)
+        job = _BatchFitter(model, self.poly_degree, self.max_iter, self.tol, self.xtol)
         results = self._run(job, flux, error, start, batches)
 
         theta = np.concatenate([r["theta"] for r in results])[:, order]
@@ -436,9 +444,10 @@ def _box(model) -> tuple[np.ndarray, np.ndarray]:
 class _BatchFitter:
     """Fit one batch: coarse start over templates, then LM (picklable, stateless)."""
 
-    def __init__(self, model, poly_degree: int, max_iter: int, xtol: float):
+    def __init__(self, model, poly_degree: int, max_iter: int, tol: float, xtol: float):
         self.model = model
         self.max_iter = max_iter
+        self.tol = tol
         self.basis = legendre_basis(np.asarray(model.wave, dtype=float), poly_degree)
         self.lo, self.hi = _box(model)
         if isinstance(model, SpectralGrid):
@@ -499,6 +508,13 @@ class _BatchFitter:
             start[:, a] = np.where(ok, np.clip(vertex, left, right), start[:, a])
         return start
 
+    def cell_index(self, theta):
+        cells = [
+            np.clip(np.searchsorted(x, theta[:, a], side="right") - 1, 0, max(x.size - 2, 0))
+            for a, x in enumerate(self.model.axes.values())
+        ]
+        return np.stack(cells, axis=1)
+
     def flux(self, theta):
         theta = np.clip(theta, self.lo, self.hi)
         if isinstance(self.model, SpectralGrid):
@@ -521,7 +537,10 @@ class _BatchFitter:
             chi2 = coarse_chi2(flux, ivar, self.templates, self.basis)
             start = self.start_labels[np.argmin(chi2, axis=1)]
             if self.node_index is not None:
-                start = self._subnode_start(chi2, start)
+                sub = self._subnode_start(chi2, start)
+                # keep the node itself where the shifted start would need a hole
+                ok = self.model.stencil_valid(sub)
+                start = np.where(ok[:, None], sub, start)
         return lm_refine(
             self.flux,
             self.jacobian,
@@ -533,6 +552,8 @@ class _BatchFitter:
             self.hi,
             max_iter=self.max_iter,
             xtol=self.xtol,
+            ftol=self.tol,
+            cell_index=self.cell_index if self.node_index is not None else None,
         )
 
 

@@ -1,0 +1,203 @@
+"""The reference study's classical baselines as scikit-learn pipelines on stacked X.
+
+Both take ``X = [flux | error]`` (e.g. ``make_spectra(...).X``); the first step,
+:class:`HeteroscedasticNoise`, draws training noise from the error half and passes
+test flux (already noisy) through unchanged (REFERENCE.md section 5.1):
+
+* Ridge: ``HeteroscedasticNoise -> StandardScaler -> Ridge(alpha=1e5)``;
+* LightGBM: ``HeteroscedasticNoise -> LGBMRegressor(**REFERENCE_LGBM_PARAMS)`` on raw
+  flux (trees are invariant to per-feature scaling).
+
+Thread budgeting: LightGBM's OpenMP threads times joblib's workers should not exceed
+the cores, or the run slows down (oversubscription); :func:`thread_budget` splits them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ._noise import HeteroscedasticNoise
+
+__all__ = [
+    "REFERENCE_LGBM_PARAMS",
+    "REFERENCE_LGBM_EARLY_STOPPING_ROUNDS",
+    "REFERENCE_RIDGE_ALPHA",
+    "make_lightgbm_baseline",
+    "make_ridge_baseline",
+    "thread_budget",
+]
+
+#: Ridge regularisation of the reference's 1M model (on StandardScaled flux).
+REFERENCE_RIDGE_ALPHA = 1e5
+
+#: LightGBM settings of the reference's paper numbers (REFERENCE.md section 5.1), in the
+#: scikit-learn API's names (``min_data_in_leaf`` -> ``min_child_samples``). As in the
+#: reference, ``subsample`` is set without ``subsample_freq``, so bagging is inactive;
+#: pass ``subsample_freq=1`` to :func:`make_lightgbm_baseline` to switch it on.
+REFERENCE_LGBM_PARAMS: dict = {
+    "objective": "regression",
+    "metric": "rmse",
+    "learning_rate": 0.05,
+    "num_leaves": 63,
+    "max_depth": -1,
+    "min_child_samples": 20,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "n_estimators": 5000,
+}
+
+#: The reference stopped on a held-out set after 50 rounds without improvement (it
+#: stopped at 1,293 trees at 1M spectra). Early stopping needs an evaluation set, see
+#: :func:`make_lightgbm_baseline`.
+REFERENCE_LGBM_EARLY_STOPPING_ROUNDS = 50
+
+
+def thread_budget(n_workers: int | None = None, n_cores: int | None = None) -> tuple[int, int]:
+    """Split the cores between joblib workers and the threads inside each worker.
+
+    Parameters
+    ----------
+    n_workers : int, optional
+        Parallel workers wanted (e.g. cross-validation folds run at once); default
+        all cores, i.e. one thread each.
+    n_cores : int, optional
+        Cores to use; default the cores this process may run on.
+
+    Returns
+    -------
+    n_workers, n_threads : int
+        ``n_workers * n_threads <= n_cores``: pass ``n_workers`` to joblib
+        (``cross_validate(..., n_jobs=n_workers)``) and ``n_threads`` to the model
+        (``make_lightgbm_baseline(n_jobs=n_threads)``).
+
+    Examples
+    --------
+    >>> thread_budget(2, n_cores=2)
+    (2, 1)
+    >>> thread_budget(1, n_cores=2)
+    (1, 2)
+    >>> thread_budget(8, n_cores=2)  # never more workers than cores
+    (2, 1)
+    """
+    if n_cores is None:
+        n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        n_cores = n_cores or os.cpu_count() or 1
+    n_cores = max(1, int(n_cores))
+    n_workers = n_cores if n_workers is None else max(1, min(int(n_workers), n_cores))
+    return n_workers, max(1, n_cores // n_workers)
+
+
+def make_ridge_baseline(
+    alpha: float = REFERENCE_RIDGE_ALPHA,
+    *,
+    noise_level: float = 1.0,
+    noisy_transform: bool = False,
+    random_state=None,
+) -> Pipeline:
+    """The reference Ridge baseline: noise, StandardScaler, Ridge(alpha=1e5).
+
+    Parameters
+    ----------
+    alpha : float, default=1e5
+        Ridge regularisation (the reference's optimum at 1M spectra; smaller
+        training sets prefer smaller values, e.g. 3e4 at 100k).
+    noise_level : float, default=1.0
+        Training-noise multiplier (:class:`HeteroscedasticNoise`).
+    noisy_transform : bool, default=False
+        Also add noise to test folds: for cross-validation on a noiseless set.
+        Leave False when the test flux is already noisy.
+    random_state : int, RandomState or None, default=None
+        Seed of the noise draws (the reference used numpy seed 42 once).
+
+    Returns
+    -------
+    Pipeline
+        Input ``X = [flux | error]`` of shape (n, 2 * n_pix); predicts log g.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.model_selection import cross_validate
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.uniform(1, 5, 60)
+    >>> X = np.hstack([0.5 + 0.01 * y[:, None] * rng.normal(size=(1, 20)), np.full((60, 20), 0.001)])
+    >>> pipe = make_ridge_baseline(alpha=1.0, random_state=0)
+    >>> [name for name, _ in pipe.steps]
+    ['heteroscedasticnoise', 'standardscaler', 'ridge']
+    >>> cross_validate(pipe, X, y, cv=3)["test_score"].mean() > 0.9
+    np.True_
+    """
+    return make_pipeline(
+        HeteroscedasticNoise(
+            noise_level=noise_level, noisy_transform=noisy_transform, random_state=random_state
+        ),
+        StandardScaler(),
+        Ridge(alpha=alpha),
+    )
+
+
+def make_lightgbm_baseline(
+    *,
+    n_jobs: int = 1,
+    noise_level: float = 1.0,
+    noisy_transform: bool = False,
+    random_state=None,
+    **params,
+) -> Pipeline:
+    """The reference LightGBM baseline: noise, then LGBMRegressor on raw flux.
+
+    Parameters
+    ----------
+    n_jobs : int, default=1
+        LightGBM's OpenMP threads. Budget them against joblib's workers with
+        :func:`thread_budget` (the default 1 is safe inside parallel CV).
+    noise_level : float, default=1.0
+        Training-noise multiplier.
+    noisy_transform : bool, default=False
+        Also add noise to test folds (cross-validation on a noiseless set).
+    random_state : int, RandomState or None, default=None
+        Seeds the noise and LightGBM.
+    **params
+        Overrides of :data:`REFERENCE_LGBM_PARAMS` (e.g. a smaller ``n_estimators``
+        for quick runs, ``subsample_freq=1`` to activate bagging).
+
+    Returns
+    -------
+    Pipeline
+        Input ``X = [flux | error]``; predicts log g.
+
+    Notes
+    -----
+    The reference trained 5000 trees with early stopping after
+    :data:`REFERENCE_LGBM_EARLY_STOPPING_ROUNDS` rounds on a held-out noisy set. In a
+    pipeline, pass that set's *flux half* (it is not transformed) and the callback
+    as fit parameters::
+
+        from lightgbm import early_stopping
+        pipe.fit(X, y, lgbmregressor__eval_set=[(X_val[:, :n_pix], y_val)],
+                 lgbmregressor__callbacks=[early_stopping(50)])
+
+    Under ``cross_validate``/``learning_curve`` there is no evaluation set: fix
+    ``n_estimators`` instead (the reference stopped at 532-1,349 trees between 10k
+    and 1M spectra).
+
+    Examples
+    --------
+    >>> pipe = make_lightgbm_baseline(n_estimators=10, n_jobs=1)
+    >>> pipe.named_steps["lgbmregressor"].get_params()["num_leaves"]
+    63
+    """
+    from lightgbm import LGBMRegressor  # an optional-weight import, only when asked
+
+    lgbm_params = dict(REFERENCE_LGBM_PARAMS)
+    lgbm_params.update(params)
+    return make_pipeline(
+        HeteroscedasticNoise(
+            noise_level=noise_level, noisy_transform=noisy_transform, random_state=random_state
+        ),
+        LGBMRegressor(n_jobs=n_jobs, random_state=random_state, verbose=-1, **lgbm_params),
+    )
