@@ -106,7 +106,10 @@ def _optional_registrations():
     """Sub-commands living next to their subpackages (imported lazily inside)."""
     import importlib
 
-    for module, name in [("specreg.grids._cli", "add_build_parser")]:
+    for module, name in [
+        ("specreg.grids._cli", "add_build_parser"),
+        ("specreg._cli_ceiling", "add_ceiling_parser"),
+    ]:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:  # a subpackage still being written
