@@ -178,8 +178,11 @@ def make_lightgbm_baseline(
     as fit parameters::
 
         from lightgbm import early_stopping
-        pipe.fit(X, y, lgbmregressor__eval_set=[(X_val[:, :n_pix], y_val)],
+        pipe.fit(X, y, lgbmregressor__eval_X=X_val[:, :n_pix],
+                 lgbmregressor__eval_y=y_val,
                  lgbmregressor__callbacks=[early_stopping(50)])
+
+    (LightGBM < 4.7 spells it ``lgbmregressor__eval_set=[(X_val[:, :n_pix], y_val)]``.)
 
     Under ``cross_validate``/``learning_curve`` there is no evaluation set: fix
     ``n_estimators`` instead (the reference stopped at 532-1,349 trees between 10k
