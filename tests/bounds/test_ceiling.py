@@ -144,3 +144,21 @@ def test_scorer_rejects_bad_aggregation_and_input(small_grid):
     X[0, -1] = 0.0
     with pytest.raises(ValueError, match="> 0"):
         FisherCeiling(small_grid, n_samples=16).ceiling(X, s.y)
+
+
+def test_true_labels_are_routed_to_the_scorer(small_grid):
+    import sklearn
+
+    s = make_spectra(60, grid=small_grid, mag=20.0, noise="fixed", random_state=3)
+    theta = s.params[list(small_grid.param_names)]
+    scorer = FisherCeiling(small_grid, aggregation="median", n_samples=32, random_state=0)
+    with sklearn.config_context(enable_metadata_routing=True):
+        res = cross_validate(
+            Ridge(), s.X, s.y, cv=2, scoring={"r2": "r2", "c": scorer}, params={"theta": theta}
+        )
+    assert scorer.last_evaluation_.attrs["fisher_labels"] == "true"
+    # the routed fold labels are the ones the scorer saw: its CRLBs match a direct call
+    test_rows = np.arange(30, 60)
+    direct = scorer.crlb(theta.iloc[test_rows], s.error[test_rows])
+    np.testing.assert_allclose(scorer.last_evaluation_["crlb"], direct, rtol=1e-6)
+    assert np.all(np.isfinite(res["test_c"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._bayes import PosteriorSummary, posterior_summary, split_X
+from ._bayes import PosteriorSummary, _Problem, posterior_summary, split_X
 from ._fisher import (
     aggregate_r2_max,
     condition_number,
@@ -278,11 +278,19 @@ class FisherCeiling:
         >>> bool(abs(post.mean[0, 0] - 3.0) < 0.1)
         True
         """
+        model, prior = self._model(), self._prior()
+        key = (id(model), id(prior), str(self.lattice))
+        cache = getattr(self, "_problem_cache", None)
+        if cache is None or cache[0] != key:
+            # the lattice templates are reused by every call (scorer folds, SNR bins)
+            cache = (key, _Problem(model, prior, self.lattice))
+            self._problem_cache = cache
         return posterior_summary(
-            self._model(),
+            model,
             flux,
             error,
-            self._prior(),
+            prior,
+            _problem=cache[1],
             n_samples=self.n_samples,
             lattice=self.lattice,
             chunk_size=self.chunk_size,
@@ -413,6 +421,25 @@ class FisherCeiling:
             )
         return float(self.ceiling(X, y, theta=theta)[AGGREGATIONS[self.aggregation]])
 
+    def get_metadata_routing(self):
+        """Request the true labels ``theta`` as scorer metadata (sklearn metadata routing).
+
+        With ``sklearn.set_config(enable_metadata_routing=True)``,
+        ``cross_validate(..., scoring={"c": FisherCeiling()}, params={"theta": labels})``
+        passes each fold's true labels (all parameters) to the scorer, which
+        then evaluates the Fisher matrices there instead of at the fitted labels.
+
+        Examples
+        --------
+        >>> FisherCeiling().get_metadata_routing().score.requests
+        {'theta': True}
+        """
+        from sklearn.utils.metadata_routing import MetadataRequest
+
+        request = MetadataRequest(owner=type(self).__name__)
+        request.score.add_request(param="theta", alias=True)
+        return request
+
     def table_by_snr(
         self, X, y, *, snr=None, bins=8, strategy="quantile", theta=None
     ) -> pd.DataFrame:
@@ -514,7 +541,9 @@ class FisherCeiling:
             frame = self.evaluate(
                 spectra.X, spectra.params[self.target], theta=theta, snr=spectra.params["snr"]
             )
-            row = {"mag": float(mag)}
+            # the reference's "grid SNR": median over all pixels of all spectra
+            snr_grid = float(np.median(spectra.flux / spectra.error))
+            row = {"mag": float(mag), "snr_grid": snr_grid}
             row.update(self._summarise(frame, self._last_fisher))
             rows.append(row)
         return pd.DataFrame(rows)
