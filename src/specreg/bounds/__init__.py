@@ -7,6 +7,7 @@ one no estimator can beat; the Fisher aggregations explain it.
 
 from ._bayes import PosteriorSummary, posterior_summary, split_X
 from ._ceiling import AGGREGATIONS, FisherCeiling, summarise_ceiling
+from ._estimator import BayesCeilingRegressor
 from ._fisher import (
     aggregate_r2_max,
     condition_number,
@@ -21,6 +22,7 @@ from ._fisher import (
 
 __all__ = [
     "AGGREGATIONS",
+    "BayesCeilingRegressor",
     "FisherCeiling",
     "summarise_ceiling",
     "PosteriorSummary",

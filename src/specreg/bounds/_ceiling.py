@@ -235,9 +235,16 @@ class FisherCeiling:
         return names.index(self.target)
 
     def _rng(self):
-        if not isinstance(self.random_state, np.random.Generator):
-            self.random_state = np.random.default_rng(self.random_state)
-        return self.random_state
+        # one generator per instance, so successive calls draw fresh samples
+        if getattr(self, "_generator", None) is None:
+            self._generator = np.random.default_rng(self.random_state)
+        return self._generator
+
+    def __getstate__(self):
+        # the lattice templates are a cache (up to ~100 MB): rebuild, don't pickle
+        state = dict(self.__dict__)
+        state.pop("_problem_cache", None)
+        return state
 
     # ------------------------------------------------------------------ math
     def fisher(self, theta, error) -> np.ndarray:
