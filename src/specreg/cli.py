@@ -46,6 +46,24 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import run_benchmark
+    from .datasets import load_grid
+
+    grid = None if args.grid is None else load_grid(args.grid)
+    run_benchmark(
+        args.preset,
+        args.out,
+        device=args.device,
+        models=tuple(args.models),
+        learning_curve=args.learning_curve,
+        grid=grid,
+        seed=args.seed,
+        verbose=not args.quiet,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``specreg`` command.
 
@@ -96,6 +114,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(func=_cmd_simulate)
+
+    bench = sub.add_parser(
+        "benchmark",
+        help="the main job: Ridge, LightGBM, template fit and SpecViT vs the ceiling",
+        description="Simulate training and test sets from the grid, train every model, "
+        "compute the Bayes-optimal ceiling for the test spectra, and write results.json, "
+        "tables and figures. Finished stages in --out are reused.",
+    )
+    bench.add_argument(
+        "--preset",
+        choices=["smoke", "cpu", "paper"],
+        default="cpu",
+        help="smoke: ~1 min; cpu: <20 min on 2 cores; paper: 1M spectra, GPU",
+    )
+    bench.add_argument(
+        "--out",
+        type=Path,
+        default=Path("specreg-benchmark"),
+        help="output directory (default ./specreg-benchmark)",
+    )
+    bench.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="device of the ViT"
+    )
+    bench.add_argument(
+        "--models",
+        nargs="+",
+        default=["ridge", "lightgbm", "template_fit", "vit"],
+        choices=["ridge", "lightgbm", "template_fit", "vit"],
+        help="models to run",
+    )
+    bench.add_argument(
+        "--learning-curve",
+        action="store_true",
+        help="also train on growing subsets (R2 vs N figure)",
+    )
+    bench.add_argument("--grid", type=Path, default=None, help="grid file (default: embedded)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the sets and models")
+    bench.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    bench.set_defaults(func=_cmd_benchmark)
 
     for register in _optional_registrations():
         register(sub)

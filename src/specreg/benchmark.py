@@ -1,0 +1,510 @@
+"""The main job: every model and the ceiling on the same spectra from the embedded grid.
+
+``specreg benchmark --preset smoke | cpu | paper`` (or :func:`run_benchmark`) simulates
+a training set (noiseless flux + errors; noise is drawn during training) and a test set
+(one fixed noise draw, magnitudes 20.5-22.5), trains Ridge, LightGBM, the template fit and
+SpecViT, computes the Bayes-optimal ceiling and the reference-style Fisher analysis for
+the test spectra, and writes a results table, a per-SNR table, ``results.json`` and
+figures. Every stage stores its artefact in the output directory and is skipped when a
+finished artefact from the same configuration is there, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._version import __version__
+
+__all__ = ["PRESETS", "BenchmarkPreset", "run_benchmark"]
+
+MODELS = ("ridge", "lightgbm", "template_fit", "vit")
+
+
+@dataclass(frozen=True)
+class BenchmarkPreset:
+    """Sizes and model settings of one benchmark preset.
+
+    Parameters
+    ----------
+    name : str
+    n_train, n_test : int
+        Training spectra (noiseless, noise drawn in training) and test spectra
+        (one fixed noise draw).
+    ridge_alpha : float or None
+        None scales the reference's optimum (1e5 at 1M spectra) with n_train,
+        since the penalty competes with a data term that grows with n.
+    lgbm_params : dict
+        Overrides of the reference LightGBM parameters.
+    vit_params : dict
+        SpecViTRegressor parameters.
+    ceiling_samples : int
+        Importance samples per spectrum for the Bayes ceiling.
+    learning_curve_sizes : tuple of int
+        Training sizes of the learning curve (``--learning-curve``).
+    bins : int
+        Equal-count SNR bins of the per-SNR table.
+
+    Examples
+    --------
+    >>> PRESETS["smoke"].n_train
+    1500
+    """
+
+    name: str
+    n_train: int
+    n_test: int
+    ridge_alpha: float | None = None
+    lgbm_params: dict = field(default_factory=dict)
+    vit_params: dict = field(default_factory=dict)
+    ceiling_samples: int = 256
+    learning_curve_sizes: tuple = ()
+    bins: int = 8
+
+
+PRESETS = {
+    "smoke": BenchmarkPreset(
+        "smoke",
+        n_train=1500,
+        n_test=300,
+        lgbm_params={"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 15},
+        vit_params=dict(
+            patch_size=64,
+            hidden_size=32,
+            depth=1,
+            heads=2,
+            max_epochs=3,
+            batch_size=128,
+            lr=1e-3,
+            dropout=0.0,
+        ),
+        ceiling_samples=64,
+        learning_curve_sizes=(300, 750, 1500),
+        bins=4,
+    ),
+    "cpu": BenchmarkPreset(
+        "cpu",
+        n_train=20_000,
+        n_test=2_000,
+        lgbm_params={"n_estimators": 600, "learning_rate": 0.05, "num_leaves": 31},
+        vit_params=dict(
+            patch_size=32,
+            hidden_size=64,
+            depth=3,
+            heads=4,
+            max_epochs=12,
+            batch_size=128,
+            lr=1e-3,
+            dropout=0.0,
+            warmup_epochs=1,
+        ),
+        ceiling_samples=256,
+        learning_curve_sizes=(2_000, 5_000, 10_000, 20_000),
+        bins=8,
+    ),
+    "paper": BenchmarkPreset(
+        "paper",
+        n_train=1_000_000,
+        n_test=10_000,
+        ridge_alpha=1e5,
+        lgbm_params={"n_estimators": 1300},
+        vit_params=dict(max_epochs=200, batch_size=256, lr=3e-4, amp="bf16"),
+        ceiling_samples=256,
+        learning_curve_sizes=(50_000, 100_000, 200_000, 500_000, 1_000_000),
+        bins=8,
+    ),
+}
+
+
+def _config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[
+        :12
+    ]
+
+
+class _Stages:
+    """Artefacts in ``out``; a stage is done when its file exists with the same config hash."""
+
+    def __init__(self, out: Path, config: dict, log) -> None:
+        self.out = out
+        self.hash = _config_hash(config)
+        self.log = log
+        out.mkdir(parents=True, exist_ok=True)
+        stamp = out / "config.json"
+        if stamp.exists() and json.loads(stamp.read_text()).get("hash") != self.hash:
+            # another configuration wrote here: its artefacts are not ours to reuse
+            self.log(f"configuration changed: recomputing everything in {out}")
+            for p in out.glob("*.h5"):
+                p.unlink()
+            for p in (out / "stages").glob("*"):
+                p.unlink()
+        (out / "stages").mkdir(exist_ok=True)
+        stamp.write_text(json.dumps({"hash": self.hash, "config": config}, indent=1, default=str))
+
+    def path(self, name: str) -> Path:
+        return self.out / "stages" / name
+
+    def done(self, name: str) -> bool:
+        return self.path(name).exists()
+
+
+def _log_to(verbose: bool):
+    def log(msg: str) -> None:
+        if verbose:
+            print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    return log
+
+
+def _save_npz_atomic(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _make_model(name: str, preset: BenchmarkPreset, grid, device: str, seed: int, n_train: int):
+    from .estimators import (
+        SpecViTRegressor,
+        TemplateFitRegressor,
+        make_lightgbm_baseline,
+        make_ridge_baseline,
+    )
+
+    if name == "ridge":
+        alpha = preset.ridge_alpha or max(1e2, 1e5 * n_train / 1e6)
+        return make_ridge_baseline(alpha=alpha, random_state=seed)
+    if name == "lightgbm":
+        return make_lightgbm_baseline(
+            n_jobs=os.cpu_count() or 1, random_state=seed, **preset.lgbm_params
+        )
+    if name == "template_fit":
+        return TemplateFitRegressor(grid=grid)
+    if name == "vit":
+        return SpecViTRegressor(device=device, random_state=seed, **preset.vit_params)
+    raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+
+
+def _data(stages, preset, grid, seed, log):
+    from .datasets import make_spectra, read_spectra, write_spectra
+
+    paths = {"train": stages.out / "train.h5", "test": stages.out / "test.h5"}
+    sets = {}
+    for kind, n, noise, s in [
+        ("train", preset.n_train, None, seed),
+        ("test", preset.n_test, "fixed", seed + 1),
+    ]:
+        if paths[kind].exists():
+            log(f"{kind} set: reusing {paths[kind]}")
+            sets[kind] = read_spectra(paths[kind])
+            continue
+        t0 = time.perf_counter()
+        sets[kind] = make_spectra(n, grid=grid, noise=noise, random_state=s)
+        write_spectra(sets[kind], paths[kind], metadata={"seed": s, "preset": preset.name})
+        log(f"{kind} set: {n} spectra in {time.perf_counter() - t0:.1f} s -> {paths[kind]}")
+    return sets["train"], sets["test"]
+
+
+def _fit_predict(stages, name, preset, grid, train, test, device, seed, log, n_train=None):
+    n_train = len(train) if n_train is None else n_train
+    tag = f"model_{name}.npz" if n_train == len(train) else f"lc_{name}_{n_train}.npz"
+    if stages.done(tag):
+        log(f"{name} (n={n_train}): reusing predictions")
+        return dict(np.load(stages.path(tag)))
+    model = _make_model(name, preset, grid, device, seed, n_train)
+    t0 = time.perf_counter()
+    model.fit(train.X[:n_train], train.y[:n_train])
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    y_pred = np.asarray(model.predict(test.X), dtype=float)
+    predict_s = time.perf_counter() - t0
+    r2 = 1 - np.mean((test.y - y_pred) ** 2) / np.var(test.y)
+    log(f"{name} (n={n_train}): fit {fit_s:.1f} s, predict {predict_s:.1f} s, R2 {r2:.3f}")
+    result = {"y_pred": y_pred, "fit_s": fit_s, "predict_s": predict_s}
+    _save_npz_atomic(stages.path(tag), **result)
+    return result
+
+
+def _ceiling(stages, preset, grid, test, seed, log):
+    from .bounds import FisherCeiling
+
+    path = stages.path("ceiling.csv")
+    if path.exists():
+        log("ceiling: reusing per-spectrum evaluation")
+        return pd.read_csv(path), FisherCeiling(grid, n_samples=preset.ceiling_samples)
+    ceiling = FisherCeiling(
+        grid, n_samples=preset.ceiling_samples, random_state=seed, progress=True
+    )
+    t0 = time.perf_counter()
+    theta = test.params[list(grid.param_names)]
+    frame = ceiling.evaluate(test.X, test.y, theta=theta, snr=test.params["snr"].to_numpy())
+    log(f"ceiling: {len(test)} spectra in {time.perf_counter() - t0:.1f} s")
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return frame, ceiling
+
+
+def _summary_rows(test, predictions, frame):
+    from .metrics import regression_scores
+
+    mse_bayes = float(np.mean((test.y - frame["posterior_mean"].to_numpy()) ** 2))
+    rows = []
+    for name, res in predictions.items():
+        scores = regression_scores(test.y, res["y_pred"])
+        mse = float(np.mean((test.y - res["y_pred"]) ** 2))
+        rows.append(
+            {
+                "model": name,
+                "r2": scores["r2"],
+                "mae_dex": scores["mae"],
+                "rmse_dex": scores["rmse"],
+                "bias_dex": scores["bias"],
+                "fit_s": float(res["fit_s"]),
+                "predict_s": float(res["predict_s"]),
+                "efficiency": mse_bayes / mse if mse > 0 else np.nan,
+            }
+        )
+    bayes = regression_scores(test.y, frame["posterior_mean"].to_numpy())
+    rows.append(
+        {
+            "model": "bayes_ceiling",
+            "r2": bayes["r2"],
+            "mae_dex": bayes["mae"],
+            "rmse_dex": bayes["rmse"],
+            "bias_dex": bayes["bias"],
+            "fit_s": np.nan,
+            "predict_s": np.nan,
+            "efficiency": 1.0,
+        }
+    )
+    return pd.DataFrame(rows)
+
+
+def _per_snr(test, predictions, frame, ceiling, bins, seed):
+    from .bounds import summarise_ceiling
+    from .metrics import assign_snr_bins, scores_by_snr, snr_bin_edges
+
+    snr = test.params["snr"].to_numpy()
+    edges = snr_bin_edges(snr, bins)
+    per_model = {
+        name: scores_by_snr(test.y, res["y_pred"], snr, bins=edges, random_state=seed)
+        for name, res in predictions.items()
+    }
+    which = assign_snr_bins(snr, edges)
+    ceil_rows = []
+    for b in range(len(edges) - 1):
+        sel = frame[which == b]
+        row = summarise_ceiling(sel) if len(sel) > 1 else {}
+        row.update(snr_lo=edges[b], snr_hi=edges[b + 1], snr=float(np.median(snr[which == b])))
+        ceil_rows.append(row)
+    ceiling_table = pd.DataFrame(ceil_rows)
+    table = pd.DataFrame(
+        {
+            "snr_lo": edges[:-1],
+            "snr_hi": edges[1:],
+            "snr": ceiling_table["snr"],
+            "n": np.bincount(which, minlength=len(edges) - 1),
+        }
+    )
+    for name, t in per_model.items():
+        table[f"r2_{name}"] = t["r2"].to_numpy()
+    table["r2_bayes"] = ceiling_table.get("r2_bayes")
+    table["r2_bayes_mc_err"] = ceiling_table.get("r2_bayes_mc_err")
+    table["r2_fisher_median"] = ceiling_table.get("r2_max_median")
+    return table, per_model, ceiling_table
+
+
+def _figures(out, test, predictions, per_model, ceiling_table, frame, lc=None):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .plotting import plot_learning_curve, plot_parity, plot_r2_vs_snr
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    plot_r2_vs_snr(per_model, ceiling_table, ax=ax)
+    ax.set_title("log g: models vs the Bayes-optimal ceiling (test set)")
+    fig.tight_layout()
+    fig.savefig(out / "r2_vs_snr.png", dpi=120)
+    plt.close(fig)
+    paths.append(out / "r2_vs_snr.png")
+
+    names = list(predictions) + ["bayes_ceiling"]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
+    crlb = frame["crlb"].to_numpy() if "crlb" in frame else None
+    for ax, name in zip(axes[0], names):
+        y_pred = (
+            frame["posterior_mean"].to_numpy()
+            if name == "bayes_ceiling"
+            else predictions[name]["y_pred"]
+        )
+        plot_parity(test.y, y_pred, crlb=crlb, ax=ax, label=name)
+        ax.set_title(name)
+    fig.tight_layout()
+    fig.savefig(out / "parity.png", dpi=110)
+    plt.close(fig)
+    paths.append(out / "parity.png")
+
+    if lc is not None:
+        fig, ax = plt.subplots(figsize=(6.0, 4.2))
+        plot_learning_curve(lc["sizes"], lc["r2"], ceiling=lc["ceiling"], ax=ax)
+        fig.tight_layout()
+        fig.savefig(out / "learning_curve.png", dpi=120)
+        plt.close(fig)
+        paths.append(out / "learning_curve.png")
+    return paths
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def run_benchmark(
+    preset: str | BenchmarkPreset = "cpu",
+    out="specreg-benchmark",
+    *,
+    device: str = "auto",
+    models: tuple[str, ...] = MODELS,
+    learning_curve: bool = False,
+    grid=None,
+    seed: int = 0,
+    verbose: bool = True,
+) -> dict:
+    """Run the whole comparison; write tables, ``results.json`` and figures to ``out``.
+
+    Parameters
+    ----------
+    preset : {"smoke", "cpu", "paper"} or BenchmarkPreset, default="cpu"
+        ``smoke`` runs in about a minute (tests), ``cpu`` in under 20 minutes on 2
+        cores, ``paper`` is the reference set-up (1M training spectra; needs a GPU and
+        about 64 GB of memory).
+    out : str or Path, default="specreg-benchmark"
+        Output directory; finished stages found there are reused.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        Device of the ViT.
+    models : tuple of str
+        Subset of ``("ridge", "lightgbm", "template_fit", "vit")``.
+    learning_curve : bool, default=False
+        Also train Ridge, LightGBM and the ViT on growing subsets (R2 vs N).
+    grid : SpectralModel, optional
+        Default: the embedded grid.
+    seed : int, default=0
+        Seed of the training set (the test set uses ``seed + 1``) and of the models.
+    verbose : bool, default=True
+
+    Returns
+    -------
+    dict
+        The content of ``results.json``: configuration, machine, the results table
+        (R2, MAE/RMSE/bias in dex, fit and predict seconds, efficiency = MSE_Bayes /
+        MSE_model), the per-SNR table and the figure paths.
+
+    Examples
+    --------
+    >>> results = run_benchmark("smoke", "bench-out")  # doctest: +SKIP
+    >>> results["results"][0]["model"]  # doctest: +SKIP
+    'ridge'
+    """
+    from .datasets import load_grid
+
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+        preset = PRESETS[preset]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {MODELS}")
+    log = _log_to(verbose)
+    started = time.perf_counter()
+    device = _resolve_device(device)
+    if "vit" in models and preset.name == "paper" and device != "cuda":
+        raise ValueError("the paper preset trains the reference ViT: it needs a CUDA GPU")
+    grid = load_grid() if grid is None else grid
+    out = Path(out)
+    config = {
+        "preset": asdict(preset),
+        "seed": seed,
+        "grid": grid.metadata.get("name", repr(grid)),
+        "specreg": __version__,
+    }
+    stages = _Stages(out, config, log)
+    log(f"preset {preset.name}: {preset.n_train} training / {preset.n_test} test spectra -> {out}")
+
+    train, test = _data(stages, preset, grid, seed, log)
+    predictions = {
+        name: _fit_predict(stages, name, preset, grid, train, test, device, seed, log)
+        for name in models
+    }
+    frame, ceiling = _ceiling(stages, preset, grid, test, seed, log)
+    summary = _summary_rows(test, predictions, frame)
+    table, per_model, ceiling_table = _per_snr(
+        test, predictions, frame, ceiling, preset.bins, seed
+    )
+    lc = None
+    if learning_curve:
+        sizes = [n for n in preset.learning_curve_sizes if n <= len(train)]
+        lc = {"sizes": sizes, "r2": {}, "ceiling": float(summary.iloc[-1]["r2"])}
+        for name in [m for m in models if m != "template_fit"]:
+            r2 = []
+            for n in sizes:
+                res = _fit_predict(stages, name, preset, grid, train, test, device, seed, log, n)
+                r2.append(1 - np.mean((test.y - res["y_pred"]) ** 2) / np.var(test.y))
+            lc["r2"][name] = r2
+    figures = _figures(out, test, predictions, per_model, ceiling_table, frame, lc)
+
+    results = {
+        "specreg": __version__,
+        "preset": asdict(preset),
+        "seed": seed,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "device": device,
+        "grid": grid.metadata.get("name", repr(grid)),
+        "n_train": len(train),
+        "n_test": len(test),
+        "results": summary.to_dict(orient="records"),
+        "per_snr": table.to_dict(orient="records"),
+        "learning_curve": lc,
+        "figures": [str(p) for p in figures],
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    tmp = out / f"results.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    os.replace(tmp, out / "results.json")
+    if verbose:
+        print(format_results(results))
+    return results
+
+
+def format_results(results: dict) -> str:
+    """Plain-text tables of a benchmark's ``results.json``.
+
+    Examples
+    --------
+    >>> print(format_results({"results": [], "per_snr": []}))  # doctest: +ELLIPSIS
+    <BLANKLINE>
+    ...
+    """
+    summary = pd.DataFrame(results["results"])
+    per_snr = pd.DataFrame(results["per_snr"])
+    lines = ["", "log g on the test set (efficiency = MSE_Bayes / MSE_model):"]
+    if not summary.empty:
+        lines.append(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    lines += ["", "R2 per SNR bin (per-spectrum SNR, equal-count bins):"]
+    if not per_snr.empty:
+        lines.append(per_snr.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+
+from specreg.benchmark import PRESETS, format_results, run_benchmark
+from specreg.cli import main
+from specreg.datasets import save_grid
+
+
+@pytest.fixture(scope="module")
+def smoke_run(toy_grid, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    results = run_benchmark("smoke", out, grid=toy_grid, verbose=False, device="cpu")
+    return out, results
+
+
+def test_smoke_benchmark_writes_results_and_figures(smoke_run):
+    out, results = smoke_run
+    on_disk = json.loads((out / "results.json").read_text())
+    models = [row["model"] for row in on_disk["results"]]
+    assert models == ["ridge", "lightgbm", "template_fit", "vit", "bayes_ceiling"]
+    for row in on_disk["results"]:
+        assert np.isfinite(row["r2"]) and row["mae_dex"] > 0 and row["rmse_dex"] >= row["mae_dex"]
+    assert len(on_disk["per_snr"]) == PRESETS["smoke"].bins
+    for name in ("r2_vs_snr.png", "parity.png"):
+        assert (out / name).stat().st_size > 10_000
+    assert on_disk["n_train"] == 1500 and on_disk["n_test"] == 300
+
+
+def test_no_model_beats_the_bayes_ceiling_beyond_noise(smoke_run):
+    _, results = smoke_run
+    rows = {r["model"]: r for r in results["results"]}
+    ceiling = rows.pop("bayes_ceiling")["r2"]
+    for name, row in rows.items():
+        assert row["r2"] < ceiling + 0.05, name
+        assert row["efficiency"] < 1.1, name
+
+
+def test_second_run_reuses_finished_stages(smoke_run, toy_grid, capsys):
+    out, first = smoke_run
+    stamp = (out / "stages" / "model_ridge.npz").stat().st_mtime
+    again = run_benchmark("smoke", out, grid=toy_grid, verbose=True, device="cpu")
+    printed = capsys.readouterr().out
+    assert "reusing" in printed and "log g on the test set" in printed
+    assert (out / "stages" / "model_ridge.npz").stat().st_mtime == stamp
+    assert again["results"] == first["results"]
+
+
+def test_benchmark_cli_and_bad_preset(toy_grid, tmp_path, capsys):
+    grid_file = save_grid(toy_grid, tmp_path / "toy.h5")
+    args = [
+        "benchmark",
+        "--preset",
+        "smoke",
+        "--out",
+        str(tmp_path / "o"),
+        "--grid",
+        str(grid_file),
+    ]
+    assert main([*args, "--models", "ridge", "template_fit", "--quiet"]) == 0
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert [r["model"] for r in results["results"]] == ["ridge", "template_fit", "bayes_ceiling"]
+    with pytest.raises(ValueError, match="unknown preset"):
+        run_benchmark("huge", tmp_path / "x", grid=toy_grid)
+    with pytest.raises(ValueError, match="unknown model"):
+        run_benchmark("smoke", tmp_path / "x", grid=toy_grid, models=("svm",))
+    assert "R2 per SNR bin" in format_results(results)
