@@ -355,6 +355,21 @@ def test_bf16_autocast_on_cpu(data):
     assert next(reg.module_.parameters()).dtype == torch.float32
 
 
+def test_predict_runs_under_inference_mode(data, monkeypatch):
+    X, y, _ = data
+    reg = tiny().fit(X, y)
+    modes = []
+    real_forward = vit_impl.SpecViT.forward
+
+    def spy(module, flux):
+        modes.append((torch.is_inference_mode_enabled(), module.training, flux.shape[0]))
+        return real_forward(module, flux)
+
+    monkeypatch.setattr(vit_impl.SpecViT, "forward", spy)
+    reg.predict(X)
+    assert modes == [(True, False, 32)] * 5  # batched (batch_size 32), eval mode
+
+
 def test_progress_bar_and_verbose(data, capsys):
     X, y, _ = data
     tiny(progress_bar=True, verbose=1, max_epochs=1).fit(X, y)
@@ -383,7 +398,12 @@ def test_gradient_clipping_is_applied(data, monkeypatch):
 def test_torch_compile(data):
     X, y, _ = data
     reg = tiny(compile=True, max_epochs=1).fit(X, y)
-    assert np.isfinite(reg.predict(X)).all()
+    pred = reg.predict(X)
+    assert np.isfinite(pred).all()
+    assert reg.net_._compiled and type(reg.module_).__name__ == "SpecViT"
+    eager = pickle.loads(pickle.dumps(reg))
+    eager.net_.compile_module = False  # same weights, no compiled wrapper
+    np.testing.assert_allclose(eager.predict(X), pred, rtol=1e-4, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------

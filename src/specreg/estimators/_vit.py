@@ -80,7 +80,8 @@ class _TensorBatches:
     skorch passes its Dataset (or a ``torch.utils.data.Subset`` of it after the validation
     split); we read ``X``/``y`` from it once and yield ``(X_batch, y_batch)`` tensors. Row
     collation through ``DataLoader`` costs a Python call per spectrum, which dominates the
-    step time of a small transformer. Shuffling uses the global torch RNG (seeded by the
+    step time of a small transformer. On CUDA, a data set that fits in 40 % of the free GPU
+    memory is moved to the GPU once, so batches are gathered on the device. Shuffling uses the global torch RNG (seeded by the
     estimator) or, under DDP, a generator seeded by ``seed + epoch`` so that every rank draws
     the same permutation and takes its own strided share of it.
     """
@@ -93,7 +94,7 @@ class _TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
-        pin_memory: bool = False,
+        device: str = "cpu",
     ):
         indices = None
         if isinstance(dataset, torch.utils.data.Subset):
@@ -106,9 +107,15 @@ class _TensorBatches:
             y = None if dataset.y is None else torch.as_tensor(dataset.y)
         if indices is not None:
             X, y = X[indices], None if y is None else y[indices]
-        if pin_memory and torch.cuda.is_available():
-            X = X.pin_memory()
-            y = None if y is None else y.pin_memory()
+        dev = torch.device(device)
+        if dev.type == "cuda":
+            # a training set that fits comfortably in GPU memory is moved there once: the
+            # per-batch gather and host-to-device copy would otherwise bound the step rate
+            free, _ = torch.cuda.mem_get_info(dev)
+            nbytes = X.nelement() * X.element_size()
+            if nbytes < 0.4 * free:
+                X = X.to(dev)
+                y = None if y is None else y.to(dev)
         self.X, self.y = X, y
         self.batch_size, self.shuffle = int(batch_size), shuffle
         self.rank, self.world_size, self.seed = rank, world_size, seed
@@ -122,7 +129,7 @@ class _TensorBatches:
             order = torch.randperm(n)
         else:
             gen = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen).to(self.X.device)
         if self.world_size > 1:
             # pad (as DistributedSampler does) so that every rank runs the same number of
             # steps; DDP would deadlock otherwise
@@ -140,7 +147,7 @@ class _TensorBatches:
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             xb = self.X[idx]
-            yb = torch.zeros(len(idx)) if self.y is None else self.y[idx]
+            yb = torch.zeros(len(idx), device=xb.device) if self.y is None else self.y[idx]
             yield xb, yb
 
 
@@ -239,9 +246,11 @@ class _SpecViTNet(NeuralNetRegressor):
         grad_clip: float | None = None,
         world_size: int = 1,
         rank: int = 0,
+        compile_module: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.compile_module = compile_module
         self.n_pix = n_pix
         self.noise_level = noise_level
         self.amp = amp
@@ -250,35 +259,58 @@ class _SpecViTNet(NeuralNetRegressor):
         self.rank = rank
 
     # --- setup -------------------------------------------------------------------------
-    def initialize_module(self):
-        super().initialize_module()
-        self.ddp_module_ = None
+    def initialize(self):
+        super().initialize()
+        # the DDP wrapper is built here, after skorch has moved the module to its device
+        # (skorch does that after initialize_module); it shares the module's parameters,
+        # so the optimizer built by skorch on module_ stays valid
+        self._ddp_module = None
+        self._compiled = None
+        dev = torch.device(self.device)
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            dev = torch.device(self.device)
             ids = [dev.index if dev.index is not None else 0] if dev.type == "cuda" else None
-            self.ddp_module_ = DistributedDataParallel(self.module_, device_ids=ids)
-        return self
-
-    def initialize(self):
-        super().initialize()
+            ddp = DistributedDataParallel(self.module_, device_ids=ids)
+            # plain setattr: skorch would register the wrapper as a second module (saved,
+            # moved and counted twice); it is a transient view of module_
+            object.__setattr__(self, "_ddp_module", ddp)
         # loss scaling only matters for fp16 (bf16 has float32's exponent range)
-        dev_type = torch.device(self.device).type
         self.grad_scaler_ = torch.amp.GradScaler(
-            dev_type, enabled=self.amp == "fp16" and dev_type == "cuda"
+            dev.type, enabled=self.amp == "fp16" and dev.type == "cuda"
         )
         return self
 
     def __getstate__(self):
         state = super().__getstate__()
         # DDP wrappers hold process-group handles: never pickled (fitted copies are plain)
-        state.pop("ddp_module_", None)
+        state.pop("_ddp_module", None)
+        state.pop("_compiled", None)
         return state
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        self.ddp_module_ = None
+        self._ddp_module = None
+        self._compiled = None
+
+    def _forward_module(self, training: bool):
+        """The callable for this step: DDP wrapper in training, compiled if requested.
+
+        ``torch.compile`` is applied here rather than through skorch's ``compile`` option so
+        that ``module_`` stays a plain module: its state_dict keys, checkpoints and pickles
+        are the same with and without compilation. The compiled wrapper shares the weights
+        and is rebuilt lazily (it is not pickled).
+        """
+        use_ddp = training and getattr(self, "_ddp_module", None) is not None
+        base = self._ddp_module if use_ddp else self.module_
+        if not self.compile_module:
+            return base
+        cache = getattr(self, "_compiled", None) or {}
+        key = "ddp" if use_ddp else "plain"
+        if key not in cache:
+            cache[key] = torch.compile(base)
+        self._compiled = cache
+        return cache[key]
 
     def _autocast(self):
         dev_type = torch.device(self.device).type
@@ -295,7 +327,7 @@ class _SpecViTNet(NeuralNetRegressor):
             # one), so augmentation costs no host-device traffic
             error = x[:, self.n_pix : 2 * self.n_pix]
             flux = flux + self.noise_level * error * torch.randn_like(flux)
-        module = self.ddp_module_ if (training and self.ddp_module_ is not None) else self.module_
+        module = self._forward_module(training)
         with self._autocast():
             return module(flux, **fit_params)
 
@@ -431,7 +463,8 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         Mixed precision with ``torch.autocast``; ``"fp16"`` (CUDA only) adds a grad scaler.
         Parameters, inputs and outputs stay float32.
     compile : bool, default=False
-        Wrap the module with ``torch.compile`` (through skorch).
+        Run the module through ``torch.compile`` (fitted weights and pickles are unchanged;
+        the compiled wrapper is rebuilt lazily after unpickling).
     distributed : bool, default=False
         Data-parallel training with PyTorch DDP. Launch one process per device (``torchrun``
         or :func:`specreg.estimators._ddp.fit_distributed`); the process group is initialised
@@ -646,7 +679,6 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             if validate
             else None
         )
-        pin = self.device_.type == "cuda"
         return _SpecViTNet(
             SpecViT,
             module__n_pix=self.n_pix_,
@@ -675,13 +707,13 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             iterator_train__rank=rank,
             iterator_train__world_size=world_size,
             iterator_train__seed=seed,
-            iterator_train__pin_memory=pin,
+            iterator_train__device=str(self.device_),
             iterator_valid=_TensorBatches,
-            iterator_valid__pin_memory=pin,
+            iterator_valid__device=str(self.device_),
             train_split=train_split,
             callbacks=callbacks,
             device=str(self.device_),
-            compile=self.compile,
+            compile_module=self.compile,
             verbose=self.verbose if rank == 0 else 0,
             n_pix=self.n_pix_,
             noise_level=float(self.noise_level),
@@ -746,12 +778,15 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
 
             rank, world_size, local_rank = setup_distributed(self.device_)
             if self.device_.type == "cuda":
+                # one GPU per process; NCCL collectives run on the current device
                 self.device_ = torch.device("cuda", local_rank)
+                torch.cuda.set_device(self.device_)
 
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         if world_size > 1:
             # every rank must draw the same seed (the same initial weights and split)
-            seed_t = torch.tensor([seed], dtype=torch.int64)
+            # (on the training device: NCCL only communicates CUDA tensors)
+            seed_t = torch.tensor([seed], dtype=torch.int64, device=self.device_)
             torch.distributed.broadcast(seed_t, src=0)
             seed = int(seed_t.item())
         n_train = len(X) - (
@@ -779,7 +814,10 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
                     # skorch warns about 1-D targets; ours are always 2-D by construction
                     warnings.filterwarnings("ignore", category=UserWarning, module="skorch")
                     net.partial_fit(X, y_std, epochs=epochs_left)
-        net.ddp_module_ = None  # drop the DDP wrapper: the fitted model is a plain module
+        # drop the DDP (and compiled DDP) wrappers: the fitted model is a plain module
+        net._ddp_module = None
+        if net._compiled:
+            net._compiled.pop("ddp", None)
         self.net_ = net
         self.history_ = net.history.to_list()
         self.n_epochs_ = len(net.history)
