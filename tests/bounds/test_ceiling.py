@@ -19,36 +19,29 @@ N_BINS = 5
 @pytest.fixture(scope="module")
 def test_set(toy_grid):
     noise = PFSNoiseModel(toy_grid.wave, obj_coeff=0.0)
-    test = make_spectra(
-        400, grid=toy_grid, mag=(20.5, 23.0), noise="fixed", noise_model=noise, random_state=11
-    )
-    train = make_spectra(
-        1500, grid=toy_grid, mag=(20.5, 23.0), noise="fixed", noise_model=noise, random_state=12
-    )
-    ceiling = FisherCeiling(toy_grid, noise, n_samples=192, random_state=0)
+    kw = dict(grid=toy_grid, mag=(20.5, 23.0), noise="fixed", noise_model=noise)
+    test = make_spectra(250, random_state=11, **kw)
+    train = make_spectra(600, random_state=12, **kw)
+    ceiling = FisherCeiling(toy_grid, noise, n_samples=96, lattice=10, random_state=0)
     theta = test.params[list(toy_grid.param_names)]
     table = ceiling.table_by_snr(test.X, test.y, snr=test.params["snr"], theta=theta, bins=N_BINS)
-    return test, train, ceiling.last_evaluation_, table
-
-
-def _template_predictions(grid, X):
-    est = pytest.importorskip("specreg.estimators")
-    if not hasattr(est, "TemplateFitRegressor"):
-        pytest.skip("TemplateFitRegressor not available")
-    return est.TemplateFitRegressor(grid=grid).fit(X[:4], np.full(4, 3.0)).predict(X)
-
-
-def test_no_estimator_beats_the_bayes_ceiling_in_any_snr_bin(toy_grid, test_set):
-    test, train, ev, table = test_set
     preds = {
         "ridge": Ridge(alpha=1e-2).fit(train.X, train.y).predict(test.X),
-        "max_likelihood": ev["theta_ml"].to_numpy(),
+        "max_likelihood": ceiling.last_evaluation_["theta_ml"].to_numpy(),
         "prior_mean": np.full(len(test), 3.0),
     }
-    try:
-        preds["template_fit"] = _template_predictions(toy_grid, test.X)
-    except pytest.skip.Exception:
+    try:  # written in parallel (issue 4); the other estimators still run without it
+        from specreg.estimators import TemplateFitRegressor
+
+        tf = TemplateFitRegressor(grid=toy_grid).fit(test.X[:4], np.full(4, 3.0))
+        preds["template_fit"] = tf.predict(test.X)
+    except ImportError:
         pass
+    return test, preds, ceiling.last_evaluation_, table
+
+
+def test_no_estimator_beats_the_bayes_ceiling_in_any_snr_bin(test_set):
+    test, preds, ev, table = test_set
     y, pm = test.y, ev["posterior_mean"].to_numpy()
     edges = snr_bin_edges(test.params["snr"], N_BINS)
     idx = assign_snr_bins(test.params["snr"], edges)
@@ -64,9 +57,11 @@ def test_no_estimator_beats_the_bayes_ceiling_in_any_snr_bin(toy_grid, test_set)
             assert r2_model <= allowed, (name, b, r2_model, table["r2_bayes"][b])
 
 
-def test_template_fit_beats_the_median_crlb_ceiling_at_low_snr(toy_grid, test_set):
-    test, _, _, table = test_set
-    p = _template_predictions(toy_grid, test.X)
+def test_template_fit_beats_the_median_crlb_ceiling_at_low_snr(test_set):
+    test, preds, _, table = test_set
+    if "template_fit" not in preds:
+        pytest.skip("TemplateFitRegressor not available")
+    p = preds["template_fit"]
     scores = scores_by_snr(test.y, p, test.params["snr"], bins=N_BINS, n_bootstrap=0)
     low = (table["snr"] < 10).to_numpy()
     margin = (scores["r2"] - table["r2_max_median"]).to_numpy()
@@ -78,10 +73,10 @@ def test_template_fit_beats_the_median_crlb_ceiling_at_low_snr(toy_grid, test_se
     assert np.all(table["r2_bayes"] >= table["r2_max_median"] - 0.05)
 
 
-def test_bayes_ceiling_is_consistent_with_its_expected_value_and_van_trees(toy_grid, test_set):
+def test_bayes_ceiling_is_calibrated(test_set):
     _, _, ev, table = test_set
     assert np.all(table["r2_bayes"] <= 1) and np.all(table["r2_bayes_mc_err"] < 0.05)
-    assert np.all(table["ess_min"] > 10)
+    assert np.all(table["ess_min"] > 5) and np.all(table["ess_median"] > 0.2 * 96)
     # calibration: E[(posterior mean - y)^2 - posterior variance] = 0 when the data
     # come from the model; a too narrow (missed mass) or too wide posterior fails this
     edges = snr_bin_edges(ev["snr"], N_BINS)
@@ -96,8 +91,8 @@ def test_bayes_ceiling_is_consistent_with_its_expected_value_and_van_trees(toy_g
 
 
 def test_ceiling_falls_monotonically_with_magnitude(small_grid):
-    ceiling = FisherCeiling(small_grid, n_samples=64, random_state=0)
-    table = ceiling.table([18.0, 20.0, 21.5, 22.5, 23.0], n=120, random_state=1)
+    ceiling = FisherCeiling(small_grid, n_samples=48, lattice=10, random_state=0)
+    table = ceiling.table([18.0, 20.0, 21.5, 22.5, 23.0], n=80, random_state=1)
     for col in ("snr", "r2_bayes_expected", "r2_population"):
         assert np.all(np.diff(table[col]) < 0), (col, table[col].tolist())
     # the median of clipped values falls until it reaches 0

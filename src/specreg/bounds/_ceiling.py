@@ -506,6 +506,7 @@ class FisherCeiling:
         n : int, default=2000
         random_state : int or None
             Seed of the simulated spectra (default: derived from ``random_state``).
+            The same labels and unit noise draws are used at every magnitude.
 
         Returns
         -------
@@ -530,11 +531,11 @@ class FisherCeiling:
 
         model = self._model()
         noise = self.noise if self.noise is not None else PFSNoiseModel(model.wave)
-        seeds = np.random.SeedSequence(
-            random_state if random_state is not None else int(self._rng().integers(2**32))
-        ).spawn(len(mags))
+        seed = random_state if random_state is not None else int(self._rng().integers(2**32))
         rows = []
-        for mag, seed in zip(mags, seeds):
+        for mag in mags:
+            # one seed for all rows: the same labels and unit noise draws at every
+            # magnitude, so rows differ by the noise level only (common random numbers)
             spectra = make_spectra(
                 int(n),
                 grid=model,
@@ -542,7 +543,7 @@ class FisherCeiling:
                 mag=float(mag),
                 noise="fixed",
                 noise_model=noise,
-                random_state=int(seed.generate_state(1)[0]),
+                random_state=seed,
             )
             theta = spectra.params.loc[:, list(model.param_names)]
             frame = self.evaluate(
