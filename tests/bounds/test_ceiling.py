@@ -157,3 +157,24 @@ def test_true_labels_are_routed_to_the_scorer(small_grid):
     direct = scorer.crlb(theta.iloc[test_rows], s.error[test_rows])
     np.testing.assert_allclose(scorer.last_evaluation_["crlb"], direct, rtol=1e-6)
     assert np.all(np.isfinite(res["test_c"]))
+
+
+def test_reference_table_reproduces_the_node_procedure(small_grid):
+    ceiling = FisherCeiling(small_grid)
+    ref = ceiling.reference_table([18.0, 21.5, 23.0])
+    # Var of the 5 equally weighted log g nodes 1..5, not of the data's labels (4/3)
+    assert ref["var_nodes"].iloc[0] == pytest.approx(2.0)
+    assert ref["n_nodes"].iloc[0] == small_grid.n_nodes
+    assert np.all(np.diff(ref["snr_grid"]) < 0)
+    assert np.all(np.diff(ref["sigma_min"]) > 0) and np.all(np.diff(ref["r2_max_mean"]) <= 0)
+    # Schur decay depends only weakly on the noise level (it is a ratio of informations)
+    assert np.ptp(ref["schur"]) < 0.1
+
+
+def test_table_by_snr_has_bootstrap_band(test_set):
+    _, _, _, table = test_set
+    assert np.all(table["r2_bayes_lo"] <= table["r2_bayes_hi"])
+    assert np.all(
+        (table["r2_bayes_lo"] - 0.05 <= table["r2_bayes"])
+        & (table["r2_bayes"] <= table["r2_bayes_hi"] + 0.05)
+    )

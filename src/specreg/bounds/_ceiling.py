@@ -14,6 +14,9 @@ from ._fisher import (
     schur_decay,
     van_trees_bound,
 )
+from ._fisher import (
+    fisher_matrix as fisher_matrices_from_jacobian,
+)
 
 __all__ = ["FisherCeiling", "summarise_ceiling", "AGGREGATIONS"]
 
@@ -448,7 +451,7 @@ class FisherCeiling:
         return request
 
     def table_by_snr(
-        self, X, y, *, snr=None, bins=8, strategy="quantile", theta=None
+        self, X, y, *, snr=None, bins=8, strategy="quantile", theta=None, n_bootstrap: int = 200
     ) -> pd.DataFrame:
         """Ceilings per SNR bin for a test set (the models' axis and bins).
 
@@ -459,6 +462,10 @@ class FisherCeiling:
         bins : int or array-like, default=8
             Number of bins or explicit edges (see :func:`specreg.metrics.snr_bin_edges`).
         strategy : {"quantile", "uniform", "log"}, default="quantile"
+        n_bootstrap : int, default=200
+            Resamples for the q10-q90 band of the Bayes R2 (``r2_bayes_lo``,
+            ``r2_bayes_hi``: sampling uncertainty of the bin, next to the
+            Monte-Carlo error ``r2_bayes_mc_err``); 0 disables it.
 
         Returns
         -------
@@ -474,12 +481,21 @@ class FisherCeiling:
         >>> FisherCeiling(g, n_samples=32).table_by_snr(X, [2.0, 4.0, 3.0, 1.5], bins=2).shape[0]
         2
         """
-        from ..metrics import assign_snr_bins, snr_bin_edges
+        from ..metrics import assign_snr_bins, scores_by_snr, snr_bin_edges
 
         frame = self.evaluate(X, y, theta=theta, snr=snr)
         F = self._last_fisher
         edges = snr_bin_edges(frame["snr"].to_numpy(), bins, strategy=strategy)
         idx = assign_snr_bins(frame["snr"].to_numpy(), edges)
+        # sampling uncertainty of the Bayes R2: bootstrap over the bin's spectra
+        boot = scores_by_snr(
+            frame["y"],
+            frame["posterior_mean"],
+            frame["snr"],
+            bins=edges,
+            n_bootstrap=n_bootstrap,
+            random_state=self.random_state,
+        )
         rows = []
         for b in range(len(edges) - 1):
             sel = idx == b
@@ -489,7 +505,77 @@ class FisherCeiling:
             sub.attrs = frame.attrs
             row = {"snr_lo": edges[b], "snr_hi": edges[b + 1]}
             row.update(self._summarise(sub, None if F is None else F[sel]))
+            if "r2_lo" in boot:
+                row["r2_bayes_lo"], row["r2_bayes_hi"] = boot["r2_lo"][b], boot["r2_hi"][b]
             rows.append(row)
+        return pd.DataFrame(rows)
+
+    def reference_table(self, mags) -> pd.DataFrame:
+        """The reference study's Fisher procedure, reproduced as it was done.
+
+        At every valid grid node: central differences along the axes
+        (``SpectralGrid.node_jacobian``), errors from ``noise`` at each
+        magnitude, the Schur-complement CRLB, ``R2_max = clip(1 - CRLB / Var)``
+        with Var the variance of the **nodes'** labels, aggregated by the
+        median (p10/p90), and plotted against the **grid SNR** (median of
+        flux/error over all pixels of all node spectra). Use it to reproduce the
+        reference's numbers; compare models with :meth:`table_by_snr`.
+
+        Parameters
+        ----------
+        mags : sequence of float
+
+        Returns
+        -------
+        DataFrame with ``mag``, ``snr_grid``, ``var_nodes``, ``r2_max_median``,
+        ``r2_max_p10``, ``r2_max_p90``, ``r2_max_mean``, ``schur``,
+        ``sigma_min``, ``cond_median`` (raw units, as reported there),
+        ``crlb_dynamic_range``, ``n_nodes``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid, pfs_mr_wave
+        >>> wave = pfs_mr_wave(64)
+        >>> flux = 0.5 - 0.05 * np.array([1.0, 2.0, 3.0])[:, None] * np.exp(-0.5 * ((wave - 8000) / 200) ** 2)
+        >>> t = FisherCeiling(SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, wave)).reference_table([20.0])
+        >>> round(float(t["var_nodes"].iloc[0]), 4)
+        2.6667
+        """
+        from ..spectra import PFSNoiseModel
+
+        model = self._model()
+        if not hasattr(model, "node_jacobian"):
+            raise ValueError("the reference procedure needs a grid (node_jacobian)")
+        noise = self.noise if self.noise is not None else PFSNoiseModel(model.wave)
+        k = self._index()
+        valid = model.valid.reshape(-1)
+        J = model.node_jacobian().reshape(-1, model.n_pix, model.n_params)
+        ok = valid & np.all(np.isfinite(J), axis=(1, 2))
+        J, flux, nodes = J[ok], model.node_flux[ok], model.nodes[ok]
+        var_nodes = float(np.var(nodes[:, k]))
+        rows = []
+        for mag in mags:
+            error = noise.error(flux, float(mag))
+            F = fisher_matrices_from_jacobian(J, error)
+            crlb = marginal_crlb(F, k)
+            agg = aggregate_r2_max(crlb, var_nodes)
+            rows.append(
+                {
+                    "mag": float(mag),
+                    "snr_grid": float(np.median(flux / error)),
+                    "var_nodes": var_nodes,
+                    "r2_max_median": agg["median"],
+                    "r2_max_p10": agg["p10"],
+                    "r2_max_p90": agg["p90"],
+                    "r2_max_mean": agg["mean"],
+                    "schur": float(np.median(schur_decay(F, k))),
+                    "sigma_min": agg["sigma_min"],
+                    "cond_median": float(np.median(condition_number(F, scaled=False))),
+                    "crlb_dynamic_range": agg["dynamic_range"],
+                    "n_nodes": int(ok.sum()),
+                }
+            )
         return pd.DataFrame(rows)
 
     def table(self, mags, n: int = 2000, *, random_state=None) -> pd.DataFrame:
