@@ -18,8 +18,11 @@ def _ln_grid(wave: np.ndarray, oversample: float) -> tuple[np.ndarray, float]:
     """Uniform ln λ grid covering ``wave`` with the input's finest step."""
     lnw = np.log(wave)
     step = float(np.min(np.diff(lnw))) / oversample
-    n = int(np.floor((lnw[-1] - lnw[0]) / step)) + 1
-    return lnw[0] + step * np.arange(n), step
+    # Shrink the step slightly so the grid ends exactly on both input ends
+    # (otherwise the last output pixels could fall outside it).
+    n = int(np.ceil((lnw[-1] - lnw[0]) / step - 1e-9)) + 1
+    grid = np.linspace(lnw[0], lnw[-1], n)
+    return grid, float(grid[1] - grid[0])
 
 
 def convolve_constant_r(
