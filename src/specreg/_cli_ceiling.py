@@ -60,11 +60,17 @@ def run_ceiling(args: argparse.Namespace) -> int:
     cols = [c for c in _COLUMNS if c in table and (c != "r2_van_trees" or args.taper)]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    reference = None
+    if args.reference:
+        reference = ceiling.reference_table(args.mag)
+        print("\nreference procedure (grid nodes, central differences, Var of nodes, grid SNR):")
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(reference.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.csv:
         table.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
     if args.out:
-        ax = plot_r2_vs_snr(None, table)
+        ax = plot_r2_vs_snr(None, table, reference=reference)
         for _, row in table.iterrows():
             ax.annotate(
                 f"{row['mag']:g}",
@@ -124,6 +130,11 @@ def add_ceiling_parser(subparsers) -> argparse.ArgumentParser:
         type=Path,
         default=Path("ceiling.png"),
         help="figure path (default ceiling.png; '' for none)",
+    )
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="also print (and draw) the reference study's node-based Fisher procedure",
     )
     p.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

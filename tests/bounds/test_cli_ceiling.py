@@ -13,10 +13,10 @@ def test_ceiling_command_prints_table_and_writes_figure(small_grid, tmp_path, ca
     grid_path = save_grid(small_grid, tmp_path / "grid.h5")
     fig, csv = tmp_path / "c.png", tmp_path / "c.csv"
     argv = ["ceiling", "--mag", "19", "22.5", "--grid", str(grid_path), "--n", "30"]
-    argv += ["--n-samples", "32", "--out", str(fig), "--csv", str(csv), "--quiet"]
+    argv += ["--n-samples", "32", "--out", str(fig), "--csv", str(csv), "--quiet", "--reference"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "r2_bayes" in out and "r2_max_median" in out
+    assert "r2_bayes" in out and "r2_max_median" in out and "var_nodes" in out
     assert fig.stat().st_size > 1000
     table = pd.read_csv(csv)
     assert table["mag"].tolist() == [19.0, 22.5]

@@ -27,7 +27,13 @@ def _axes(ax):
 
 
 def plot_r2_vs_snr(
-    scores: dict | None = None, ceiling=None, *, fisher: bool = True, ax=None, log_snr: bool = True
+    scores: dict | None = None,
+    ceiling=None,
+    *,
+    fisher: bool = True,
+    reference=None,
+    ax=None,
+    log_snr: bool = True,
 ):
     """R2 vs per-spectrum SNR for several models, with the Bayes-optimal ceiling.
 
@@ -44,6 +50,10 @@ def plot_r2_vs_snr(
     fisher : bool, default=True
         Draw the reference-style Fisher curve (median of pointwise R2_max)
         with its p10-p90 band, dashed, next to the Bayes ceiling.
+    reference : DataFrame, optional
+        :meth:`FisherCeiling.reference_table`: the reference's own procedure
+        (``snr_grid``, ``r2_max_median``), drawn dotted at the grid SNR, to show
+        how far it sits from the ceiling on the models' axis.
     ax : matplotlib Axes, optional
     log_snr : bool, default=True
 
@@ -92,6 +102,17 @@ def plot_r2_vs_snr(
                     lw=0,
                     label="Fisher p10-p90",
                 )
+    if reference is not None:
+        r = reference.sort_values("snr_grid")
+        ax.plot(
+            r["snr_grid"],
+            r["r2_max_median"],
+            ":",
+            color="C3",
+            marker="s",
+            ms=3,
+            label="reference procedure (nodes, Var of nodes, grid SNR)",
+        )
     for name, table in (scores or {}).items():
         t = table.dropna(subset=["r2"]).sort_values("snr")
         (line,) = ax.plot(t["snr"], t["r2"], "o-", ms=4, label=name)
