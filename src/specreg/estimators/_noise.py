@@ -24,7 +24,7 @@ def _check_stacked(X: np.ndarray) -> int:
     if width % 2:
         raise ValueError(
             f"X must be the stacked [flux | error] array with an even number of columns; "
-            f"got {width} column(s) (odd width)"
+            f"got {width} feature(s) (odd width)"
         )
     return width // 2
 

@@ -55,7 +55,7 @@ def split_flux_error(X: np.ndarray, n_pix: int | None = None) -> tuple[np.ndarra
     if width % 2:
         raise ValueError(
             f"X must be the stacked [flux | error] array with an even number of columns; "
-            f"got {width} column(s) (odd width)"
+            f"got {width} feature(s) (odd width)"
         )
     half = width // 2
     if n_pix is not None and half != n_pix:
