@@ -5,10 +5,13 @@ subpackages (``specreg.spectra``, ``specreg.datasets``, ``specreg.bounds``, ...)
 """
 
 from ._version import __version__
-from .estimators import HeteroscedasticNoise, TemplateFitRegressor
-
-__all__ = ["__version__", "HeteroscedasticNoise", "TemplateFitRegressor"]
-
 from .bounds import FisherCeiling
+from .estimators import HeteroscedasticNoise, SpecViTRegressor, TemplateFitRegressor
 
-__all__ += ["FisherCeiling"]
+__all__ = [
+    "__version__",
+    "FisherCeiling",
+    "HeteroscedasticNoise",
+    "SpecViTRegressor",
+    "TemplateFitRegressor",
+]

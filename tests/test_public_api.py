@@ -1,0 +1,12 @@
+"""The names DESIGN.md fixes as specreg's top-level API."""
+
+import specreg
+from specreg.bounds import FisherCeiling
+from specreg.estimators import HeteroscedasticNoise, SpecViTRegressor, TemplateFitRegressor
+
+
+def test_fixed_names_are_re_exported_at_the_top_level():
+    for cls in (SpecViTRegressor, TemplateFitRegressor, HeteroscedasticNoise, FisherCeiling):
+        assert getattr(specreg, cls.__name__) is cls
+        assert cls.__name__ in specreg.__all__
+    assert isinstance(specreg.__version__, str)
