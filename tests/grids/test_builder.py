@@ -165,3 +165,18 @@ def test_assembled_grid_loads_with_datasets_loader(tmp_path):
         "log_g",
         "M_H",
     ]
+
+
+def test_build_command_accepts_negative_ranges_without_equals_sign():
+    import argparse
+
+    from specreg.grids._cli import add_build_parser, parse_axis
+
+    parser = argparse.ArgumentParser(prog="specreg")
+    add_build_parser(parser.add_subparsers(dest="command"))
+    argv = ["grid", "build", "--teff", "4000", "--logg", "2", "--mh", "-2.5:-2:0.25", "-0.5"]
+    ns = parser.parse_args([*argv, "--alpha", "-0.2", "--out", "d"])
+    assert parse_axis(ns.mh) == [-2.5, -2.25, -2.0, -0.5]
+    assert parse_axis(ns.alpha) == [-0.2]
+    with pytest.raises(SystemExit):  # a real unknown option is still an error
+        parser.parse_args([*argv, "--bogus", "--out", "d"])

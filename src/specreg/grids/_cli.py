@@ -16,6 +16,7 @@ Axis values are given as tokens, each either a number or an inclusive range
 from __future__ import annotations
 
 import argparse
+import re
 
 import numpy as np
 
@@ -140,6 +141,9 @@ def add_build_parser(subparsers) -> argparse.ArgumentParser:
             "Re-running with the same --out resumes: finished spectra are skipped."
         ),
     )
+    # argparse reads "-2.5:0.75:0.25" as an option (only plain numbers count as
+    # negative numbers); let negative ranges be values too, so --mh -2.5:0.75:0.25 works.
+    b._negative_number_matcher = re.compile(r"^-\.?\d[\d.:eE+-]*$")
     b.add_argument("--teff", nargs="+", required=True, help="T_eff values (K)")
     b.add_argument("--logg", nargs="+", required=True, help="log g values (dex)")
     b.add_argument("--mh", nargs="+", required=True, help="[M/H] values (dex)")
