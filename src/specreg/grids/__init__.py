@@ -17,8 +17,17 @@ from ._builder import (
 )
 from ._lsf import convolve_constant_r, degrade_to_grid, resample_linear
 from ._provision import default_cache_dir, provision
+from ._validate import (
+    CAT_LINES,
+    NA_LINES,
+    equivalent_width,
+    leave_one_out_errors,
+    line_depth,
+)
 
 __all__ = [
+    "CAT_LINES",
+    "NA_LINES",
     "BuildReport",
     "NodePlan",
     "assemble_grid",
@@ -26,6 +35,9 @@ __all__ = [
     "convolve_constant_r",
     "default_cache_dir",
     "degrade_to_grid",
+    "equivalent_width",
+    "leave_one_out_errors",
+    "line_depth",
     "node_filename",
     "parse_bosz_name",
     "pending_nodes",
