@@ -35,7 +35,7 @@ def save_grid(grid: SpectralGrid, path) -> Path:
 
     Layout: root attributes ``format="specreg-grid"``, ``schema_version``,
     ``param_names``, ``metadata`` (JSON); datasets ``wave``, ``axes/<name>``,
-    ``flux`` (*axis_lengths, n_pix) float32, optional ``continuum``, ``valid``.
+    ``flux`` ``(*axis_lengths, n_pix)`` float32, optional ``continuum``, ``valid``.
 
     Parameters
     ----------

@@ -843,7 +843,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features_in_)
+        X : array-like of shape (n_samples, ``n_features_in_``)
             Same layout as in fit; only the flux half is used when ``noise_level > 0``.
 
         Returns

@@ -126,7 +126,7 @@ def read_bosz_directory(
         ``param_names`` (list of axes with more than one value, in the order
         T_eff, log_g, M_H, a_M, C_M), ``axes`` (dict name -> sorted 1-D
         array), ``fixed`` (dict of single-valued parameters), ``wave``,
-        ``flux`` and ``continuum`` (float32, shape (*axis_lengths, n_pix),
+        ``flux`` and ``continuum`` (float32, shape ``(*axis_lengths, n_pix)``,
         zero where missing), ``valid`` (bool, shape axis_lengths) and
         ``files`` (list of files read).
 

@@ -29,13 +29,13 @@ class SpectralGrid:
         Node coordinates per label, each strictly increasing. The order of the
         dict is the order of the flux cube's leading axes, e.g.
         ``{"T_eff": [...], "log_g": [...], "M_H": [...]}``.
-    flux : array-like of shape (*axis_lengths, n_pix)
+    flux : array-like of shape ``(*axis_lengths, n_pix)``
         Node spectra. Stored as float32.
     wave : array-like of shape (n_pix,)
         Wavelengths in Å, strictly increasing.
-    continuum : array-like of shape (*axis_lengths, n_pix), optional
+    continuum : array-like of shape ``(*axis_lengths, n_pix)``, optional
         Continuum of each node spectrum.
-    valid : array-like of bool of shape (*axis_lengths,), optional
+    valid : array-like of bool of shape ``(*axis_lengths,)``, optional
         False marks a missing node (a *hole*). Its flux is ignored (may be NaN).
         Labels whose interpolation stencil touches a hole raise an error (or
         give NaN with ``on_hole="nan"``): the grid is never silently
@@ -326,7 +326,7 @@ class SpectralGrid:
 
         Returns
         -------
-        jacobian : ndarray of shape (*shape, n_pix, n_params), float32
+        jacobian : ndarray of shape ``(*shape, n_pix, n_params)``, float32
 
         Examples
         --------
