@@ -23,9 +23,8 @@ print(labels.head())
 
 # %%
 # Fitted log g against the truth, with the formal (inverse-Hessian) errors.
-err_col = [c for c in labels.columns if c.startswith("log_g") and "err" in c][0]
 fig, ax = plt.subplots(figsize=(5, 4.5))
-ax.errorbar(test.y, labels["log_g"], yerr=labels[err_col], fmt=".", alpha=0.5, ms=3)
+ax.errorbar(test.y, labels["log_g"], yerr=labels["log_g_err"], fmt=".", alpha=0.5, ms=3)
 ax.plot([1, 5], [1, 5], "k--", lw=1)
 ax.set_xlabel("true log g")
 ax.set_ylabel("fitted log g")
