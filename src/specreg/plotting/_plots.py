@@ -26,6 +26,12 @@ def _axes(ax):
     return Figure(figsize=(6.4, 4.4)).add_subplot()
 
 
+def _minor_snr_label(value: float, _pos) -> str:
+    """Label the minor ticks 2, 3, 5 (x a power of ten) of a log SNR axis."""
+    mantissa = value / 10 ** np.floor(np.log10(value) + 1e-9)
+    return f"{value:g}" if round(mantissa) in (2, 3, 5) else ""
+
+
 def plot_r2_vs_snr(
     scores: dict | None = None,
     ceiling=None,
@@ -122,6 +128,11 @@ def plot_r2_vs_snr(
             )
     if log_snr:
         ax.set_xscale("log")
+        from matplotlib.ticker import FuncFormatter, ScalarFormatter
+
+        # plain numbers (3, 5, 10, 20) rather than 4x10^0 on a short log axis
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(FuncFormatter(_minor_snr_label))
     ax.set_xlabel("per-spectrum SNR (median flux / error)")
     ax.set_ylabel("$R^2$ (log g)")
     ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
