@@ -23,13 +23,11 @@ test = make_spectra(300, grid=grid, noise="fixed", random_state=1)
 snr = test.params["snr"].to_numpy()
 edges = snr_bin_edges(snr, 4)
 
-ridge = make_ridge_baseline(alpha=300.0, random_state=0).fit(train.X, train.y)
+ridge = make_ridge_baseline(alpha=3000.0, random_state=0).fit(train.X, train.y)
 template = TemplateFitRegressor(grid=grid).fit(test.X[:1], test.y[:1])
 scores = {
-    "Ridge": scores_by_snr(test.y, ridge.predict(test.X), snr, bins=edges, random_state=0),
-    "template fit": scores_by_snr(
-        test.y, template.predict(test.X), snr, bins=edges, random_state=0
-    ),
+    name: scores_by_snr(test.y, model.predict(test.X), snr, bins=edges, random_state=0)
+    for name, model in [("Ridge", ridge), ("template fit", template)]
 }
 
 ceiling = FisherCeiling(grid, n_samples=128, random_state=0)
