@@ -18,14 +18,15 @@ def test_make_spectra_contract(toy_grid):
     np.testing.assert_array_equal(s.X[:, 4096:], s.error)
     np.testing.assert_array_equal(s.y, s.params["log_g"])
     assert s.params["mag"].between(20.5, 22.5).all()
-    np.testing.assert_allclose(s.params["snr"], np.median(s.flux / s.error, axis=1), rtol=1e-5)
+    sigma = PFSNoiseModel(toy_grid.wave).true_error(s.flux, s.error)
+    np.testing.assert_allclose(s.params["snr"], np.median(s.flux / sigma, axis=1), rtol=1e-5)
     np.testing.assert_allclose(s.flux, toy_grid.flux(s.params[["T_eff", "log_g", "M_H"]]))
     assert np.all(s.error > 0)
 
 
 def test_fixed_noise_is_one_draw_with_the_stated_sigma(toy_grid):
     s = make_spectra(400, grid=toy_grid, noise="fixed", random_state=1)
-    z = (s.noisy - s.flux) / s.error
+    z = (s.noisy - s.flux) / PFSNoiseModel(toy_grid.wave).true_error(s.flux, s.error)
     assert abs(z.std() - 1) < 0.01 and abs(z.mean()) < 0.01
     np.testing.assert_array_equal(s.X[:, :4096], s.noisy)
 
@@ -119,3 +120,47 @@ def test_spectra_validates_shapes():
         Spectra(np.arange(3.0), np.ones((2, 4)), np.ones((2, 4)), pd.DataFrame({"log_g": [1, 2]}))
     with pytest.raises(ValueError, match="rows"):
         Spectra(np.arange(3.0), np.ones((2, 3)), np.ones((2, 3)), pd.DataFrame({"log_g": [1]}))
+
+
+def test_reported_errors_depend_on_magnitude_only_not_on_the_labels(toy_grid):
+    s = make_spectra(200, grid=toy_grid, mag=21.5, noise="fixed", random_state=3)
+    # one magnitude: every spectrum reports the same error, whatever its labels and noise
+    np.testing.assert_array_equal(s.error, np.broadcast_to(s.error[0], s.error.shape))
+    noise = PFSNoiseModel(toy_grid.wave)
+    np.testing.assert_allclose(s.error[0], noise.reference_error(1.0)[0])
+    # ... while the noise itself is physical: photon noise of the true flux
+    sigma = noise.true_error(s.flux, s.error)
+    np.testing.assert_allclose(sigma, noise.error(s.flux, 21.5), rtol=1e-5)
+    assert sigma.std(axis=0).max() > 0
+
+
+def test_true_errors_are_the_leaky_opt_in(toy_grid):
+    a = make_spectra(30, grid=toy_grid, errors="true", random_state=0)
+    b = make_spectra(30, grid=toy_grid, random_state=0)
+    noise = PFSNoiseModel(toy_grid.wave)
+    np.testing.assert_allclose(a.error, noise.true_error(b.flux, b.error), rtol=1e-6)
+    assert a.metadata["errors"] == "true" and b.metadata["errors"] == "reference"
+    with pytest.raises(ValueError, match="errors must be one of"):
+        make_spectra(3, grid=toy_grid, errors="observed")
+
+
+def test_with_noise_draws_the_physical_noise_with_the_noise_model(toy_grid):
+    s = make_spectra(300, grid=toy_grid, random_state=4)
+    noise = PFSNoiseModel(toy_grid.wave)
+    noisy = s.with_noise(0, noise_model=noise)
+    z = (noisy.noisy - s.flux) / noise.true_error(s.flux, s.error)
+    assert abs(z.std() - 1) < 0.01
+    with pytest.raises(ValueError, match="noise_level"):
+        s.with_noise(0, noise_level=np.inf)
+
+
+def test_with_reference_errors_replaces_leaky_errors_in_a_copy(toy_grid):
+    leaky = make_spectra(20, grid=toy_grid, errors="true", noise="fixed", random_state=5)
+    before = leaky.error.copy()
+    honest = leaky.with_reference_errors()
+    np.testing.assert_array_equal(leaky.error, before)
+    np.testing.assert_array_equal(honest.noisy, leaky.noisy)
+    expected = make_spectra(20, grid=toy_grid, noise="fixed", random_state=5).error
+    np.testing.assert_allclose(honest.error, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="'mag'"):
+        Spectra(leaky.wave, leaky.flux, leaky.error, leaky.params[["log_g"]]).with_reference_errors()

@@ -10,7 +10,12 @@ import pandas as pd
 
 from ..spectra import LabelPrior, PFSNoiseModel, snr_median
 
-__all__ = ["Spectra", "make_spectra", "iter_spectra"]
+__all__ = ["Spectra", "make_spectra", "iter_spectra", "ERROR_MODES"]
+
+#: What ``make_spectra(errors=...)`` reports as the 1-sigma error: ``"reference"``
+#: (magnitude and conditions only; the default) or ``"true"`` (the simulated noise
+#: itself, a function of the noiseless flux: it leaks the labels).
+ERROR_MODES = ("reference", "true")
 
 
 @dataclass
@@ -24,7 +29,9 @@ class Spectra:
     flux : ndarray of shape (n, n_pix), float32
         Noiseless flux.
     error : ndarray of shape (n, n_pix), float32
-        1-sigma error per pixel, > 0.
+        Reported 1-sigma error per pixel, > 0: what a pipeline reports for the
+        observation, never a function of the noiseless flux (see
+        ``make_spectra(errors=...)``).
     params : DataFrame of n rows
         Labels (``T_eff``, ``log_g``, ``M_H``, ...) plus ``mag`` and ``snr``
         (median of flux/error).
@@ -119,8 +126,25 @@ class Spectra:
             dict(self.metadata),
         )
 
-    def with_noise(self, random_state=None, noise_level: float = 1.0) -> Spectra:
-        """A copy with one fixed noise draw ``noisy = flux + noise_level * error * N(0, 1)``.
+    def with_noise(
+        self, random_state=None, noise_level: float = 1.0, noise_model: PFSNoiseModel | None = None
+    ) -> Spectra:
+        """A copy with one fixed noise draw ``noisy = flux + noise_level * sigma * N(0, 1)``.
+
+        Parameters
+        ----------
+        random_state : int, Generator or None
+        noise_level : float, default=1.0
+            Multiplier of the noise, >= 0.
+        noise_model : PFSNoiseModel, optional
+            Draw the physical noise of this model (photon noise of the true flux,
+            :meth:`PFSNoiseModel.true_error`); the ``error`` must then be its
+            reference errors (``make_spectra``'s default). Without it the noise
+            sigma is ``error`` itself.
+
+        Returns
+        -------
+        Spectra
 
         Examples
         --------
@@ -129,11 +153,54 @@ class Spectra:
         >>> s.with_noise(0).noisy.shape
         (1, 2)
         """
+        if not (np.isfinite(noise_level) and noise_level >= 0):
+            raise ValueError(f"noise_level must be a finite number >= 0, got {noise_level!r}")
+        sigma = self.error if noise_model is None else noise_model.true_error(self.flux, self.error)
         rng = np.random.default_rng(random_state)
         eps = rng.standard_normal(self.flux.shape, dtype=np.float32)
-        noisy = self.flux + np.float32(noise_level) * self.error * eps
+        noisy = self.flux + np.float32(noise_level) * sigma * eps
         meta = dict(self.metadata, noise_seed=_seed_repr(random_state), noise_level=noise_level)
         return Spectra(self.wave, self.flux, self.error, self.params, noisy, meta)
+
+    def with_reference_errors(self, noise_model: PFSNoiseModel | None = None) -> Spectra:
+        """A copy whose ``error`` is the reference error at each spectrum's magnitude.
+
+        Files whose errors were computed from the noiseless flux (the reference
+        study's among them) leak the labels through the error half of ``X``;
+        this replaces them by what a pipeline could report without knowing the
+        spectrum: :meth:`PFSNoiseModel.reference_error` at the nominal collected
+        flux of the ``mag`` column. Flux, noisy flux and labels are unchanged,
+        and so is the original set (a new one is returned).
+
+        Parameters
+        ----------
+        noise_model : PFSNoiseModel, optional
+            Default ``PFSNoiseModel(self.wave)``.
+
+        Returns
+        -------
+        Spectra
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from specreg.spectra import pfs_mr_wave
+        >>> flux = np.full((2, 4096), 0.4, np.float32)
+        >>> s = Spectra(pfs_mr_wave(), flux, 0.1 * flux, pd.DataFrame({"log_g": [1.0, 2.0], "mag": [21.0, 22.0]}))
+        >>> honest = s.with_reference_errors()
+        >>> bool((honest.error[0] < honest.error[1]).all()), bool(np.allclose(s.error, 0.04))
+        (True, True)
+        """
+        if "mag" not in self.params:
+            raise ValueError("these spectra have no 'mag' column; reference errors need magnitudes")
+        if noise_model is None:
+            noise_model = PFSNoiseModel(self.wave)
+        if noise_model.wave.shape != self.wave.shape or not np.allclose(noise_model.wave, self.wave):
+            raise ValueError("the noise model's wavelength grid differs from the spectra's")
+        x = noise_model.collected_flux(self.params["mag"].to_numpy(float))
+        error = noise_model.reference_error(x)
+        meta = dict(self.metadata, errors="reference", errors_from=repr(noise_model))
+        return Spectra(self.wave, self.flux, error, self.params, self.noisy, meta)
 
     def __repr__(self) -> str:
         labels = [c for c in self.params.columns if c not in ("mag", "snr")]
@@ -203,6 +270,7 @@ def iter_spectra(
     mag=(20.5, 22.5),
     noise: str | None = None,
     noise_model: PFSNoiseModel | None = None,
+    errors: str = "reference",
     snap: bool = False,
     chunk_size: int = 8192,
     random_state=None,
@@ -227,6 +295,8 @@ def iter_spectra(
     """
     if noise not in (None, "fixed"):
         raise ValueError(f"noise must be None or 'fixed', got {noise!r}")
+    if errors not in ERROR_MODES:
+        raise ValueError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
     n_samples = int(n_samples)
     if n_samples < 0:
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
@@ -250,6 +320,7 @@ def iter_spectra(
         "random_state": _seed_repr(random_state),
         "chunk_size": chunk_size,
         "noise_model": repr(noise_model),
+        "errors": errors,
         "prior": repr(prior),
         "grid": getattr(grid, "metadata", {}).get("name", repr(grid)),
     }
@@ -259,13 +330,16 @@ def iter_spectra(
         theta = theta_all[sl]
         rng = np.random.default_rng(chunk_seq)
         flux = grid.flux(theta[:, order])
-        error = noise_model.error(flux, mags_all[sl], random_state=rng)
+        x = noise_model.collected_flux(mags_all[sl], random_state=rng, n=flux.shape[0])
+        sigma = noise_model.sigma(flux, x)  # the physical noise, drawn below
+        # the reported error: what a pipeline would know (see ERROR_MODES)
+        error = sigma if errors == "true" else noise_model.reference_error(x)
         params = pd.DataFrame(theta, columns=prior.param_names)
         params["mag"] = mags_all[sl]
-        params["snr"] = np.median(flux / error, axis=1)
+        params["snr"] = np.median(flux / sigma, axis=1)
         noisy = None
         if noise == "fixed":
-            noisy = flux + error * rng.standard_normal(flux.shape, dtype=np.float32)
+            noisy = flux + sigma * rng.standard_normal(flux.shape, dtype=np.float32)
         yield Spectra(grid.wave, flux, error, params, noisy, dict(meta))
 
 
@@ -277,6 +351,7 @@ def make_spectra(
     mag=(20.5, 22.5),
     noise: str | None = None,
     noise_model: PFSNoiseModel | None = None,
+    errors: str = "reference",
     snap: bool = False,
     chunk_size: int = 8192,
     random_state=None,
@@ -300,7 +375,20 @@ def make_spectra(
         ``"fixed"`` adds one stored noise draw (``noisy``), as for test sets;
         training sets stay noiseless (noise is drawn fresh per batch later).
     noise_model : PFSNoiseModel, optional
-        Default ``PFSNoiseModel(grid.wave)``.
+        Default ``PFSNoiseModel(grid.wave)``. The noise is physical: photon noise
+        of the true flux plus sky and read noise (:meth:`PFSNoiseModel.sigma`).
+    errors : {"reference", "true"}, default="reference"
+        The 1-sigma errors reported in ``error`` (the second half of ``X``):
+
+        * ``"reference"``: what a pipeline can know, the expected noise of a
+          smooth reference spectrum at the star's magnitude and observing
+          conditions (:meth:`PFSNoiseModel.reference_error`). It carries no
+          information about the labels and does not change when noise is drawn,
+          so training and test inputs are made the same way.
+        * ``"true"``: the noise the spectrum was drawn with. **It leaks the
+          labels**: it is a function of the noiseless flux, so a linear model on
+          the error half alone predicts log g almost perfectly and beats every
+          noise-limited ceiling. Use it only to study that leakage.
     snap : bool, default=False
         Mimic the reference study's sampling: per spectrum one label stays
         continuous and the others snap to grid nodes (REFERENCE.md section 1.2).
@@ -335,6 +423,7 @@ def make_spectra(
             mag=mag,
             noise=noise,
             noise_model=noise_model,
+            errors=errors,
             snap=snap,
             chunk_size=chunk_size,
             random_state=random_state,

@@ -4,6 +4,7 @@ from ._grid import SpectralGrid
 from ._noise import REFERENCE_SNR_TABLE, PFSNoiseModel, pfs_mr_wave, snr_median
 from ._prior import LabelPrior
 from ._protocol import SpectralModel
+from ._validation import split_stacked
 
 __all__ = [
     "REFERENCE_SNR_TABLE",
@@ -13,4 +14,5 @@ __all__ = [
     "SpectralModel",
     "pfs_mr_wave",
     "snr_median",
+    "split_stacked",
 ]

@@ -20,7 +20,11 @@ from scipy.optimize import least_squares
 
 from ._validation import check_finite
 
-__all__ = ["PFSNoiseModel", "pfs_mr_wave", "snr_median", "REFERENCE_SNR_TABLE"]
+__all__ = ["PFSNoiseModel", "pfs_mr_wave", "snr_median", "REFERENCE_SNR_TABLE", "REFERENCE_FLUX"]
+
+#: Flux level of the smooth reference spectrum behind the reported errors (the
+#: median of a median-normalised spectrum).
+REFERENCE_FLUX = 0.5
 
 #: (i-band magnitude, median per-spectrum SNR) of the reference study's grids.
 REFERENCE_SNR_TABLE = (
@@ -193,8 +197,32 @@ class PFSNoiseModel:
             x = x * np.exp(self.condition_scatter * rng.standard_normal(x.shape))
         return x
 
+    def _check_flux(self, flux, name: str = "flux") -> np.ndarray:
+        flux = np.atleast_2d(np.asarray(flux))
+        if flux.ndim != 2 or flux.shape[1] != self.wave.size:
+            raise ValueError(
+                f"{name} must have {self.wave.size} pixels to match the noise model's wave "
+                f"grid, got shape {flux.shape}"
+            )
+        check_finite(flux, name)
+        return flux
+
+    def _check_x(self, x, n: int) -> np.ndarray:
+        x = np.atleast_1d(np.asarray(x, dtype=float)).reshape(-1)
+        if x.size == 1 and n > 1:
+            x = np.full(n, x[0])
+        if x.size != n:
+            raise ValueError(f"collected flux x has {x.size} values for {n} spectra")
+        if not np.all(np.isfinite(x) & (x > 0)):
+            raise ValueError("collected flux x must be finite and > 0")
+        return x
+
     def error(self, flux, mag, random_state=None) -> np.ndarray:
-        """1-sigma error per pixel.
+        """True 1-sigma noise per pixel (photon noise of ``flux``, sky and read noise).
+
+        This is the standard deviation the simulator draws noise with. It depends
+        on the noiseless flux, so it must not be handed to an estimator as the
+        reported error (it would encode the answer): see :meth:`reference_error`.
 
         Parameters
         ----------
@@ -215,16 +243,35 @@ class PFSNoiseModel:
         >>> PFSNoiseModel().error(np.full(4096, 0.5), 22.0).shape
         (1, 4096)
         """
-        flux = np.atleast_2d(np.asarray(flux))
-        if flux.ndim != 2 or flux.shape[1] != self.wave.size:
-            raise ValueError(
-                f"flux must have {self.wave.size} pixels to match the noise model's wave grid, "
-                f"got shape {flux.shape}"
-            )
-        check_finite(flux, "flux")
-        x = self.collected_flux(mag, random_state, n=flux.shape[0])[:, None]
+        flux = self._check_flux(flux)
+        x = self.collected_flux(mag, random_state, n=flux.shape[0])
         if x.shape[0] != flux.shape[0]:
             raise ValueError(f"mag has {x.shape[0]} values for {flux.shape[0]} spectra")
+        return self.sigma(flux, x)
+
+    def sigma(self, flux, x) -> np.ndarray:
+        """True 1-sigma noise of noiseless ``flux`` observed with collected flux ``x``.
+
+        Parameters
+        ----------
+        flux : array-like of shape (n, n_pix)
+            Noiseless, median-normalised flux.
+        x : float or array-like of shape (n,)
+            Collected flux (:meth:`collected_flux`), > 0.
+
+        Returns
+        -------
+        sigma : ndarray of shape (n, n_pix), float32
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> m = PFSNoiseModel()
+        >>> bool(np.allclose(m.sigma(np.full((1, 4096), 0.5), 1.0), m.error(np.full(4096, 0.5), 21.5)))
+        True
+        """
+        flux = self._check_flux(flux)
+        x = self._check_x(x, flux.shape[0])[:, None]
         # float32 in place: this runs on millions of spectra. Negative flux (never
         # physical here) contributes no shot noise.
         inv_x = (1.0 / x).astype(np.float32)
@@ -233,6 +280,123 @@ class PFSNoiseModel:
         var *= inv_x
         var += (self.bkg_coeff * self.bkg_profile).astype(np.float32) * (inv_x * inv_x)
         return np.sqrt(var, out=var)
+
+    def reference_error(self, x, reference_flux: float = REFERENCE_FLUX) -> np.ndarray:
+        """The reported 1-sigma error: the expected noise of a smooth reference spectrum.
+
+        A pipeline reports errors from what it can know: the exposure, sky and
+        detector, and the object's brightness, not the star's noiseless spectrum.
+        This is the noise a flat spectrum at the normalisation level
+        ``reference_flux`` would have when observed with collected flux ``x``: it
+        depends on the magnitude and observing conditions only, so it carries no
+        information about the labels, and it is the same for a training spectrum
+        and for its noisy version (per-batch noise leaves it unchanged). The noise
+        itself is drawn with :meth:`sigma` (photon noise of the true flux).
+
+        Parameters
+        ----------
+        x : float or array-like of shape (n,)
+            Collected flux (:meth:`collected_flux`), > 0.
+        reference_flux : float, default=0.5
+            Flux level of the reference spectrum (the median of a median-normalised
+            spectrum), > 0.
+
+        Returns
+        -------
+        error : ndarray of shape (n, n_pix), float32
+
+        Examples
+        --------
+        >>> m = PFSNoiseModel()
+        >>> err = m.reference_error([1.0, 10.0])
+        >>> err.shape, bool((err[0] > err[1]).all())
+        ((2, 4096), True)
+        """
+        if not (np.isfinite(reference_flux) and reference_flux > 0):
+            raise ValueError(f"reference_flux must be finite and > 0, got {reference_flux!r}")
+        x = np.atleast_1d(np.asarray(x, dtype=float)).reshape(-1)
+        flat = np.full((x.size, self.wave.size), reference_flux, dtype=np.float32)
+        return self.sigma(flat, x)
+
+    def collected_flux_from_error(
+        self, error, reference_flux: float = REFERENCE_FLUX, rtol: float = 1e-4
+    ) -> np.ndarray:
+        """Invert :meth:`reference_error`: the collected flux x of each spectrum.
+
+        Parameters
+        ----------
+        error : array-like of shape (n, n_pix)
+            Reported errors made by :meth:`reference_error` of this model.
+        reference_flux : float, default=0.5
+        rtol : float, default=1e-4
+            Largest relative spread over pixels of the x each pixel implies.
+
+        Returns
+        -------
+        x : ndarray of shape (n,)
+
+        Raises
+        ------
+        ValueError
+            When ``error`` is not this model's reference error (the pixels imply
+            different x), e.g. errors from a file or from ``errors="true"``.
+
+        Examples
+        --------
+        >>> m = PFSNoiseModel()
+        >>> m.collected_flux_from_error(m.reference_error([0.5, 2.0])).round(4).tolist()
+        [0.5, 2.0]
+        """
+        error = self._check_flux(error, "error")
+        if np.any(error <= 0):
+            raise ValueError("error must be > 0 everywhere")
+        p = self.obj_coeff * self.obj_profile * reference_flux
+        q = self.bkg_coeff * self.bkg_profile
+        s2 = np.asarray(error, dtype=np.float64) ** 2
+        # each pixel: q u^2 + p u - s^2 = 0 for u = 1 / x (the positive root)
+        u = 2.0 * s2 / (p + np.sqrt(p * p + 4.0 * q * s2))
+        u_med = np.median(u, axis=1)
+        spread = np.max(np.abs(u / u_med[:, None] - 1.0), axis=1)
+        bad = spread > rtol
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(
+                f"the errors are not this noise model's reference errors: in row {row} "
+                f"(and {int(bad.sum()) - 1} other(s)) the collected flux they imply varies by "
+                f"{100 * spread[row]:.3g} % over the pixels. Simulate with "
+                'make_spectra(errors="reference") and the same noise model, or treat the '
+                'errors as the true noise (noise="given")'
+            )
+        return 1.0 / u_med
+
+    def true_error(self, flux, reported_error, reference_flux: float = REFERENCE_FLUX):
+        """The true noise of ``flux`` for spectra whose reported errors are reference errors.
+
+        Recovers the collected flux from ``reported_error``
+        (:meth:`collected_flux_from_error`) and returns :meth:`sigma` there: the
+        noise a simulator (or the Bayes posterior) must use, given only the
+        stacked input ``[flux | reported error]``.
+
+        Parameters
+        ----------
+        flux : array-like of shape (n, n_pix)
+            Noiseless (model) flux.
+        reported_error : array-like of shape (n, n_pix)
+
+        Returns
+        -------
+        sigma : ndarray of shape (n, n_pix), float32
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> m = PFSNoiseModel()
+        >>> flux = np.full((1, 4096), 0.3)
+        >>> bool(np.allclose(m.true_error(flux, m.reference_error(2.0)), m.sigma(flux, 2.0)))
+        True
+        """
+        x = self.collected_flux_from_error(reported_error, reference_flux)
+        return self.sigma(flux, x)
 
     def calibrate(self, flux, table=REFERENCE_SNR_TABLE) -> PFSNoiseModel:
         """A copy whose constants reproduce ``table`` for the typical spectrum ``flux``.

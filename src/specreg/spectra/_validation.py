@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["as_label_array", "check_finite"]
+__all__ = ["as_label_array", "check_finite", "split_stacked"]
 
 
 def check_finite(array: np.ndarray, name: str) -> None:
@@ -49,3 +49,99 @@ def as_label_array(theta, param_names: tuple[str, ...]) -> np.ndarray:
         )
     check_finite(arr, "labels")
     return arr
+
+
+#: Rules for the error half of a stacked input: what each consumer can accept.
+ERROR_RULES = {
+    "positive": (lambda e: e > 0, "> 0"),
+    "nonnegative": (lambda e: e >= 0, ">= 0"),
+}
+
+
+def _where(mask: np.ndarray, limit: int = 3) -> str:
+    """``(row, pixel)`` pairs of the first ``limit`` True entries of a 2-D mask."""
+    idx = np.argwhere(mask)[:limit]
+    pairs = ", ".join(f"({int(r)}, {int(c)})" for r, c in idx)
+    more = " ..." if int(mask.sum()) > limit else ""
+    return f"(row, pixel) {pairs}{more}"
+
+
+def split_stacked(
+    X, *, n_pix: int | None = None, error_rule: str = "positive", name: str = "X"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate the stacked model input ``X = [flux | error]`` and split it into halves.
+
+    Every consumer of the stacked input (noise transformers, the template fit,
+    the ViT, the bounds, the metrics) goes through this one function, so the
+    checks and messages are the same everywhere.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, 2 * n_pix)
+        Flux in the first half of the columns, 1-sigma errors in the second.
+    n_pix : int, optional
+        Pixels the consumer needs (e.g. the spectral model's); checked when given.
+    error_rule : {"positive", "nonnegative"}, default="positive"
+        ``"positive"`` for consumers that divide by the errors (chi-square weights,
+        likelihoods, SNR); ``"nonnegative"`` for those that only scale noise by them.
+    name : str, default="X"
+        How the array is called in error messages.
+
+    Returns
+    -------
+    flux, error : ndarrays of shape (n, n_pix)
+        Views into ``X`` (never written to), in X's floating dtype.
+
+    Raises
+    ------
+    ValueError
+        Not 2-D, an odd width, a pixel count other than ``n_pix``, NaN or infinite
+        values, or errors that break ``error_rule``; the message names the rows
+        and pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> flux, error = split_stacked(np.array([[1.0, 2.0, 0.1, 0.2]]))
+    >>> flux.tolist(), error.tolist()
+    ([[1.0, 2.0]], [[0.1, 0.2]])
+    >>> split_stacked(np.array([[1.0, 2.0, 0.1, 0.0]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: the error half of X has 1 value(s) that are not > 0 at (row, pixel) (0, 1); ...
+    """
+    if error_rule not in ERROR_RULES:
+        raise ValueError(f"error_rule must be one of {sorted(ERROR_RULES)}, got {error_rule!r}")
+    X = np.asarray(X)
+    if X.dtype.kind not in "fc":
+        X = X.astype(np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [flux | error] of shape (n, 2 * n_pix), got {X.shape}")
+    width = X.shape[1]
+    if width % 2:
+        raise ValueError(
+            f"{name} must be the stacked [flux | error] array with an even number of columns; "
+            f"got {width} feature(s) (odd width)"
+        )
+    half = width // 2
+    if n_pix is not None and half != n_pix:
+        raise ValueError(
+            f"{name} has {width} columns, i.e. {half} pixels of flux and of error, but "
+            f"{n_pix} pixels are needed (2 * {n_pix} columns)"
+        )
+    flux, error = X[:, :half], X[:, half:]
+    for part, arr in (("flux", flux), ("error", error)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise ValueError(
+                f"the {part} half of {name} has {int(bad.sum())} NaN or infinite value(s) at "
+                f"{_where(bad)}"
+            )
+    rule, text = ERROR_RULES[error_rule]
+    bad = ~rule(error)
+    if bad.any():
+        raise ValueError(
+            f"the error half of {name} has {int(bad.sum())} value(s) that are not {text} at "
+            f"{_where(bad)}; 1-sigma errors must be {text}"
+        )
+    return flux, error
