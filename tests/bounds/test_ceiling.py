@@ -119,12 +119,16 @@ def test_scorer_in_cross_validate(small_grid):
     s = make_spectra(
         80, grid=small_grid, mag=20.0, noise="fixed", noise_model=noise, random_state=3
     )
-    scoring = {"r2": "r2", "r2_bayes": FisherCeiling(small_grid, n_samples=32, random_state=0)}
+    bayes = FisherCeiling(small_grid, noise, n_samples=32, random_state=0)
+    scoring = {"r2": "r2", "r2_bayes": bayes}
     res = cross_validate(Ridge(alpha=1.0), s.X, s.y, cv=2, scoring=scoring)
     assert np.all(np.isfinite(res["test_r2_bayes"]))
     assert np.all(res["test_r2_bayes"] >= res["test_r2"] - 0.05)
-    median = FisherCeiling(small_grid, aggregation="median", n_samples=32, random_state=0)
+    median = FisherCeiling(small_grid, noise, aggregation="median", n_samples=32, random_state=0)
     assert 0 <= median(None, s.X[:40], s.y[:40]) <= 1
+    # the errors of another noise model are refused, not silently misread
+    with pytest.raises(ValueError, match="not this noise model's reference errors"):
+        FisherCeiling(small_grid, n_samples=16)(None, s.X[:4], s.y[:4])
 
 
 def test_scorer_rejects_bad_aggregation_and_input(small_grid):
@@ -154,7 +158,8 @@ def test_true_labels_are_routed_to_the_scorer(small_grid):
     assert scorer.last_evaluation_.attrs["fisher_labels"] == "true"
     # the routed fold labels are the ones the scorer saw: its CRLBs match a direct call
     test_rows = np.arange(30, 60)
-    direct = scorer.crlb(theta.iloc[test_rows], s.error[test_rows])
+    sigma = PFSNoiseModel(small_grid.wave).true_error(s.flux[test_rows], s.error[test_rows])
+    direct = scorer.crlb(theta.iloc[test_rows], sigma)
     np.testing.assert_allclose(scorer.last_evaluation_["crlb"], direct, rtol=1e-6)
     assert np.all(np.isfinite(res["test_c"]))
 

@@ -15,15 +15,19 @@ from specreg.spectra import PFSNoiseModel
 
 
 @pytest.fixture(scope="module")
-def spectra(small_grid):
-    noise = PFSNoiseModel(small_grid.wave, obj_coeff=0.0)
+def noise(small_grid):
+    return PFSNoiseModel(small_grid.wave, obj_coeff=0.0)
+
+
+@pytest.fixture(scope="module")
+def spectra(small_grid, noise):
     return make_spectra(
         120, grid=small_grid, mag=19.5, noise="fixed", noise_model=noise, random_state=5
     )
 
 
-def test_predicts_posterior_means_and_beats_ridge_in_cv(small_grid, spectra):
-    est = BayesCeilingRegressor(small_grid, n_samples=48, random_state=0)
+def test_predicts_posterior_means_and_beats_ridge_in_cv(small_grid, noise, spectra):
+    est = BayesCeilingRegressor(small_grid, noise=noise, n_samples=48, random_state=0)
     bayes = cross_val_score(est, spectra.X, spectra.y, cv=3, scoring="neg_mean_squared_error")
     ridge = cross_val_score(
         Ridge(1e-2), spectra.X, spectra.y, cv=3, scoring="neg_mean_squared_error"
@@ -33,16 +37,18 @@ def test_predicts_posterior_means_and_beats_ridge_in_cv(small_grid, spectra):
     assert post.mean.shape == (5, 3) and np.all(post.ess > 5)
 
 
-def test_target_selects_the_label(small_grid, spectra):
-    est = BayesCeilingRegressor(small_grid, target="T_eff", n_samples=32, random_state=0)
+def test_target_selects_the_label(small_grid, noise, spectra):
+    est = BayesCeilingRegressor(
+        small_grid, noise=noise, target="T_eff", n_samples=32, random_state=0
+    )
     pred = est.fit(spectra.X).predict(spectra.X[:10])
     np.testing.assert_allclose(pred, spectra.params["T_eff"][:10], atol=150)
     with pytest.raises(ValueError, match="target"):
         BayesCeilingRegressor(small_grid, target="logg").fit(spectra.X)
 
 
-def test_clone_pickle_and_not_fitted(small_grid, spectra):
-    est = BayesCeilingRegressor(small_grid, n_samples=16, random_state=0)
+def test_clone_pickle_and_not_fitted(small_grid, noise, spectra):
+    est = BayesCeilingRegressor(small_grid, noise=noise, n_samples=16, random_state=0)
     assert clone(est).get_params()["n_samples"] == 16
     with pytest.raises(NotFittedError):
         est.predict(spectra.X)
@@ -54,8 +60,13 @@ def test_clone_pickle_and_not_fitted(small_grid, spectra):
 def test_rejects_wrong_width_and_nan(small_grid, spectra):
     with pytest.raises(ValueError, match="2 \\* 512"):
         BayesCeilingRegressor(small_grid).fit(spectra.X[:, :100])
-    est = BayesCeilingRegressor(small_grid, n_samples=16).fit(spectra.X)
+    est = BayesCeilingRegressor(small_grid, noise="given", n_samples=16).fit(spectra.X)
     X = spectra.X[:2].copy()
     X[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         est.predict(X)
+
+
+def test_bad_noise_is_refused_at_fit(small_grid, spectra):
+    with pytest.raises(ValueError, match="noise must be"):
+        BayesCeilingRegressor(small_grid, noise="fixed").fit(spectra.X)

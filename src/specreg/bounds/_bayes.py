@@ -28,7 +28,8 @@ can exceed this ceiling (that is leakage, not spectroscopy).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import gammaln, logsumexp
@@ -59,6 +60,9 @@ class PosteriorSummary:
         chi^2 at ``theta_ml``.
     fisher_ml : ndarray of shape (n, d, d)
         Fisher matrix at ``theta_ml``.
+    n_draws : ndarray of shape (n,)
+        Importance samples behind each spectrum's estimate (more than
+        ``n_samples`` where the ESS floor asked for resampling).
     """
 
     param_names: tuple
@@ -70,6 +74,7 @@ class PosteriorSummary:
     theta_ml: np.ndarray
     chi2_ml: np.ndarray
     fisher_ml: np.ndarray
+    n_draws: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return self.mean.shape[0]
@@ -201,6 +206,36 @@ def _chi2(x: np.ndarray, iw: np.ndarray, f: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", r, r, dtype=np.float64)
 
 
+class _NoiseLikelihood:
+    """Gaussian log-likelihood of observed spectra, with the generator's noise.
+
+    With ``noise_model=None`` the errors are the known per-pixel sigma (data
+    from elsewhere). With a :class:`~specreg.spectra.PFSNoiseModel` the errors
+    are its reported reference errors, which fix each spectrum's collected flux
+    x; the variance at labels theta is then the physical one,
+    ``obj * max(f(theta), 0) / x + bkg / x**2``, normalisation term included,
+    exactly the process ``make_spectra`` draws the noise from.
+    """
+
+    def __init__(self, flux: np.ndarray, error: np.ndarray, noise_model=None):
+        self.flux = flux
+        self.noise_model = noise_model
+        if noise_model is None:
+            self.iw = (1.0 / error).astype(np.float32)
+            return
+        x = noise_model.collected_flux_from_error(error)
+        self.obj = (noise_model.obj_coeff * noise_model.obj_profile)[None, :] / x[:, None]
+        self.bkg = (noise_model.bkg_coeff * noise_model.bkg_profile)[None, :] / x[:, None] ** 2
+
+    def __call__(self, rows: np.ndarray, model_flux: np.ndarray) -> np.ndarray:
+        """log p(flux[rows] | theta) up to a constant, for model spectra ``model_flux``."""
+        if self.noise_model is None:
+            return -0.5 * _chi2(self.flux[rows], self.iw[rows], model_flux)
+        var = self.obj[rows] * np.maximum(model_flux, 0.0) + self.bkg[rows]
+        r2 = (self.flux[rows] - model_flux) ** 2 / var
+        return -0.5 * (r2.sum(axis=1) + np.log(var).sum(axis=1))
+
+
 def _lattice_logpost(prob: _Problem, x: np.ndarray, iw: np.ndarray) -> np.ndarray:
     """Log posterior (unnormalised) of each spectrum at each lattice centre, (n, K)."""
     w = (iw**2).astype(np.float32)
@@ -267,7 +302,7 @@ def _log_t(z: np.ndarray, logdet: np.ndarray, df: float, d: int) -> np.ndarray:
 
 
 def _importance_sample(
-    prob, x, iw, theta_ml, fisher, logpost_lattice, n_samples, mixture, df, scale, rng, batch
+    prob, loglik_fn, theta_ml, fisher, logpost_lattice, n_samples, mixture, df, scale, rng, batch
 ):
     n, d = theta_ml.shape
     a_t, a_c, a_p = mixture
@@ -319,7 +354,7 @@ def _importance_sample(
     rows = np.flatnonzero(inside)
     for start in range(0, rows.size, batch):
         sel = rows[start : start + batch]
-        loglik[sel] = -0.5 * _chi2(x[owner[sel]], iw[owner[sel]], prob.flux(flat[sel]))
+        loglik[sel] = loglik_fn(owner[sel], prob.flux(flat[sel]))
     logw = (logprior + loglik - log_q).reshape(n, S)
     logw -= logw.max(axis=1, keepdims=True)
     w = np.exp(logw)
@@ -348,16 +383,26 @@ def posterior_summary(
     n_starts: int = 2,
     max_iter: int = 12,
     chunk_size: int = 64,
+    noise_model=None,
+    min_ess: float = 30.0,
+    max_resample: int = 2,
     random_state=None,
     progress: bool = False,
     _problem=None,
 ) -> PosteriorSummary:
     """Posterior means and variances of the labels of many spectra.
 
-    The likelihood is Gaussian with the given per-pixel sigma and no free
-    amplitude (the model fixes the flux scale, as ``make_spectra`` does); the
-    prior must be the one the labels were drawn from for the result to be the
-    Bayes-optimal estimator.
+    The likelihood is Gaussian with no free amplitude (the model fixes the
+    flux scale, as ``make_spectra`` does). Its per-pixel sigma is either the
+    error itself (``noise_model=None``: errors known from elsewhere) or, for
+    simulated spectra, the generator's noise process: the reported errors fix
+    the collected flux and the variance follows the model flux at each label
+    (``noise_model``). The prior and the noise process must be those the
+    spectra were drawn from for the result to be the Bayes-optimal estimator.
+
+    Spectra whose effective sample size stays below ``min_ess`` are sampled
+    again with four times as many samples, up to ``max_resample`` times (a
+    :class:`UserWarning` names those that still fall short).
 
     Parameters
     ----------
@@ -386,6 +431,14 @@ def posterior_summary(
         Levenberg-Marquardt iterations.
     chunk_size : int, default=64
         Spectra processed at once (memory ~ chunk_size * n_samples * n_pix * 4 bytes / 8).
+    noise_model : PFSNoiseModel, optional
+        The generator's noise model; ``error`` must then be its reference errors
+        (``make_spectra``'s default). None: ``error`` is the true sigma.
+    min_ess : float, default=30
+        Floor on the effective sample size per spectrum (>= 1). Below it the
+        self-normalised Monte-Carlo error is itself unreliable.
+    max_resample : int, default=2
+        Rounds of resampling (x4 samples each) for spectra below ``min_ess``.
     random_state : int, Generator or None
     progress : bool, default=False
         Show a tqdm progress bar.
@@ -420,6 +473,12 @@ def posterior_summary(
         raise ValueError("the prior share of the mixture must be > 0 (defensive sampling)")
     if int(n_samples) < 8:
         raise ValueError(f"n_samples must be >= 8, got {n_samples}")
+    if not (np.isfinite(min_ess) and min_ess >= 1):
+        raise ValueError(f"min_ess must be a finite number >= 1, got {min_ess!r}")
+    if not (isinstance(max_resample, int | np.integer) and max_resample >= 0):
+        raise ValueError(f"max_resample must be an integer >= 0, got {max_resample!r}")
+    if not (isinstance(chunk_size, int | np.integer) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     rng = np.random.default_rng(random_state)
     prob = _problem if _problem is not None else _Problem(model, prior, lattice)
     n, d = flux.shape[0], prob.d
@@ -427,12 +486,15 @@ def posterior_summary(
     out["ess"] = np.empty(n)
     out["chi2_ml"] = np.empty(n)
     out["fisher_ml"] = np.empty((n, d, d))
+    out["n_draws"] = np.empty(n, dtype=np.int64)
     iw_all = 1.0 / error
     batch = max(256, 4 * 4096 * 1024 // max(n_pix, 1) // 4)
+    keys = ("mean", "var", "mean_se", "var_se", "ess")
     with tqdm(total=n, disable=not progress, unit="spectra", desc="posterior") as bar:
         for start in range(0, n, chunk_size):
             sl = slice(start, min(start + chunk_size, n))
             x, iw = flux[sl], iw_all[sl]
+            loglik = _NoiseLikelihood(x, error[sl], noise_model)
             m = x.shape[0]
             lp = _lattice_logpost(prob, x, iw)
             k = min(int(n_starts), lp.shape[1])
@@ -445,10 +507,46 @@ def posterior_summary(
             theta_ml, chi2_ml = th[pick], chi2[pick]
             F = _fisher_w(prob.model.jacobian(theta_ml, out_of_bounds="clip"), iw)
             res = _importance_sample(
-                prob, x, iw, theta_ml, F, lp, int(n_samples), mixture, df, scale, rng, batch
+                prob, loglik, theta_ml, F, lp, int(n_samples), mixture, df, scale, rng, batch
             )
-            for key, val in zip(("mean", "var", "mean_se", "var_se", "ess"), res):
+            res = [np.array(r) for r in res]
+            draws = np.full(m, int(n_samples), dtype=np.int64)
+            # a low ESS makes the posterior mean and its MC error unreliable: sample again
+            for _ in range(int(max_resample)):
+                low = np.flatnonzero(res[4] < min_ess)
+                if low.size == 0:
+                    break
+                draws[low] *= 4
+                sub = _SubLikelihood(loglik, low)
+                again = _importance_sample(
+                    prob, sub, theta_ml[low], F[low], lp[low], int(draws[low[0]]), mixture,
+                    df, scale, rng, batch,
+                )  # fmt: skip
+                for r, a in zip(res, again):
+                    r[low] = a
+            for key, val in zip(keys, res):
                 out[key][sl] = val
             out["theta_ml"][sl], out["chi2_ml"][sl], out["fisher_ml"][sl] = theta_ml, chi2_ml, F
+            out["n_draws"][sl] = draws
             bar.update(m)
+    short = out["ess"] < min_ess
+    if short.any():
+        warnings.warn(
+            f"{int(short.sum())} of {n} spectra have an effective sample size below "
+            f"min_ess={min_ess:g} after {max_resample} resampling round(s) (lowest "
+            f"{out['ess'].min():.1f}, row {int(np.argmin(out['ess']))}); their Monte-Carlo "
+            "errors are unreliable: raise n_samples or max_resample",
+            UserWarning,
+            stacklevel=2,
+        )
     return PosteriorSummary(param_names=prob.names, **out)
+
+
+class _SubLikelihood:
+    """The likelihood of a subset of a chunk's spectra (rows renumbered from 0)."""
+
+    def __init__(self, loglik: _NoiseLikelihood, rows: np.ndarray):
+        self.loglik, self.rows = loglik, rows
+
+    def __call__(self, rows: np.ndarray, model_flux: np.ndarray) -> np.ndarray:
+        return self.loglik(self.rows[rows], model_flux)

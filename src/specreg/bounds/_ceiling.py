@@ -131,9 +131,12 @@ class FisherCeiling:
       shrinking estimators can beat these at low SNR.
 
     Var(y) is always the variance of the labels of the evaluated spectra, the
-    denominator of the models' R2. The error half of X is treated as known
-    noise, not as information about the labels (see
-    :mod:`specreg.bounds._bayes`).
+    denominator of the models' R2. The error half of X is data, not the truth:
+    by default it is read as the reference errors of the generator's noise
+    model, whose physical noise (photon noise of the model flux at each label,
+    sky and read noise) the posterior then uses, exactly as ``make_spectra``
+    draws it. ``noise="given"`` treats the errors as the true Gaussian sigma
+    instead (spectra from elsewhere).
 
     Used as a scorer, ``FisherCeiling()(estimator, X, y)`` ignores the estimator
     and returns the ceiling for exactly those spectra, so
@@ -146,9 +149,13 @@ class FisherCeiling:
     ----------
     model : SpectralModel, optional
         Default: the embedded grid (:func:`~specreg.datasets.load_grid`).
-    noise : PFSNoiseModel, optional
-        Noise model for :meth:`table` (simulated spectra per magnitude);
-        default ``PFSNoiseModel(model.wave)``.
+    noise : PFSNoiseModel, "given" or None, default=None
+        The noise process of the spectra. A noise model (None:
+        ``PFSNoiseModel(model.wave)``, the default of ``make_spectra``): the
+        error half of X must be its reference errors
+        (``make_spectra(errors="reference")``) and the likelihood uses its
+        physical noise; it also simulates the spectra of :meth:`table`.
+        ``"given"``: the error half is the true per-pixel sigma.
     prior : LabelPrior, optional
         The prior the spectra were drawn from; default uniform on the model's
         box (the default of :func:`~specreg.datasets.make_spectra`).
@@ -217,6 +224,37 @@ class FisherCeiling:
         )
 
     # ------------------------------------------------------------ resolution
+    def _noise_model(self):
+        """The noise model of the posterior and the Fisher matrices (None: errors given)."""
+        if isinstance(self.noise, str):
+            if self.noise != "given":
+                raise ValueError(
+                    f'noise must be a PFSNoiseModel, "given" or None, got {self.noise!r}'
+                )
+            return None
+        if self.noise is not None:
+            return self.noise
+        cache = getattr(self, "_default_noise", None)
+        if cache is None or cache[0] is not self._model():
+            from ..spectra import PFSNoiseModel
+
+            cache = (self._model(), PFSNoiseModel(self._model().wave))
+            self._default_noise = cache
+        return cache[1]
+
+    def _simulation_noise(self):
+        noise = self._noise_model()
+        if noise is None:
+            raise ValueError('simulating spectra needs a noise model; noise="given" has none')
+        return noise
+
+    def _sigma(self, labels, error) -> np.ndarray:
+        """The true noise at ``labels`` for spectra with reported errors ``error``."""
+        noise = self._noise_model()
+        if noise is None:
+            return error
+        return noise.true_error(self._model().flux(labels, out_of_bounds="clip"), error)
+
     def _model(self):
         if self.model is None:
             from ..datasets import load_grid
@@ -284,7 +322,7 @@ class FisherCeiling:
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
         >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
-        >>> post = FisherCeiling(g, n_samples=32, random_state=0).posterior(g.flux([[3.0]]), np.full((1, 8), 0.1))
+        >>> post = FisherCeiling(g, "given", n_samples=32, random_state=0).posterior(g.flux([[3.0]]), np.full((1, 8), 0.1))
         >>> bool(abs(post.mean[0, 0] - 3.0) < 0.1)
         True
         """
@@ -304,6 +342,7 @@ class FisherCeiling:
             n_samples=self.n_samples,
             lattice=self.lattice,
             chunk_size=self.chunk_size,
+            noise_model=self._noise_model(),
             random_state=self._rng(),
             progress=self.progress,
         )
@@ -335,7 +374,7 @@ class FisherCeiling:
         >>> from specreg.spectra import SpectralGrid
         >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
         >>> X = np.hstack([g.flux([[3.0]]), np.full((1, 8), 0.1)])
-        >>> FisherCeiling(g, n_samples=32, random_state=0).evaluate(X, [3.0]).shape[0]
+        >>> FisherCeiling(g, "given", n_samples=32, random_state=0).evaluate(X, [3.0]).shape[0]
         1
         """
         model = self._model()
@@ -348,17 +387,19 @@ class FisherCeiling:
         k = self._index()
         post = self.posterior(flux, error)
         if theta is None:
-            labels, F, source = post.theta_ml, post.fisher_ml, "ml"
+            labels, source = post.theta_ml, "ml"
         else:
             from ..spectra._validation import as_label_array
 
             labels = as_label_array(theta, tuple(model.param_names))
             if labels.shape[0] != y.size:
                 raise ValueError(f"theta has {labels.shape[0]} rows for {y.size} spectra")
-            F, source = self.fisher(labels, error), "true"
+            source = "true"
+        sigma = self._sigma(labels, error)
+        F = post.fisher_ml if sigma is error and source == "ml" else self.fisher(labels, sigma)
         if snr is None:
             clean = model.flux(labels, out_of_bounds="clip")
-            snr = np.median(clean / error, axis=1)
+            snr = np.median(clean / sigma, axis=1)
         snr = np.asarray(snr, dtype=float).reshape(-1)
         if snr.size != y.size:
             raise ValueError(f"snr has {snr.size} values for {y.size} spectra")
@@ -406,7 +447,7 @@ class FisherCeiling:
         >>> from specreg.spectra import SpectralGrid
         >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
         >>> X = np.hstack([g.flux([[2.0], [4.0]]), np.full((2, 8), 0.1)])
-        >>> row = FisherCeiling(g, n_samples=32, random_state=0).ceiling(X, [2.0, 4.0])
+        >>> row = FisherCeiling(g, "given", n_samples=32, random_state=0).ceiling(X, [2.0, 4.0])
         >>> row["r2_bayes"] > 0.9
         True
         """
@@ -422,7 +463,7 @@ class FisherCeiling:
         >>> from specreg.spectra import SpectralGrid
         >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
         >>> X = np.hstack([g.flux([[2.0], [4.0]]), np.full((2, 8), 0.1)])
-        >>> FisherCeiling(g, n_samples=32, random_state=0)(None, X, [2.0, 4.0]) > 0.9
+        >>> FisherCeiling(g, "given", n_samples=32, random_state=0)(None, X, [2.0, 4.0]) > 0.9
         True
         """
         if self.aggregation not in AGGREGATIONS:
@@ -478,7 +519,7 @@ class FisherCeiling:
         >>> from specreg.spectra import SpectralGrid
         >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
         >>> X = np.hstack([g.flux([[2.0], [4.0], [3.0], [1.5]]), np.full((4, 8), 0.1)])
-        >>> FisherCeiling(g, n_samples=32).table_by_snr(X, [2.0, 4.0, 3.0, 1.5], bins=2).shape[0]
+        >>> FisherCeiling(g, "given", n_samples=32).table_by_snr(X, [2.0, 4.0, 3.0, 1.5], bins=2).shape[0]
         2
         """
         from ..metrics import assign_snr_bins, scores_by_snr, snr_bin_edges
@@ -542,12 +583,10 @@ class FisherCeiling:
         >>> round(float(t["var_nodes"].iloc[0]), 4)
         2.6667
         """
-        from ..spectra import PFSNoiseModel
-
         model = self._model()
         if not hasattr(model, "node_jacobian"):
             raise ValueError("the reference procedure needs a grid (node_jacobian)")
-        noise = self.noise if self.noise is not None else PFSNoiseModel(model.wave)
+        noise = self._simulation_noise()
         k = self._index()
         valid = model.valid.reshape(-1)
         J = model.node_jacobian().reshape(-1, model.n_pix, model.n_params)
@@ -613,10 +652,9 @@ class FisherCeiling:
         True
         """
         from ..datasets import make_spectra
-        from ..spectra import PFSNoiseModel
 
         model = self._model()
-        noise = self.noise if self.noise is not None else PFSNoiseModel(model.wave)
+        noise = self._simulation_noise()
         seed = random_state if random_state is not None else int(self._rng().integers(2**32))
         rows = []
         for mag in mags:
@@ -636,7 +674,8 @@ class FisherCeiling:
                 spectra.X, spectra.params[self.target], theta=theta, snr=spectra.params["snr"]
             )
             # the reference's "grid SNR": median over all pixels of all spectra
-            snr_grid = float(np.median(spectra.flux / spectra.error))
+            sigma = noise.true_error(spectra.flux, spectra.error)
+            snr_grid = float(np.median(spectra.flux / sigma))
             row = {"mag": float(mag), "snr_grid": snr_grid}
             row.update(self._summarise(frame, self._last_fisher))
             rows.append(row)

@@ -16,8 +16,8 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
     """The Bayes-optimal estimator ``E[label | spectrum]`` as a regressor.
 
     Nothing is learned: ``fit`` only checks X and resolves the spectral model;
-    ``predict`` returns posterior means under (spectral model, the error half
-    of X as Gaussian sigma, label prior) by importance sampling (see
+    ``predict`` returns posterior means under (spectral model, noise process,
+    label prior) by importance sampling (see
     :func:`~specreg.bounds.posterior_summary`). On spectra drawn from that
     model, noise and prior no regressor has a lower expected squared error,
     so it belongs next to the trained models in every comparison
@@ -29,6 +29,11 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         Default: the embedded grid (:func:`~specreg.datasets.load_grid`).
     prior : LabelPrior, optional
         The prior the labels were drawn from; default uniform on the grid box.
+    noise : PFSNoiseModel, "given" or None, default=None
+        The noise process (see :class:`FisherCeiling`): by default the error
+        half of X holds the reference errors of ``PFSNoiseModel(grid.wave)``
+        and the likelihood uses its physical noise; ``"given"`` takes the
+        errors as the true sigma.
     target : str, default="log_g"
     n_samples : int, default=256
         Importance samples per spectrum.
@@ -49,7 +54,7 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
     >>> from specreg.spectra import SpectralGrid
     >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
     >>> X = np.hstack([g.flux([[2.0], [4.0]]), np.full((2, 8), 0.05)])
-    >>> BayesCeilingRegressor(g, n_samples=32, random_state=0).fit(X).predict(X).round(1).tolist()
+    >>> BayesCeilingRegressor(g, noise="given", n_samples=32, random_state=0).fit(X).predict(X).round(1).tolist()
     [2.0, 4.0]
     """
 
@@ -57,6 +62,7 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         self,
         grid=None,
         prior=None,
+        noise=None,
         target: str = "log_g",
         n_samples: int = 256,
         lattice=None,
@@ -65,6 +71,7 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
     ) -> None:
         self.grid = grid
         self.prior = prior
+        self.noise = noise
         self.target = target
         self.n_samples = n_samples
         self.lattice = lattice
@@ -100,6 +107,7 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         split_X(X, getattr(self.grid_, "n_pix", None))
         self.ceiling_ = FisherCeiling(
             self.grid_,
+            self.noise,
             prior=self.prior,
             target=self.target,
             n_samples=self.n_samples,
@@ -108,6 +116,7 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
             progress=self.progress,
         )
         self.ceiling_._index()  # a clear error for an unknown target, at fit time
+        self.ceiling_._noise_model()  # and for a bad noise
         return self
 
     def predict_posterior(self, X) -> PosteriorSummary:
