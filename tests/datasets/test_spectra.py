@@ -163,4 +163,6 @@ def test_with_reference_errors_replaces_leaky_errors_in_a_copy(toy_grid):
     expected = make_spectra(20, grid=toy_grid, noise="fixed", random_state=5).error
     np.testing.assert_allclose(honest.error, expected, rtol=1e-6)
     with pytest.raises(ValueError, match="'mag'"):
-        Spectra(leaky.wave, leaky.flux, leaky.error, leaky.params[["log_g"]]).with_reference_errors()
+        Spectra(
+            leaky.wave, leaky.flux, leaky.error, leaky.params[["log_g"]]
+        ).with_reference_errors()

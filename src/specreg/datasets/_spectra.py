@@ -155,7 +155,9 @@ class Spectra:
         """
         if not (np.isfinite(noise_level) and noise_level >= 0):
             raise ValueError(f"noise_level must be a finite number >= 0, got {noise_level!r}")
-        sigma = self.error if noise_model is None else noise_model.true_error(self.flux, self.error)
+        sigma = (
+            self.error if noise_model is None else noise_model.true_error(self.flux, self.error)
+        )
         rng = np.random.default_rng(random_state)
         eps = rng.standard_normal(self.flux.shape, dtype=np.float32)
         noisy = self.flux + np.float32(noise_level) * sigma * eps
@@ -192,10 +194,14 @@ class Spectra:
         (True, True)
         """
         if "mag" not in self.params:
-            raise ValueError("these spectra have no 'mag' column; reference errors need magnitudes")
+            raise ValueError(
+                "these spectra have no 'mag' column; reference errors need magnitudes"
+            )
         if noise_model is None:
             noise_model = PFSNoiseModel(self.wave)
-        if noise_model.wave.shape != self.wave.shape or not np.allclose(noise_model.wave, self.wave):
+        if noise_model.wave.shape != self.wave.shape or not np.allclose(
+            noise_model.wave, self.wave
+        ):
             raise ValueError("the noise model's wavelength grid differs from the spectra's")
         x = noise_model.collected_flux(self.params["mag"].to_numpy(float))
         error = noise_model.reference_error(x)

@@ -116,7 +116,9 @@ def split_stacked(
     if X.dtype.kind not in "fc":
         X = X.astype(np.float64)
     if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [flux | error] of shape (n, 2 * n_pix), got {X.shape}")
+        raise ValueError(
+            f"{name} must be 2-D [flux | error] of shape (n, 2 * n_pix), got {X.shape}"
+        )
     width = X.shape[1]
     if width % 2:
         raise ValueError(
