@@ -115,7 +115,7 @@ def test_negative_error_raises(stacked):
     _, _, X = stacked
     X = X.copy()
     X[5, 50] = -0.1
-    with pytest.raises(ValueError, match="negative value"):
+    with pytest.raises(ValueError, match=r"not >= 0 at \(row, pixel\) \(5, 10\)"):
         HeteroscedasticNoise().fit_transform(X)
 
 
@@ -186,3 +186,34 @@ def test_median_normalizer_before_noise_in_a_pipeline(stacked):
     norm = MedianNormalizer().fit_transform(2.0 * X)
     z = (out - norm[:, :40]) / norm[:, 40:]
     assert abs(z.std() - 1) < 0.02
+
+
+def test_noise_model_draws_the_physical_noise_of_the_flux(toy_grid):
+    from specreg.datasets import make_spectra
+    from specreg.spectra import PFSNoiseModel
+
+    s = make_spectra(400, grid=toy_grid, random_state=2)
+    noise = PFSNoiseModel(toy_grid.wave)
+    X = s.X
+    before = X.copy()
+    out = HeteroscedasticNoise(noise_model=noise, keep_error=True, random_state=0).fit_transform(X)
+    sigma = noise.true_error(s.flux, s.error)
+    z = (out[:, :4096] - s.flux) / sigma
+    assert abs(z.std() - 1) < 0.01
+    # the reported errors pass through unchanged, and the input is untouched
+    np.testing.assert_array_equal(out[:, 4096:], s.error)
+    np.testing.assert_array_equal(X, before)
+    # photon noise: deep lines (low flux) are less noisy than the continuum
+    assert not np.allclose(sigma, s.error)
+
+
+def test_noise_model_refuses_errors_it_did_not_report(toy_grid):
+    from specreg.spectra import PFSNoiseModel
+
+    X = np.hstack([np.full((3, 4096), 0.5), np.full((3, 4096), 0.05)])
+    with pytest.raises(ValueError, match="reference errors"):
+        HeteroscedasticNoise(noise_model=PFSNoiseModel(toy_grid.wave)).fit_transform(X)
+    with pytest.raises(TypeError, match="noise_model"):
+        HeteroscedasticNoise(noise_model="pfs").fit_transform(X)
+    with pytest.raises(ValueError, match="noise_level"):
+        HeteroscedasticNoise(noise_level=np.inf).fit_transform(X)

@@ -216,6 +216,32 @@ def test_noise_is_fresh_per_batch_and_scaled_by_error(data, monkeypatch):
     assert reg.n_pix_ == n_pix
 
 
+def test_noise_model_gives_the_physical_per_batch_noise(monkeypatch):
+    from specreg.spectra import PFSNoiseModel, pfs_mr_wave
+
+    noise = PFSNoiseModel(pfs_mr_wave(64))
+    flux = np.repeat(0.5 - 0.3 * np.exp(-0.5 * ((np.arange(64) - 32) / 3.0) ** 2)[None], 64, 0)
+    flux = flux.astype(np.float32)
+    X = np.hstack([flux, noise.reference_error(np.full(64, 2.0))])
+    seen = []
+    real_forward = vit_impl.SpecViT.forward
+
+    def spy(module, batch):
+        if module.training:
+            seen.append(batch.detach().clone())
+        return real_forward(module, batch)
+
+    monkeypatch.setattr(vit_impl.SpecViT, "forward", spy)
+    tiny(noise_model=noise, batch_size=64, max_epochs=3).fit(X, np.linspace(1, 5, 64))
+    sigma = torch.from_numpy(noise.true_error(flux, X[:, 64:]))
+    z = torch.cat([(b - torch.from_numpy(flux)) / sigma for b in seen])
+    assert abs(float(z.std()) - 1.0) < 0.03
+    # the line core is less noisy than the reported (continuum) error says
+    assert float(sigma[0, 32]) < 0.95 * float(X[0, 64 + 32])
+    with pytest.raises(ValueError, match="reference errors"):
+        tiny(noise_model=noise).fit(np.hstack([flux, np.full_like(flux, 0.1)]), np.ones(64))
+
+
 def test_predict_and_validation_use_flux_half_as_given(data):
     X, y, _ = data
     n_pix = X.shape[1] // 2

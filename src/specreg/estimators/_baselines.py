@@ -96,6 +96,7 @@ def make_ridge_baseline(
     *,
     noise_level: float = 1.0,
     noisy_transform: bool = False,
+    noise_model=None,
     random_state=None,
 ) -> Pipeline:
     """The reference Ridge baseline: noise, StandardScaler, Ridge(alpha=1e5).
@@ -110,6 +111,10 @@ def make_ridge_baseline(
     noisy_transform : bool, default=False
         Also add noise to test folds: for cross-validation on a noiseless set.
         Leave False when the test flux is already noisy.
+    noise_model : PFSNoiseModel, optional
+        Draw the training noise from this model's physical noise, the error half
+        being its reported errors (:class:`HeteroscedasticNoise`); None: sigma is
+        the error half.
     random_state : int, RandomState or None, default=None
         Seed of the noise draws (the reference used numpy seed 42 once).
 
@@ -133,7 +138,10 @@ def make_ridge_baseline(
     """
     return make_pipeline(
         HeteroscedasticNoise(
-            noise_level=noise_level, noisy_transform=noisy_transform, random_state=random_state
+            noise_level=noise_level,
+            noisy_transform=noisy_transform,
+            noise_model=noise_model,
+            random_state=random_state,
         ),
         StandardScaler(),
         Ridge(alpha=alpha),
@@ -145,6 +153,7 @@ def make_lightgbm_baseline(
     n_jobs: int = 1,
     noise_level: float = 1.0,
     noisy_transform: bool = False,
+    noise_model=None,
     random_state=None,
     **params,
 ) -> Pipeline:
@@ -159,6 +168,8 @@ def make_lightgbm_baseline(
         Training-noise multiplier.
     noisy_transform : bool, default=False
         Also add noise to test folds (cross-validation on a noiseless set).
+    noise_model : PFSNoiseModel, optional
+        As in :func:`make_ridge_baseline`.
     random_state : int, RandomState or None, default=None
         Seeds the noise and LightGBM.
     **params
@@ -200,7 +211,10 @@ def make_lightgbm_baseline(
     lgbm_params.update(params)
     return make_pipeline(
         HeteroscedasticNoise(
-            noise_level=noise_level, noisy_transform=noisy_transform, random_state=random_state
+            noise_level=noise_level,
+            noisy_transform=noisy_transform,
+            noise_model=noise_model,
+            random_state=random_state,
         ),
         LGBMRegressor(n_jobs=n_jobs, random_state=random_state, verbose=-1, **lgbm_params),
     )

@@ -15,28 +15,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
+from ..spectra import split_stacked
+
 __all__ = ["HeteroscedasticNoise", "MedianNormalizer"]
-
-
-def _check_stacked(X: np.ndarray) -> int:
-    """Number of pixels of a stacked ``[flux | error]`` array; rejects odd widths."""
-    width = X.shape[1]
-    if width % 2:
-        raise ValueError(
-            f"X must be the stacked [flux | error] array with an even number of columns; "
-            f"got {width} feature(s) (odd width)"
-        )
-    return width // 2
-
-
-def _check_error_nonnegative(error: np.ndarray) -> None:
-    bad = error < 0
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"the error half of X has {int(bad.sum())} negative value(s) (e.g. row {row}, "
-            f"pixel {col}: {error[row, col]!r}); 1-sigma errors must be >= 0"
-        )
 
 
 class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
@@ -60,6 +41,14 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
     specreg estimators that weight by the errors (e.g. ``TemplateFitRegressor``).
     ``noise_level=0`` simply strips the error half.
 
+    The noise sigma is the error half itself, unless ``noise_model`` is given:
+    then the error half holds that model's *reported* (reference) errors, as
+    :func:`~specreg.datasets.make_spectra` writes them, and the draw uses the
+    model's physical noise for the flux half (photon noise of the true flux,
+    :meth:`~specreg.spectra.PFSNoiseModel.true_error`), the same process the
+    test spectra were drawn with. The reported errors do not depend on the
+    draw, so ``keep_error=True`` passes them on unchanged in both cases.
+
     Parameters
     ----------
     noise_level : float, default=1.0
@@ -68,6 +57,8 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         Append the (unchanged) error half to the output.
     noisy_transform : bool, default=False
         Let :meth:`transform` add noise as well (see above).
+    noise_model : PFSNoiseModel, optional
+        Draw the physical noise of this model (see above); None: sigma = error half.
     random_state : int, RandomState instance or None, default=None
         Seed of the noise draw in ``fit_transform``.
 
@@ -108,11 +99,13 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         noise_level: float = 1.0,
         keep_error: bool = False,
         noisy_transform: bool = False,
+        noise_model=None,
         random_state=None,
     ):
         self.noise_level = noise_level
         self.keep_error = keep_error
         self.noisy_transform = noisy_transform
+        self.noise_model = noise_model
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -122,11 +115,20 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         return tags
 
     def _validate(self, X, reset: bool) -> np.ndarray:
-        if not (isinstance(self.noise_level, numbers.Real) and self.noise_level >= 0):
-            raise ValueError(f"noise_level must be a number >= 0; got {self.noise_level!r}")
+        if not (
+            isinstance(self.noise_level, numbers.Real)
+            and np.isfinite(self.noise_level)
+            and self.noise_level >= 0
+        ):
+            raise ValueError(f"noise_level must be a finite number >= 0; got {self.noise_level!r}")
+        if self.noise_model is not None and not hasattr(self.noise_model, "true_error"):
+            raise TypeError(
+                "noise_model must be a PFSNoiseModel (with true_error) or None; got "
+                f"{type(self.noise_model).__name__}"
+            )
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-        n_pix = _check_stacked(X)
-        _check_error_nonnegative(X[:, n_pix:])
+        # the model's physical noise divides by the reported errors: they must be > 0
+        split_stacked(X, error_rule="nonnegative" if self.noise_model is None else "positive")
         return X
 
     def fit(self, X, y=None):
@@ -185,7 +187,10 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         # stream keeps training and test draws independent under an int seed
         rng = np.random.default_rng([rs.randint(np.iinfo(np.int32).max), stream])
         eps = rng.standard_normal(flux.shape, dtype=X.dtype)
-        noisy = flux + X.dtype.type(self.noise_level) * error * eps
+        sigma = error
+        if self.noise_model is not None:
+            sigma = self.noise_model.true_error(flux, error).astype(X.dtype, copy=False)
+        noisy = flux + X.dtype.type(self.noise_level) * sigma * eps
         return np.hstack([noisy, error]) if self.keep_error else noisy
 
     def transform(self, X):
@@ -324,7 +329,9 @@ class MedianNormalizer(TransformerMixin, BaseEstimator):
         if not (isinstance(self.value, numbers.Real) and self.value > 0):
             raise ValueError(f"value must be a number > 0; got {self.value!r}")
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-        n_flux = _check_stacked(X) if self.stacked else X.shape[1]
+        n_flux = (
+            split_stacked(X, error_rule="nonnegative")[0].shape[1] if self.stacked else X.shape[1]
+        )
         med = np.median(X[:, :n_flux], axis=1)
         bad = ~(med > 0)
         if bad.any():

@@ -31,6 +31,7 @@ from skorch.dataset import ValidSplit, unpack_data
 from skorch.history import History
 from skorch.utils import TeeGenerator, to_tensor
 
+from ..spectra import split_stacked
 from ._vit_module import SpecViT
 
 __all__ = ["SpecViTRegressor", "vit_expected_failed_checks"]
@@ -445,6 +446,12 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
     noise_level : float, default=1.0
         Scale of the per-batch Gaussian noise in units of the error column; 0 means ``X`` is
         flux only and no noise is added.
+    noise_model : PFSNoiseModel or None, default=None
+        With ``noise_level > 0``: the error half of ``X`` holds this model's reported
+        (reference) errors, as ``make_spectra`` writes them, and the per-batch noise is the
+        model's physical noise of the flux half (photon noise of the true flux,
+        :meth:`~specreg.spectra.PFSNoiseModel.true_error`, computed once per fit), the
+        process the test spectra were drawn with. None: the noise sigma is the error half.
     validation_fraction : float or None, default=None
         Fraction of the training rows held out (seeded by ``random_state``) to report
         ``valid_loss`` and drive early stopping / ``best.pt``. None: no hold-out (skorch's
@@ -544,6 +551,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         grad_clip: float | None = 0.5,
         loss: str = "mse",
         noise_level: float = 1.0,
+        noise_model=None,
         validation_fraction: float | None = None,
         early_stopping: bool = False,
         patience: int = 20,
@@ -577,6 +585,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         self.grad_clip = grad_clip
         self.loss = loss
         self.noise_level = noise_level
+        self.noise_model = noise_model
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.patience = patience
@@ -618,6 +627,8 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"hidden_size={self.hidden_size} must be divisible by heads={self.heads}."
             )
+        if not np.isfinite(self.noise_level):
+            raise ValueError(f"noise_level must be finite; got {self.noise_level!r}.")
         if self.noise_level > 0:
             if n_features % 2:
                 raise ValueError(
@@ -628,6 +639,24 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
                 )
             return n_features // 2
         return n_features
+
+    def _noise_sigma_input(self, X: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """``[flux | sigma of the per-batch noise]``: the error half, or the model's noise."""
+        rule = "nonnegative" if self.noise_model is None else "positive"
+        flux, error = split_stacked(X, error_rule=rule)
+        if self.noise_model is None:
+            return X
+        if not hasattr(self.noise_model, "true_error"):
+            raise TypeError(
+                "noise_model must be a PFSNoiseModel (with true_error) or None; got "
+                f"{type(self.noise_model).__name__}"
+            )
+        out = np.empty_like(X)
+        out[:, : self.n_pix_] = flux
+        for start in range(0, len(X), chunk):  # bounded temporaries on large sets
+            rows = slice(start, start + chunk)
+            out[rows, self.n_pix_ :] = self.noise_model.true_error(flux[rows], error[rows])
+        return out
 
     # --- fit ---------------------------------------------------------------------------
     def _fingerprint(self) -> dict:
@@ -752,6 +781,8 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         )
         y = np.asarray(y, dtype=np.float32)
         self.n_pix_ = self._check_params(X.shape[1])
+        if self.noise_level > 0:
+            X = self._noise_sigma_input(X)
         self.device_ = _resolve_device(self.device)
         if self.amp == "fp16" and self.device_.type != "cuda":
             raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' on CPU.")
