@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
+from ..spectra._validation import check_flux_error, split_stacked
+
 __all__ = ["PosteriorSummary", "posterior_summary", "split_X"]
 
 
@@ -87,7 +89,9 @@ class PosteriorSummary:
 
 
 def split_X(X, n_pix: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Split the stacked model input ``[flux | error]`` into its halves.
+    """Split the stacked model input ``[flux | error]`` into its halves, as float32.
+
+    :func:`specreg.spectra.split_stacked` with the bounds' rule (errors > 0).
 
     Parameters
     ----------
@@ -106,28 +110,11 @@ def split_X(X, n_pix: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     >>> f.tolist(), e.shape
     ([[1.0, 2.0]], (1, 2))
     """
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or X.shape[1] % 2:
-        raise ValueError(f"X must have shape (n, 2 * n_pix) = [flux | error], got {X.shape}")
-    half = X.shape[1] // 2
-    if n_pix is not None and half != n_pix:
-        raise ValueError(
-            f"X has {X.shape[1]} columns; the spectral model needs 2 * {n_pix} = [flux | error]"
-        )
-    flux, error = X[:, :half], X[:, half:]
-    _check_spectra(flux, error)
-    return flux, error
+    return split_stacked(np.asarray(X, dtype=np.float32), n_pix=n_pix, error_rule="positive")
 
 
 def _check_spectra(flux: np.ndarray, error: np.ndarray) -> None:
-    if flux.shape != error.shape:
-        raise ValueError(f"flux {flux.shape} and error {error.shape} differ in shape")
-    if not np.all(np.isfinite(flux)):
-        raise ValueError("flux contains NaN or infinite values")
-    if not np.all(np.isfinite(error)):
-        raise ValueError("error contains NaN or infinite values")
-    if np.any(error <= 0):
-        raise ValueError("error must be > 0 everywhere")
+    check_flux_error(flux, error, error_rule="positive")
 
 
 # --------------------------------------------------------------------- helpers

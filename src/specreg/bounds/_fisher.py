@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..spectra._validation import check_flux_error
+
 __all__ = [
     "fisher_matrix",
     "fisher_matrices",
@@ -27,10 +29,10 @@ def _check_error(error: np.ndarray, shape: tuple) -> np.ndarray:
     error = np.asarray(error)
     if error.shape != shape:
         raise ValueError(f"error must have shape {shape}, got {error.shape}")
-    if not np.all(np.isfinite(error)):
-        raise ValueError("error contains NaN or infinite values")
-    if np.any(error <= 0):
-        raise ValueError("error must be > 0 everywhere")
+    if error.ndim == 2:
+        check_flux_error(np.zeros_like(error), error, error_rule="positive")
+    elif not np.all(np.isfinite(error) & (error > 0)):
+        raise ValueError("error must be finite and > 0 everywhere")
     return error
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..spectra import split_stacked
+
 __all__ = [
     "REFERENCE_SNR_EDGES",
     "assign_snr_bins",
@@ -37,14 +39,8 @@ def snr_from_X(X) -> np.ndarray:
     >>> snr_from_X([[1.0, 2.0, 0.1, 0.2]]).tolist()
     [10.0]
     """
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] % 2:
-        raise ValueError(f"X must have shape (n, 2 * n_pix), got {X.shape}")
-    half = X.shape[1] // 2
-    err = X[:, half:]
-    if np.any(err <= 0):
-        raise ValueError("error must be > 0 everywhere")
-    return np.median(X[:, :half] / err, axis=1)
+    flux, err = split_stacked(np.asarray(X, dtype=np.float64), error_rule="positive")
+    return np.median(flux / err, axis=1)
 
 
 def snr_bin_edges(snr, bins=8, *, strategy: str = "quantile") -> np.ndarray:

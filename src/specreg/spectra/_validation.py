@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["as_label_array", "check_finite", "split_stacked"]
+__all__ = ["as_label_array", "check_finite", "check_flux_error", "split_stacked"]
 
 
 def check_finite(array: np.ndarray, name: str) -> None:
@@ -132,18 +132,46 @@ def split_stacked(
             f"{n_pix} pixels are needed (2 * {n_pix} columns)"
         )
     flux, error = X[:, :half], X[:, half:]
-    for part, arr in (("flux", flux), ("error", error)):
+    check_flux_error(
+        flux, error, error_rule=error_rule, names=(f"flux half of {name}", f"error half of {name}")
+    )
+    return flux, error
+
+
+def check_flux_error(
+    flux: np.ndarray,
+    error: np.ndarray,
+    *,
+    error_rule: str = "positive",
+    names: tuple[str, str] = ("flux", "error"),
+) -> None:
+    """Check separate flux and error arrays as :func:`split_stacked` checks the halves.
+
+    Raises ``ValueError`` for differing shapes, NaN or infinite values and
+    errors that break ``error_rule``, naming the rows and pixels.
+
+    Examples
+    --------
+    >>> check_flux_error(np.ones((2, 3)), np.full((2, 3), 0.1))
+    >>> check_flux_error(np.ones((1, 3)), np.array([[0.1, np.nan, 0.1]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: the error has 1 NaN or infinite value(s) at (row, pixel) (0, 1)
+    """
+    if error_rule not in ERROR_RULES:
+        raise ValueError(f"error_rule must be one of {sorted(ERROR_RULES)}, got {error_rule!r}")
+    if flux.shape != error.shape:
+        raise ValueError(f"{names[0]} {flux.shape} and {names[1]} {error.shape} differ in shape")
+    for part, arr in zip(names, (flux, error)):
         bad = ~np.isfinite(arr)
         if bad.any():
             raise ValueError(
-                f"the {part} half of {name} has {int(bad.sum())} NaN or infinite value(s) at "
-                f"{_where(bad)}"
+                f"the {part} has {int(bad.sum())} NaN or infinite value(s) at {_where(bad)}"
             )
     rule, text = ERROR_RULES[error_rule]
     bad = ~rule(error)
     if bad.any():
         raise ValueError(
-            f"the error half of {name} has {int(bad.sum())} value(s) that are not {text} at "
+            f"the {names[1]} has {int(bad.sum())} value(s) that are not {text} at "
             f"{_where(bad)}; 1-sigma errors must be {text}"
         )
-    return flux, error
