@@ -1,5 +1,7 @@
 import json
 import os
+import re
+import warnings
 
 import h5py
 import numpy as np
@@ -17,6 +19,7 @@ from specreg.datasets import (
     write_spectra,
 )
 from specreg.datasets._spectra import iter_spectra
+from specreg.metrics import ErrorLeakageWarning
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +163,87 @@ def test_newer_schema_is_refused(spectra, tmp_path):
         f.attrs["schema_version"] = 99
     with pytest.raises(ValueError, match="upgrade specreg"):
         read_spectra(path)
+
+
+# --- the reading-time check that the errors do not give log g away -----------------
+
+
+@pytest.fixture(scope="module")
+def leaky_and_honest(toy_grid):
+    """The same 200 stars and noisy flux, with errors from the noiseless flux or from mag."""
+    kw = dict(grid=toy_grid, noise="fixed", random_state=1)
+    return make_spectra(200, errors="true", **kw), make_spectra(200, **kw)
+
+
+def _leak_warnings(record):
+    return [w for w in record if issubclass(w.category, ErrorLeakageWarning)]
+
+
+def test_reading_a_leaky_file_warns_and_keeps_the_data(leaky_and_honest, tmp_path):
+    leaky = leaky_and_honest[0]
+    path = write_spectra(leaky, tmp_path / "leaky.h5")
+    with pytest.warns(ErrorLeakageWarning) as record:
+        back = read_spectra(path)
+    (w,) = _leak_warnings(record)
+    assert w.filename == __file__  # points at the caller of read_spectra
+    text = str(w.message)
+    assert re.search(
+        r"predicts log_g with cross-validated R\^2 = (0\.9\d|1\.00) while the flux", text
+    )
+    assert re.search(r"the flux alone gives (-?0\.[0-5]\d)", text)
+    assert "noiseless flux" in text and "with_reference_errors(noise_model)" in text
+    assert "check_leakage=False" in text and str(path) in text
+    np.testing.assert_array_equal(back.error, leaky.error)  # never modified
+    np.testing.assert_array_equal(back.noisy, leaky.noisy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ErrorLeakageWarning)
+        read_spectra(path, check_leakage=False)
+        read_spectra(path, rows=slice(0, 20))  # too few spectra for CV: skipped silently
+
+
+def test_reading_an_honest_file_does_not_warn(leaky_and_honest, tmp_path):
+    path = write_spectra(leaky_and_honest[1], tmp_path / "honest.h5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ErrorLeakageWarning)
+        assert len(read_spectra(path)) == 200
+
+
+def test_noiseless_leaky_training_file_warns(toy_grid, tmp_path):
+    train = make_spectra(150, grid=toy_grid, errors="true", random_state=2)
+    path = write_spectra(train, tmp_path / "train.h5")
+    with pytest.warns(ErrorLeakageWarning, match=r"flux alone \(with one noise draw\) gives"):
+        read_spectra(path)
+    honest = write_spectra(train.with_reference_errors(), tmp_path / "train_honest.h5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ErrorLeakageWarning)
+        read_spectra(honest)
+
+
+def test_pfsspec_leaky_file_warns_once(leaky_and_honest, tmp_path):
+    leaky, honest = leaky_and_honest
+    path = tmp_path / "dataset.h5"
+    _write_pfsspec(path, leaky)
+    with pytest.warns(ErrorLeakageWarning, match="with_reference_errors"):
+        read_pfsspec(path)
+    with pytest.warns(ErrorLeakageWarning) as record:
+        read_spectra(path)  # auto-detected: checked once, not twice
+    assert len(_leak_warnings(record)) == 1 and record[0].filename == __file__
+    fair = tmp_path / "fair.h5"
+    _write_pfsspec(fair, honest)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ErrorLeakageWarning)
+        read_pfsspec(fair)
+        read_spectra(fair)
+        read_pfsspec(path, check_leakage=False)
+
+
+def test_small_or_unlabelled_files_are_not_checked(leaky_and_honest, tmp_path):
+    leaky = leaky_and_honest[0]
+    small = write_spectra(leaky[:25], tmp_path / "small.h5")
+    unlabelled = leaky[:100]
+    unlabelled.params = unlabelled.params.drop(columns=["log_g"])
+    nolabel = write_spectra(unlabelled, tmp_path / "nolabel.h5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ErrorLeakageWarning)
+        assert len(read_spectra(small)) == 25
+        assert len(read_spectra(nolabel)) == 100

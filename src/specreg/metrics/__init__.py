@@ -1,8 +1,18 @@
-"""Per-SNR scores on the per-spectrum SNR axis, bootstrap bands and efficiencies."""
+"""Per-SNR scores on the per-spectrum SNR axis, bootstrap bands and efficiencies;
+the error-leakage diagnostic."""
 
+from ._leakage import (
+    DEFAULT_LEAKAGE_ALPHAS,
+    LEAKAGE_MARGIN,
+    LEAKAGE_MIN_R2,
+    ErrorLeakageReport,
+    ErrorLeakageWarning,
+    error_leakage,
+)
 from ._snr import (
     REFERENCE_SNR_EDGES,
     assign_snr_bins,
+    compare_to_ceiling,
     efficiency_by_snr,
     regression_scores,
     scores_by_snr,
@@ -11,9 +21,16 @@ from ._snr import (
 )
 
 __all__ = [
+    "DEFAULT_LEAKAGE_ALPHAS",
+    "LEAKAGE_MARGIN",
+    "LEAKAGE_MIN_R2",
     "REFERENCE_SNR_EDGES",
+    "ErrorLeakageReport",
+    "ErrorLeakageWarning",
     "assign_snr_bins",
+    "compare_to_ceiling",
     "efficiency_by_snr",
+    "error_leakage",
     "regression_scores",
     "scores_by_snr",
     "snr_bin_edges",
