@@ -10,6 +10,7 @@ from ..spectra import split_stacked
 __all__ = [
     "REFERENCE_SNR_EDGES",
     "assign_snr_bins",
+    "compare_to_ceiling",
     "efficiency_by_snr",
     "regression_scores",
     "scores_by_snr",
@@ -280,5 +281,100 @@ def efficiency_by_snr(
                     ratio = eb[pick].mean(axis=1) / em[pick].mean(axis=1)
                 lo, hi = np.nanquantile(ratio, quantiles)
                 row["efficiency_lo"], row["efficiency_hi"] = float(lo), float(hi)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_to_ceiling(
+    y_true,
+    y_pred,
+    y_bayes,
+    snr,
+    *,
+    bayes_mc_se=None,
+    bins=8,
+    strategy: str = "quantile",
+) -> pd.DataFrame:
+    """R2 of a model minus the Bayes ceiling per SNR bin, with a paired standard error.
+
+    Both R2 use the same spectra and the same denominator (the variance of
+    the bin's labels), so the difference is ``(MSE_Bayes - MSE_model) /
+    Var(y)``. Its standard error combines the test set's own sampling error,
+    estimated from the per-spectrum differences of squared errors (paired:
+    the two estimators see the same noise, which cancels most of it), with the
+    Monte-Carlo error of the posterior means. Quoting the Monte-Carlo error
+    alone understates the uncertainty several-fold.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n,)
+    y_bayes : array-like of shape (n,)
+        Posterior means (``FisherCeiling.last_evaluation_["posterior_mean"]``).
+    snr : array-like of shape (n,)
+    bayes_mc_se : array-like of shape (n,), optional
+        Monte-Carlo standard errors of ``y_bayes`` (``"posterior_mean_se"``):
+        the Bayes MSE is corrected for them and they enter the error.
+    bins : int or array-like, default=8
+    strategy : {"quantile", "uniform", "log"}, default="quantile"
+
+    Returns
+    -------
+    DataFrame with one row per bin: ``snr_lo``, ``snr_hi``, ``snr``, ``n``,
+    ``r2_model``, ``r2_bayes``, ``delta_r2`` (model minus ceiling),
+    ``se_sampling``, ``se_mc``, ``se`` (both combined) and ``z``
+    (``delta_r2 / se``: a model above the ceiling by more than about 2-3
+    standard errors beats it, which for data from the model means that the
+    inputs carry information the ceiling does not see).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.uniform(1, 5, 400)
+    >>> bayes = y + rng.normal(0, 0.3, 400)
+    >>> model = bayes + rng.normal(0, 0.3, 400)   # the ceiling plus extra error
+    >>> t = compare_to_ceiling(y, model, bayes, rng.uniform(3, 30, 400), bins=2)
+    >>> bool((t["delta_r2"] < 0).all()), bool((t["z"] < -2).all())
+    (True, True)
+    """
+    y, p, q, s = (
+        _as_1d(a, n)
+        for a, n in ((y_true, "y_true"), (y_pred, "y_pred"), (y_bayes, "y_bayes"), (snr, "snr"))
+    )
+    se_b = np.zeros_like(q) if bayes_mc_se is None else _as_1d(bayes_mc_se, "bayes_mc_se")
+    if not (y.shape == p.shape == q.shape == s.shape == se_b.shape):
+        raise ValueError("y_true, y_pred, y_bayes, snr and bayes_mc_se must have the same length")
+    if np.any(se_b < 0):
+        raise ValueError("bayes_mc_se must be >= 0")
+    edges = snr_bin_edges(s, bins, strategy=strategy)
+    idx = assign_snr_bins(s, edges)
+    rows = []
+    for b in range(edges.size - 1):
+        sel = np.flatnonzero(idx == b)
+        row = {"snr_lo": edges[b], "snr_hi": edges[b + 1], "n": sel.size}
+        nan = float("nan")
+        row.update(
+            dict.fromkeys(("snr r2_model r2_bayes delta_r2 se_sampling se_mc se z").split(), nan)
+        )
+        if sel.size > 2 and np.var(y[sel]) > 0:
+            var_y = float(np.var(y[sel]))
+            em, eb, sb = (p[sel] - y[sel]) ** 2, (q[sel] - y[sel]) ** 2, se_b[sel]
+            # E[(q_hat - y)^2] = (q - y)^2 + se^2: remove the Monte-Carlo part
+            d = (eb - sb**2) - em
+            se_sampling = float(np.std(d, ddof=1) / np.sqrt(sel.size) / var_y)
+            e_b = q[sel] - y[sel]
+            se_mc = float(np.sqrt(np.sum((2 * e_b * sb) ** 2 + 2 * sb**4)) / sel.size / var_y)
+            se = float(np.hypot(se_sampling, se_mc))
+            delta = float(d.mean() / var_y)
+            row.update(
+                snr=float(np.median(s[sel])),
+                r2_model=float(1 - em.mean() / var_y),
+                r2_bayes=float(1 - (eb - sb**2).mean() / var_y),
+                delta_r2=delta,
+                se_sampling=se_sampling,
+                se_mc=se_mc,
+                se=se,
+                z=delta / se if se > 0 else nan,
+            )
         rows.append(row)
     return pd.DataFrame(rows)
