@@ -177,18 +177,23 @@ def _make_model(name: str, preset: BenchmarkPreset, grid, device: str, seed: int
         make_lightgbm_baseline,
         make_ridge_baseline,
     )
+    from .spectra import PFSNoiseModel
 
+    # training noise is the generator's physical noise; the error half is the reported one
+    noise = PFSNoiseModel(grid.wave)
     if name == "ridge":
         alpha = preset.ridge_alpha or max(1e2, 1e5 * n_train / 1e6)
-        return make_ridge_baseline(alpha=alpha, random_state=seed)
+        return make_ridge_baseline(alpha=alpha, noise_model=noise, random_state=seed)
     if name == "lightgbm":
         return make_lightgbm_baseline(
-            n_jobs=os.cpu_count() or 1, random_state=seed, **preset.lgbm_params
+            n_jobs=os.cpu_count() or 1, noise_model=noise, random_state=seed, **preset.lgbm_params
         )
     if name == "template_fit":
         return TemplateFitRegressor(grid=grid)
     if name == "vit":
-        return SpecViTRegressor(device=device, random_state=seed, **preset.vit_params)
+        return SpecViTRegressor(
+            device=device, noise_model=noise, random_state=seed, **preset.vit_params
+        )
     raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
 
 
@@ -290,7 +295,7 @@ def _summary_rows(test, predictions, frame):
 
 def _per_snr(test, predictions, frame, ceiling, bins, seed):
     from .bounds import summarise_ceiling
-    from .metrics import assign_snr_bins, scores_by_snr, snr_bin_edges
+    from .metrics import assign_snr_bins, compare_to_ceiling, scores_by_snr, snr_bin_edges
 
     snr = test.params["snr"].to_numpy()
     edges = snr_bin_edges(snr, bins)
@@ -319,6 +324,19 @@ def _per_snr(test, predictions, frame, ceiling, bins, seed):
     table["r2_bayes"] = ceiling_table.get("r2_bayes")
     table["r2_bayes_mc_err"] = ceiling_table.get("r2_bayes_mc_err")
     table["r2_fisher_median"] = ceiling_table.get("r2_max_median")
+    # model minus ceiling in units of the paired standard error (test-set sampling and
+    # Monte-Carlo error): a z above 2-3 would mean a model beats the ceiling
+    for name, res in predictions.items():
+        paired = compare_to_ceiling(
+            test.y,
+            res["y_pred"],
+            frame["posterior_mean"],
+            snr,
+            bayes_mc_se=frame["posterior_mean_se"],
+            bins=edges,
+        )
+        table[f"se_{name}"] = paired["se"].to_numpy()
+        table[f"z_{name}"] = paired["z"].to_numpy()
     return table, per_model, ceiling_table
 
 
@@ -440,6 +458,7 @@ def run_benchmark(
         "seed": seed,
         "grid": grid.metadata.get("name", repr(grid)),
         "specreg": __version__,
+        "errors": "reference",  # the reported errors of the simulated sets
     }
     stages = _Stages(out, config, log)
     log(f"preset {preset.name}: {preset.n_train} training / {preset.n_test} test spectra -> {out}")
