@@ -10,6 +10,7 @@ import pytest
 
 from specreg.datasets import (
     ShardedSpectra,
+    Spectra,
     load_grid,
     make_spectra,
     read_pfsspec,
@@ -247,3 +248,20 @@ def test_small_or_unlabelled_files_are_not_checked(leaky_and_honest, tmp_path):
         warnings.simplefilter("error", ErrorLeakageWarning)
         assert len(read_spectra(small)) == 25
         assert len(read_spectra(nolabel)) == 100
+
+
+@pytest.mark.parametrize(
+    "value, match", [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (0.0, "not > 0")]
+)
+def test_bad_errors_in_a_file_are_named_by_row_and_pixel(spectra, tmp_path, value, match):
+    bad = Spectra(spectra.wave, spectra.flux, spectra.error.copy(), spectra.params, spectra.noisy)
+    bad.error[3, 7] = value
+    path = tmp_path / "bad.h5"
+    write_spectra(bad, path)
+    with pytest.raises(ValueError, match=rf"error of .*bad.h5 has 1 .*{match}.*\(3, 7\)"):
+        read_spectra(path)
+    # pfsspec files too (NaN only at the edge pixels are filled, as the reference did)
+    pfs = tmp_path / "dataset.h5"
+    _write_pfsspec(pfs, bad, with_nan=False)
+    with pytest.raises(ValueError, match=r"\(3, 7\)"):
+        read_pfsspec(pfs)

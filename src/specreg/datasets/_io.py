@@ -250,9 +250,21 @@ def read_spectra(path, rows=None, *, check_leakage: bool = True) -> Spectra:
     >>> spectra = read_spectra("test.h5")  # doctest: +SKIP
     """
     spectra = _read_any(path, rows)
+    _check_values(spectra, path)
     if check_leakage:
         _check_leakage(spectra, path, stacklevel=3)
     return spectra
+
+
+def _check_values(spectra: Spectra, path) -> None:
+    """NaN, inf or non-positive errors in a file: an error naming the rows and pixels."""
+    from ..spectra._validation import check_flux_error
+
+    check_flux_error(spectra.flux, spectra.error, names=(f"flux of {path}", f"error of {path}"))
+    if spectra.noisy is not None:
+        check_flux_error(
+            spectra.noisy, spectra.error, names=(f"noisy flux of {path}", f"error of {path}")
+        )
 
 
 def _read_any(path, rows) -> Spectra:
@@ -314,8 +326,10 @@ def read_pfsspec(path, *, fill_nan_error: bool = True, check_leakage: bool = Tru
     ----------
     path : str or Path
     fill_nan_error : bool, default=True
-        Fill NaN errors (pfsspec leaves them at the first/last pixel) from the
+        Fill the NaN errors pfsspec leaves at the first and last pixels from the
         nearest finite pixel of the same spectrum, as the reference loader did.
+        Other NaN, inf or non-positive errors raise a ``ValueError`` naming the
+        rows and pixels.
     check_leakage : bool, default=True
         Check that the errors do not give log g away, as :func:`read_spectra`
         does (the reference study's errors were computed from the noiseless flux
@@ -366,6 +380,7 @@ def read_pfsspec(path, *, fill_nan_error: bool = True, check_leakage: bool = Tru
         with np.errstate(divide="ignore", invalid="ignore"):
             params["snr"] = np.nanmedian(flux / error, axis=1)
     spectra = Spectra(wave, flux, error, params, noisy, {"source": str(path), "layout": "pfsspec"})
+    _check_values(spectra, path)
     if check_leakage:
         _check_leakage(spectra, path, stacklevel=3)
     return spectra
@@ -424,20 +439,19 @@ def _check_leakage(spectra: Spectra, path, stacklevel: int) -> None:
 
 
 def _fill_nan_nearest(arr: np.ndarray) -> np.ndarray:
-    """Replace NaNs by the nearest finite value along each row (a new array)."""
+    """Fill the NaN runs at both ends of each row from the nearest finite pixel (a new array).
+
+    pfsspec leaves the first and last pixels without an error; NaN or inf inside a
+    spectrum is damage, not a convention, and is left for the value check to name.
+    """
     out = arr.copy()
-    bad = ~np.isfinite(out)
-    if not bad.any():
-        return out
-    idx = np.arange(out.shape[1])
-    for row in np.flatnonzero(bad.any(axis=1)):
-        good = ~bad[row]
-        if not good.any():
+    bad = np.isnan(out)
+    for row in np.flatnonzero(bad[:, 0] | bad[:, -1]):
+        good = np.flatnonzero(~bad[row])
+        if good.size == 0:
             raise ValueError(f"spectrum {row} has no finite error at all")
-        pos = np.searchsorted(idx[good], idx).clip(1, good.sum() - 1)
-        left, right = idx[good][pos - 1], idx[good][pos]
-        choice = np.where(np.abs(idx - left) <= np.abs(right - idx), left, right)
-        out[row, bad[row]] = out[row, choice[bad[row]]]
+        out[row, : good[0]] = out[row, good[0]]
+        out[row, good[-1] + 1 :] = out[row, good[-1]]
     return out
 
 
