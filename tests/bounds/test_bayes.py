@@ -5,7 +5,8 @@ import pytest
 from scipy.stats import norm
 
 from specreg.bounds import marginal_crlb, posterior_summary, split_X
-from specreg.spectra import LabelPrior, SpectralGrid
+from specreg.datasets import make_spectra
+from specreg.spectra import LabelPrior, PFSNoiseModel, SpectralGrid
 
 
 def _linear_grid(B, offset, lo, hi):
@@ -133,3 +134,51 @@ def test_split_X_checks_width():
         split_X(np.ones((2, 5)))
     with pytest.raises(ValueError, match="4 pixels are needed"):
         split_X(np.ones((2, 6)), n_pix=4)
+
+
+@pytest.fixture(scope="module")
+def simulated(small_grid):
+    noise = PFSNoiseModel(small_grid.wave)
+    return noise, make_spectra(120, grid=small_grid, mag=21.0, noise="fixed", random_state=8)
+
+
+def test_monte_carlo_errors_match_the_spread_between_seeds(small_grid, simulated):
+    noise, s = simulated
+    runs = [
+        posterior_summary(small_grid, s.noisy, s.error, noise_model=noise, n_samples=64,
+                          random_state=seed)
+        for seed in range(6)
+    ]  # fmt: skip
+    k = small_grid.param_names.index("log_g")
+    means = np.array([r.mean[:, k] for r in runs])
+    se = np.array([r.mean_se[:, k] for r in runs])
+    ratio = np.sqrt(np.mean(means.var(axis=0, ddof=1)) / np.mean(se**2))
+    assert 0.8 < ratio < 1.2, ratio
+
+
+def test_low_ess_spectra_are_resampled_up_to_the_floor(small_grid, simulated):
+    noise, s = simulated
+    kw = dict(noise_model=noise, n_samples=16, random_state=0)
+    plain = posterior_summary(small_grid, s.noisy[:40], s.error[:40], min_ess=1, **kw)
+    floor = posterior_summary(small_grid, s.noisy[:40], s.error[:40], min_ess=12, **kw)
+    low = plain.ess < 12
+    assert low.any() and np.all(plain.n_draws == 16)
+    assert np.all(floor.n_draws[low] > 16) and np.all(floor.n_draws[~low] == 16)
+    assert np.median(floor.ess[low]) > np.median(plain.ess[low])
+    with pytest.warns(UserWarning, match="effective sample size below min_ess=1000"):
+        posterior_summary(small_grid, s.noisy[:4], s.error[:4], min_ess=1000, max_resample=0,
+                          **kw)  # fmt: skip
+    with pytest.raises(ValueError, match="min_ess"):
+        posterior_summary(small_grid, s.noisy[:4], s.error[:4], min_ess=0.5, **kw)
+
+
+def test_the_likelihood_uses_the_generator_noise(small_grid, simulated):
+    noise, s = simulated
+    # with the physical noise the posterior is the one of the process that drew the data:
+    # its standardised errors have unit variance
+    post = posterior_summary(small_grid, s.noisy, s.error, noise_model=noise, random_state=1)
+    k = small_grid.param_names.index("log_g")
+    z = (post.mean[:, k] - s.y) / np.sqrt(post.var[:, k])
+    assert 0.75 < z.std() < 1.25
+    with pytest.raises(ValueError, match="reference errors"):
+        posterior_summary(small_grid, s.noisy, np.full_like(s.error, 0.01), noise_model=noise)
