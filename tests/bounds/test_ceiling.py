@@ -183,3 +183,15 @@ def test_table_by_snr_has_bootstrap_band(test_set):
         (table["r2_bayes_lo"] - 0.05 <= table["r2_bayes"])
         & (table["r2_bayes"] <= table["r2_bayes_hi"] + 0.05)
     )
+
+
+def test_a_snapped_test_set_is_refused(small_grid):
+    s = make_spectra(40, grid=small_grid, mag=20.0, noise="fixed", snap=True, random_state=0)
+    theta = s.params[list(small_grid.param_names)]
+    ceiling = FisherCeiling(small_grid, n_samples=16, random_state=0)
+    with pytest.raises(ValueError, match="snap=True"):
+        ceiling.ceiling(s.X, s.y, theta=theta)
+    with pytest.raises(ValueError, match="snapped prior"):
+        FisherCeiling(small_grid, prior=LabelPrior.from_grid(small_grid, snap=True)).ceiling(
+            s.X, s.y
+        )

@@ -113,6 +113,30 @@ def summarise_ceiling(frame: pd.DataFrame, *, prior=None, fisher=None, index: in
     return row
 
 
+def _refuse_snapped(model, labels: np.ndarray) -> None:
+    """Refuse labels drawn with ``snap=True``: the ceiling's prior is a density.
+
+    Under a continuous prior no label lands exactly on a grid node; with the
+    reference's snapped sampling all but one label of every spectrum do. The
+    posterior mean under the wrong prior is not the Bayes-optimal estimator.
+    """
+    axes = getattr(model, "axes", None)
+    if axes is None or labels.shape[0] < 10 or labels.shape[1] < 2:
+        return
+    on_node = np.zeros(labels.shape, dtype=bool)
+    for k, nodes in enumerate(axes.values()):
+        nodes = np.asarray(nodes, dtype=float)
+        on_node[:, k] = np.isclose(labels[:, k, None], nodes[None, :], rtol=0, atol=1e-9).any(1)
+    snapped = on_node.sum(axis=1) >= labels.shape[1] - 1
+    if snapped.mean() > 0.5:
+        raise ValueError(
+            f"{int(snapped.sum())} of {labels.shape[0]} spectra have all but one label on "
+            "grid nodes: they were drawn with make_spectra(snap=True). The Bayes ceiling "
+            "assumes the continuous prior the labels were drawn from and does not support the "
+            "snapped one; simulate the test set with snap=False"
+        )
+
+
 class FisherCeiling:
     """Noise-limited ceilings on the R2 of a label, for given spectra or magnitudes.
 
@@ -385,15 +409,17 @@ class FisherCeiling:
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or infinite values")
         k = self._index()
-        post = self.posterior(flux, error)
-        if theta is None:
-            labels, source = post.theta_ml, "ml"
-        else:
+        if theta is not None:  # checked before the (costly) posterior
             from ..spectra._validation import as_label_array
 
             labels = as_label_array(theta, tuple(model.param_names))
             if labels.shape[0] != y.size:
                 raise ValueError(f"theta has {labels.shape[0]} rows for {y.size} spectra")
+            _refuse_snapped(model, labels)
+        post = self.posterior(flux, error)
+        if theta is None:
+            labels, source = post.theta_ml, "ml"
+        else:
             source = "true"
         sigma = self._sigma(labels, error)
         F = post.fisher_ml if sigma is error and source == "ml" else self.fisher(labels, sigma)
