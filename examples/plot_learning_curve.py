@@ -15,16 +15,23 @@ from specreg import SpecViTRegressor
 from specreg.datasets import load_grid, make_spectra
 from specreg.estimators import make_lightgbm_baseline, make_ridge_baseline
 from specreg.plotting import plot_learning_curve
+from specreg.spectra import PFSNoiseModel
 
 grid = load_grid()
 train = make_spectra(2000, grid=grid, mag=(20.5, 21.0), random_state=0)
 test = make_spectra(300, grid=grid, noise="fixed", mag=(20.5, 21.0), random_state=1)
 sizes = [250, 500, 1000, 2000]
+noise = PFSNoiseModel(grid.wave)  # training noise from the reported errors
 
 models = {
-    "Ridge": lambda n: make_ridge_baseline(alpha=3000.0, random_state=0),
+    "Ridge": lambda n: make_ridge_baseline(alpha=3000.0, noise_model=noise, random_state=0),
     "LightGBM": lambda n: make_lightgbm_baseline(
-        n_jobs=2, n_estimators=80, learning_rate=0.1, num_leaves=15, random_state=0
+        n_jobs=2,
+        n_estimators=80,
+        learning_rate=0.1,
+        num_leaves=15,
+        noise_model=noise,
+        random_state=0,
     ),
     "SpecViT (tiny)": lambda n: SpecViTRegressor(
         patch_size=64,
@@ -32,6 +39,7 @@ models = {
         depth=1,
         heads=2,
         max_epochs=4,
+        noise_model=noise,
         batch_size=64,
         lr=2e-3,
         dropout=0.0,

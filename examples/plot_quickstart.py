@@ -15,19 +15,23 @@ import numpy as np
 from specreg.datasets import load_grid, make_spectra
 from specreg.estimators import make_ridge_baseline
 from specreg.plotting import plot_parity, plot_spectrum
+from specreg.spectra import PFSNoiseModel
 
 grid = load_grid()
 print(grid)
 
-train = make_spectra(4000, grid=grid, random_state=0)  # noiseless flux + 1-sigma errors
+train = make_spectra(4000, grid=grid, random_state=0)  # noiseless flux + reported errors
 test = make_spectra(500, grid=grid, noise="fixed", random_state=1)  # one fixed noise draw
 print(train)
 print(test.params.describe().loc[["min", "50%", "max"]].round(2))
 
 # %%
-# ``X = [flux | error]``: the pipeline's first step adds ``error * N(0, 1)`` to the flux
-# when fitting and passes the (already noisy) test flux through when predicting.
-model = make_ridge_baseline(alpha=3000.0, random_state=0)
+# ``X = [flux | error]``: the error half is what a pipeline reports (it depends on the
+# magnitude only, never on the star's spectrum). The pipeline's first step adds the noise
+# model's physical noise to the flux when fitting and passes the (already noisy) test flux
+# through when predicting.
+noise = PFSNoiseModel(grid.wave)
+model = make_ridge_baseline(alpha=3000.0, noise_model=noise, random_state=0)
 model.fit(train.X, train.y)
 y_pred = model.predict(test.X)
 r2 = 1 - np.mean((test.y - y_pred) ** 2) / np.var(test.y)

@@ -16,6 +16,7 @@ from specreg import FisherCeiling, TemplateFitRegressor
 from specreg.datasets import load_grid, make_spectra
 from specreg.estimators import make_ridge_baseline
 from specreg.metrics import scores_by_snr, snr_bin_edges
+from specreg.spectra import PFSNoiseModel
 
 grid = load_grid()
 train = make_spectra(3000, grid=grid, random_state=0)
@@ -23,7 +24,9 @@ test = make_spectra(300, grid=grid, noise="fixed", random_state=1)
 snr = test.params["snr"].to_numpy()
 edges = snr_bin_edges(snr, 4)
 
-ridge = make_ridge_baseline(alpha=3000.0, random_state=0).fit(train.X, train.y)
+noise = PFSNoiseModel(grid.wave)  # training noise: the process the test noise came from
+ridge = make_ridge_baseline(alpha=3000.0, noise_model=noise, random_state=0)
+ridge.fit(train.X, train.y)
 template = TemplateFitRegressor(grid=grid).fit(test.X[:1], test.y[:1])
 scores = {
     name: scores_by_snr(test.y, model.predict(test.X), snr, bins=edges, random_state=0)
