@@ -124,10 +124,18 @@ def test_sklearn_compatible(estimator, check):
         check(estimator)
 
 
-def test_expected_failures_only_for_odd_widths():
+def test_expected_failures_only_for_odd_widths_and_negative_errors():
     assert vit_expected_failed_checks(SpecViTRegressor(noise_level=0)) == {}
     failed = vit_expected_failed_checks(SpecViTRegressor(noise_level=1.0))
-    assert failed and all("odd" in reason for reason in failed.values())
+    assert failed and all(("odd" in r) or ("negative" in r) for r in failed.values())
+
+
+def test_negative_errors_are_refused_with_rows_and_pixels(data):
+    X, y, _ = data
+    bad = X.copy()
+    bad[4, X.shape[1] // 2 + 9] = -0.01
+    with pytest.raises(ValueError, match=r"not >= 0 at \(row, pixel\) \(4, 9\)"):
+        tiny().fit(bad, y)
 
 
 # --------------------------------------------------------------------------------------
