@@ -195,3 +195,10 @@ def test_a_snapped_test_set_is_refused(small_grid):
         FisherCeiling(small_grid, prior=LabelPrior.from_grid(small_grid, snap=True)).ceiling(
             s.X, s.y
         )
+
+
+@pytest.mark.parametrize("chunk_size", [0, -3])
+def test_chunk_size_must_be_positive(small_grid, chunk_size):
+    s = make_spectra(4, grid=small_grid, mag=20.0, noise="fixed", random_state=0)
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        FisherCeiling(small_grid, n_samples=16, chunk_size=chunk_size).ceiling(s.X, s.y)

@@ -111,3 +111,8 @@ def test_fixed_test_noise_protocol_pre_noised_test_flux_passes_unchanged(small_g
     pipe = make_ridge_baseline(alpha=10.0, random_state=42).fit(train_set.X, train_set.y)
     direct = pipe[1:].predict(test.noisy)
     np.testing.assert_allclose(pipe.predict(test.X), direct)
+
+
+def test_lightgbm_parameter_typos_are_refused():
+    with pytest.raises(TypeError, match=r"unknown LightGBM parameter\(s\) \['n_estimator'\]"):
+        make_lightgbm_baseline(n_estimator=3)

@@ -217,3 +217,9 @@ def test_noise_model_refuses_errors_it_did_not_report(toy_grid):
         HeteroscedasticNoise(noise_model="pfs").fit_transform(X)
     with pytest.raises(ValueError, match="noise_level"):
         HeteroscedasticNoise(noise_level=np.inf).fit_transform(X)
+
+
+def test_random_state_error_names_the_parameter():
+    X = np.hstack([np.full((3, 4), 0.5), np.full((3, 4), 0.05)])
+    with pytest.raises(ValueError, match="random_state must be None, an int"):
+        HeteroscedasticNoise(random_state=-1).fit_transform(X)

@@ -677,3 +677,22 @@ def test_cuda_noise_drawn_on_device(data, monkeypatch):
     monkeypatch.setattr(torch, "randn_like", spy)
     tiny(device="cuda", max_epochs=1).fit(X, y)
     assert devices and set(devices) == {"cuda"}
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"grad_clip": -1.0}, "grad_clip must be a finite number > 0"),
+        ({"min_lr": -1e-5}, "min_lr must be a finite number >= 0"),
+        ({"min_lr": 1.0, "lr": 1e-3}, "min_lr=1.0 must be <= lr"),
+        ({"noise_level": np.inf}, "noise_level must be finite"),
+        ({"mlp_ratio": 0}, "mlp_ratio must be a finite number > 0"),
+        ({"lr": np.nan}, "lr must be a finite number > 0"),
+        ({"dropout": 1.5}, "dropout must be a finite number >= 0.0 and <= 1.0"),
+        ({"random_state": -1}, "random_state must be None, an int"),
+    ],
+)
+def test_numeric_options_are_checked_and_named(data, kw, match):
+    X, y, _ = data
+    with pytest.raises(ValueError, match=re.escape(match)):
+        tiny(**kw).fit(X, y)

@@ -207,6 +207,13 @@ def make_lightgbm_baseline(
     """
     from lightgbm import LGBMRegressor  # an optional-weight import, only when asked
 
+    known = set(LGBMRegressor().get_params())
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise TypeError(
+            f"make_lightgbm_baseline got unknown LightGBM parameter(s) {unknown}; "
+            f"LGBMRegressor takes {sorted(known)}"
+        )
     lgbm_params = dict(REFERENCE_LGBM_PARAMS)
     lgbm_params.update(params)
     return make_pipeline(

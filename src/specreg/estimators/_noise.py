@@ -12,10 +12,9 @@ import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from ..spectra import split_stacked
+from ..spectra._validation import check_seed, split_stacked
 
 __all__ = ["HeteroscedasticNoise", "MedianNormalizer"]
 
@@ -181,7 +180,7 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
     def _add_noise(self, X: np.ndarray, stream: int) -> np.ndarray:
         n_pix = self.n_pix_
         flux, error = X[:, :n_pix], X[:, n_pix:]
-        rs = check_random_state(self.random_state)
+        rs = check_seed(self.random_state)
         # a Generator seeded from the RandomState: ziggurat normals drawn directly in
         # the input's dtype (no float64 temporary of the size of the data); the
         # stream keeps training and test draws independent under an int seed

@@ -16,6 +16,7 @@ Layering (compose, don't rebuild):
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
 from pathlib import Path
@@ -23,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, EarlyStopping, ProgressBar
@@ -31,7 +31,7 @@ from skorch.dataset import ValidSplit, unpack_data
 from skorch.history import History
 from skorch.utils import TeeGenerator, to_tensor
 
-from ..spectra import split_stacked
+from ..spectra._validation import check_seed, split_stacked
 from ._vit_module import SpecViT
 
 __all__ = ["SpecViTRegressor", "vit_expected_failed_checks"]
@@ -629,6 +629,16 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             )
         if not np.isfinite(self.noise_level):
             raise ValueError(f"noise_level must be finite; got {self.noise_level!r}.")
+        _check_real(self.lr, "lr", low=0.0, low_open=True)
+        _check_real(self.min_lr, "min_lr", low=0.0)
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr={self.min_lr!r} must be <= lr={self.lr!r}.")
+        _check_real(self.mlp_ratio, "mlp_ratio", low=0.0, low_open=True)
+        _check_real(self.weight_decay, "weight_decay", low=0.0)
+        _check_real(self.warmup_epochs, "warmup_epochs", low=0.0)
+        _check_real(self.dropout, "dropout", low=0.0, high=1.0)
+        if self.grad_clip is not None:
+            _check_real(self.grad_clip, "grad_clip", low=0.0, low_open=True)
         if self.noise_level > 0:
             if n_features % 2:
                 raise ValueError(
@@ -813,7 +823,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
                 self.device_ = torch.device("cuda", local_rank)
                 torch.cuda.set_device(self.device_)
 
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        seed = int(check_seed(self.random_state).randint(np.iinfo(np.int32).max))
         if world_size > 1:
             # every rank must draw the same seed (the same initial weights and split)
             # (on the training device: NCCL only communicates CUDA tensors)
@@ -904,6 +914,20 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         """The fitted :class:`SpecViT` torch module."""
         check_is_fitted(self)
         return self.net_.module_
+
+
+def _check_real(value, name: str, *, low=None, high=None, low_open: bool = False) -> None:
+    """A finite real number in [low, high] (or (low, high] with low_open), or a named error."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
+        hi = "" if high is None else f"<= {high}"
+        rule = " and ".join(r for r in (lo, hi) if r)
+        raise ValueError(f"{name} must be a finite number {rule}; got {value!r}.")
 
 
 def vit_expected_failed_checks(estimator: SpecViTRegressor) -> dict[str, str]:

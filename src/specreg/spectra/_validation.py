@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["as_label_array", "check_finite", "check_flux_error", "split_stacked"]
+__all__ = ["as_label_array", "check_finite", "check_flux_error", "check_seed", "split_stacked"]
 
 
 def check_finite(array: np.ndarray, name: str) -> None:
@@ -175,3 +175,23 @@ def check_flux_error(
             f"the {names[1]} has {int(bad.sum())} value(s) that are not {text} at "
             f"{_where(bad)}; 1-sigma errors must be {text}"
         )
+
+
+def check_seed(random_state, name: str = "random_state"):
+    """:func:`sklearn.utils.check_random_state` with an error that names the parameter.
+
+    Examples
+    --------
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: random_state must be None, an int in [0, 2**32 - 1] or a RandomState; got -1
+    """
+    from sklearn.utils import check_random_state
+
+    try:
+        return check_random_state(random_state)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{name} must be None, an int in [0, 2**32 - 1] or a RandomState; got {random_state!r}"
+        ) from exc
