@@ -27,6 +27,12 @@ def test_smoke_benchmark_writes_results_and_figures(smoke_run):
     for name in ("r2_vs_snr.png", "parity.png"):
         assert (out / name).stat().st_size > 10_000
     assert on_disk["n_train"] == 1500 and on_disk["n_test"] == 300
+    # strict JSON (no bare NaN for the ceiling's fit time) and the tables as CSV files
+    json.loads((out / "results.json").read_text(), parse_constant=pytest.fail)
+    assert on_disk["results"][-1]["fit_s"] is None
+    per_snr = pd.read_csv(out / "per_snr.csv")
+    assert len(per_snr) == PRESETS["smoke"].bins and "z_ridge" in per_snr
+    assert list(pd.read_csv(out / "results.csv")["model"]) == models
 
 
 def test_no_model_beats_the_bayes_ceiling_beyond_noise(smoke_run):

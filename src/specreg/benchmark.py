@@ -501,12 +501,34 @@ def run_benchmark(
         "figures": [str(p) for p in figures],
         "wall_s": round(time.perf_counter() - started, 1),
     }
+    results = _strict_json(results)
     tmp = out / f"results.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    tmp.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     os.replace(tmp, out / "results.json")
+    for name, frame in (("results.csv", summary), ("per_snr.csv", table)):
+        tmp = out / f"{name}.tmp-{os.getpid()}"
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, out / name)
     if verbose:
         print(format_results(results))
     return results
+
+
+def _strict_json(obj):
+    """``obj`` with NaN and infinities as None (null): strict JSON for every reader."""
+    if isinstance(obj, dict):
+        return {str(k): _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _strict_json(obj.tolist())
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
 
 
 def format_results(results: dict) -> str:
