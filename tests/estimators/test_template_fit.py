@@ -356,7 +356,9 @@ def test_n_pix_mismatch_with_grid_raises(fitted):
     reg, X = fitted
     n = reg.n_pix_
     narrow = np.hstack([X[:, : n - 1], X[:, n : 2 * n - 1]])
-    with pytest.raises(ValueError, match="spectral model has 512 pixels"):
+    with pytest.raises(
+        ValueError, match="511 pixels of flux and of error, but 512 pixels are needed"
+    ):
         TemplateFitRegressor(reg.grid).fit(narrow)
     with pytest.raises(ValueError, match="features"):  # sklearn's check at predict
         reg.predict(narrow)

@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from ..spectra import SpectralGrid
+from ..spectra import SpectralGrid, split_stacked
 from ..spectra._interp import axis_weights, weight_matrix
 from ._chi2 import coarse_chi2, fisher_matrix, legendre_basis, lm_refine
 
@@ -61,28 +61,9 @@ def split_flux_error(X: np.ndarray, n_pix: int | None = None) -> tuple[np.ndarra
     >>> f.tolist(), e.tolist()
     ([[1.0, 2.0]], [[0.1, 0.2]])
     """
-    width = X.shape[1]
-    if width % 2:
-        raise ValueError(
-            f"X must be the stacked [flux | error] array with an even number of columns; "
-            f"got {width} feature(s) (odd width)"
-        )
-    half = width // 2
-    if n_pix is not None and half != n_pix:
-        raise ValueError(
-            f"X has {width} columns, i.e. {half} pixels of flux and of error, but the "
-            f"spectral model has {n_pix} pixels"
-        )
-    flux, error = X[:, :half], X[:, half:]
-    bad = ~(error > 0)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"the error half of X has {int(bad.sum())} value(s) <= 0 (e.g. row {row}, pixel "
-            f"{col}: {error[row, col]!r}); 1-sigma errors must be > 0, since a zero error "
-            "would be an infinite chi-square weight"
-        )
-    return flux, error
+    # one validation of the stacked input for every consumer; the template fit divides
+    # by the errors (chi-square weights), so they must be > 0
+    return split_stacked(X, n_pix=n_pix, error_rule="positive")
 
 
 def _resolve_model(grid):
