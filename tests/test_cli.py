@@ -55,3 +55,34 @@ def test_simulate_bad_input_is_a_clear_error(grid_file, tmp_path, capsys):
     assert "error" in capsys.readouterr().err
     missing = str(tmp_path / "missing.h5")
     assert main(["simulate", "--n", "5", "--out", "x.h5", "--grid", missing, "--quiet"]) == 2
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--n", "0"], "argument --n: must be >= 1, got 0"),
+        (["--n", "-5"], "argument --n: must be >= 1, got -5"),
+        (["--n", "3", "--chunk-size", "0"], "argument --chunk-size: must be >= 1"),
+        (["--n", "3", "--shard-size", "-1"], "argument --shard-size: must be >= 0"),
+        (["--n", "3", "--mag", "20", "21", "22"], "--mag takes one magnitude or a range"),
+    ],
+)
+def test_simulate_refuses_bad_numbers_with_one_line(tmp_path, capsys, extra, match):
+    code = None
+    try:
+        code = main(["simulate", "--out", str(tmp_path / "a.h5"), *extra])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
+    assert not (tmp_path / "a.h5").exists()
+
+
+def test_simulate_reports_reference_errors_by_default(tmp_path):
+    from specreg.datasets import read_spectra
+
+    assert main(["simulate", "--n", "40", "--out", str(tmp_path / "a.h5"), "--mag", "21.5",
+                 "--seed", "0", "--quiet"]) == 0  # fmt: skip
+    s = read_spectra(tmp_path / "a.h5")
+    np.testing.assert_array_equal(s.error, np.broadcast_to(s.error[0], s.error.shape))

@@ -11,6 +11,22 @@ from ._version import __version__
 __all__ = ["main", "build_parser"]
 
 
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (argparse names the option in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -18,12 +34,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from .datasets._io import write_shards, write_spectra
     from .datasets._spectra import iter_spectra
 
+    if len(args.mag) not in (1, 2):
+        raise ValueError(
+            f"--mag takes one magnitude or a range LO HI, got {len(args.mag)} values {args.mag}"
+        )
     grid = load_grid(args.grid)
     chunks = iter_spectra(
         args.n,
         grid=grid,
         mag=tuple(args.mag) if len(args.mag) == 2 else args.mag[0],
         noise=args.noise,
+        errors=args.errors,
         snap=args.snap,
         chunk_size=args.chunk_size,
         random_state=args.seed,
@@ -84,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate spectra from a grid into an HDF5 file or a sharded directory",
         description="Draw labels, interpolate the grid, add PFS MR-like errors, write HDF5.",
     )
-    sim.add_argument("--n", type=int, required=True, help="number of spectra")
+    sim.add_argument("--n", type=_int_at_least(1), required=True, help="number of spectra")
     sim.add_argument(
         "--out", type=Path, required=True, help="output .h5 file (or directory with --shard-size)"
     )
@@ -99,16 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--noise", choices=["fixed"], default=None, help="store one fixed noise draw (test sets)"
     )
     sim.add_argument(
+        "--errors",
+        choices=["reference", "true"],
+        default="reference",
+        help="reported errors: 'reference' (magnitude and conditions only, the default) or "
+        "'true' (the simulated noise itself: it leaks the labels, for leakage studies only)",
+    )
+    sim.add_argument(
         "--snap",
         action="store_true",
         help="snap all but one label per spectrum to grid nodes (reference sampling)",
     )
     sim.add_argument("--grid", type=Path, default=None, help="grid file (default: embedded)")
     sim.add_argument("--seed", type=int, default=None, help="random seed")
-    sim.add_argument("--chunk-size", type=int, default=8192, help="spectra per chunk")
+    sim.add_argument("--chunk-size", type=_int_at_least(1), default=8192, help="spectra per chunk")
     sim.add_argument(
         "--shard-size",
-        type=int,
+        type=_int_at_least(0),
         default=0,
         help="write a sharded directory with this many spectra per shard",
     )
