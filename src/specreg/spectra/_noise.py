@@ -271,15 +271,34 @@ class PFSNoiseModel:
         True
         """
         flux = self._check_flux(flux)
-        x = self._check_x(x, flux.shape[0])[:, None]
-        # float32 in place: this runs on millions of spectra. Negative flux (never
-        # physical here) contributes no shot noise.
-        inv_x = (1.0 / x).astype(np.float32)
-        var = np.maximum(flux, 0, dtype=np.float32)
-        var *= (self.obj_coeff * self.obj_profile).astype(np.float32)
-        var *= inv_x
-        var += (self.bkg_coeff * self.bkg_profile).astype(np.float32) * (inv_x * inv_x)
-        return np.sqrt(var, out=var)
+        x = self._check_x(x, flux.shape[0])
+        return self._variance_to_sigma(flux, x, flux_level=None)
+
+    def _variance_to_sigma(self, flux, x: np.ndarray, flux_level) -> np.ndarray:
+        """sqrt(obj * f / x + bkg / x**2) in float32, in row blocks (millions of spectra).
+
+        ``f`` is ``max(flux, 0)`` (negative flux, never physical here, has no shot
+        noise), or the constant ``flux_level`` when ``flux`` is None.
+        """
+        inv_x = (1.0 / x).astype(np.float32)[:, None]
+        obj = (self.obj_coeff * self.obj_profile).astype(np.float32)
+        bkg = (self.bkg_coeff * self.bkg_profile).astype(np.float32)
+        n = inv_x.shape[0]
+        out = np.empty((n, self.wave.size), dtype=np.float32)
+        block = max(1, 2**20 // max(self.wave.size, 1))  # ~4 MB temporaries, cache-sized
+        for start in range(0, n, block):
+            rows = slice(start, start + block)
+            v = out[rows]
+            if flux is None:
+                np.multiply(bkg, inv_x[rows], out=v)
+                v += obj * np.float32(flux_level)
+            else:
+                np.maximum(flux[rows], 0, out=v, casting="unsafe")
+                v *= obj
+                v += bkg * inv_x[rows]
+            v *= inv_x[rows]
+            np.sqrt(v, out=v)
+        return out
 
     def reference_error(self, x, reference_flux: float = REFERENCE_FLUX) -> np.ndarray:
         """The reported 1-sigma error: the expected noise of a smooth reference spectrum.
@@ -315,8 +334,8 @@ class PFSNoiseModel:
         if not (np.isfinite(reference_flux) and reference_flux > 0):
             raise ValueError(f"reference_flux must be finite and > 0, got {reference_flux!r}")
         x = np.atleast_1d(np.asarray(x, dtype=float)).reshape(-1)
-        flat = np.full((x.size, self.wave.size), reference_flux, dtype=np.float32)
-        return self.sigma(flat, x)
+        x = self._check_x(x, x.size)
+        return self._variance_to_sigma(None, x, flux_level=reference_flux)
 
     def collected_flux_from_error(
         self, error, reference_flux: float = REFERENCE_FLUX, rtol: float = 1e-4
