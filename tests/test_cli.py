@@ -86,3 +86,20 @@ def test_simulate_reports_reference_errors_by_default(tmp_path):
                  "--seed", "0", "--quiet"]) == 0  # fmt: skip
     s = read_spectra(tmp_path / "a.h5")
     np.testing.assert_array_equal(s.error, np.broadcast_to(s.error[0], s.error.shape))
+
+
+def test_help_and_argument_errors_do_not_import_the_heavy_stack():
+    code = (
+        "import contextlib, io, sys\n"
+        "from specreg.cli import main\n"
+        "for argv in (['--help'], ['simulate', '--n', '0', '--out', 'x.h5']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "heavy = [m for m in ('torch', 'sklearn', 'scipy', 'pandas', 'numpy') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -4,26 +4,33 @@ Importing this package is cheap and side-effect free: the external tools are
 downloaded and compiled only when `provision` or `build_grid` is called.
 """
 
-from ._assemble import assemble_grid
-from ._bosz import parse_bosz_name, read_bosz_directory, read_bosz_file
-from ._builder import (
-    BuildReport,
-    NodePlan,
-    build_grid,
-    node_filename,
-    pending_nodes,
-    plan_grid,
-    plan_node,
-)
-from ._lsf import convolve_constant_r, degrade_to_grid, resample_linear
-from ._provision import default_cache_dir, provision
-from ._validate import (
-    CAT_LINES,
-    NA_LINES,
-    equivalent_width,
-    leave_one_out_errors,
-    line_depth,
-)
+from importlib import import_module
+
+# public name -> the module that defines it, imported on first use (PEP 562) so that
+# the `specreg` command's help and argument errors do not wait for scipy and pandas
+_LAZY = {
+    "assemble_grid": "_assemble",
+    "parse_bosz_name": "_bosz",
+    "read_bosz_directory": "_bosz",
+    "read_bosz_file": "_bosz",
+    "BuildReport": "_builder",
+    "NodePlan": "_builder",
+    "build_grid": "_builder",
+    "node_filename": "_builder",
+    "pending_nodes": "_builder",
+    "plan_grid": "_builder",
+    "plan_node": "_builder",
+    "convolve_constant_r": "_lsf",
+    "degrade_to_grid": "_lsf",
+    "resample_linear": "_lsf",
+    "default_cache_dir": "_provision",
+    "provision": "_provision",
+    "CAT_LINES": "_validate",
+    "NA_LINES": "_validate",
+    "equivalent_width": "_validate",
+    "leave_one_out_errors": "_validate",
+    "line_depth": "_validate",
+}
 
 __all__ = [
     "CAT_LINES",
@@ -48,3 +55,15 @@ __all__ = [
     "read_bosz_file",
     "resample_linear",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -16,9 +16,8 @@ Axis values are given as tokens, each either a number or an inclusive range
 from __future__ import annotations
 
 import argparse
+import math
 import re
-
-import numpy as np
 
 __all__ = ["add_build_parser", "parse_axis"]
 
@@ -56,7 +55,7 @@ def parse_axis(tokens: list[str]) -> list[float]:
                 start, stop, step = (float(x) for x in tok.split(":"))
                 if step <= 0:
                     raise argparse.ArgumentTypeError(f"step must be > 0 in {tok!r}")
-                n = int(np.floor((stop - start) / step + 1e-9)) + 1
+                n = int(math.floor((stop - start) / step + 1e-9)) + 1
                 values.update(round(start + i * step, 6) for i in range(max(n, 0)))
             else:
                 values.add(round(float(tok), 6))
