@@ -74,3 +74,51 @@ def test_benchmark_cli_and_bad_preset(toy_grid, tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown model"):
         run_benchmark("smoke", tmp_path / "x", grid=toy_grid, models=("svm",))
     assert "R2 per SNR bin" in format_results(results)
+
+
+def _quick(out, toy_grid, **kw):
+    return run_benchmark(
+        "smoke", out, grid=toy_grid, verbose=False, device="cpu", models=("ridge",), **kw
+    )
+
+
+def test_a_changed_configuration_removes_only_the_runs_own_files(toy_grid, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "mydata.h5").write_bytes(b"the user's own file")
+    _quick(out, toy_grid, seed=0)
+    capsys.readouterr()
+    _quick(out, toy_grid, seed=1)  # another configuration, --quiet: still says what it does
+    err = capsys.readouterr().err
+    assert "configuration changed: removed the" in err and "nothing else" in err
+    assert (out / "mydata.h5").read_bytes() == b"the user's own file"
+    manifest = json.loads((out / "specreg-benchmark.json").read_text())
+    assert "train.h5" in manifest["files"] and "mydata.h5" not in manifest["files"]
+
+
+def test_a_foreign_training_set_is_never_reused_or_overwritten(toy_grid, tmp_path):
+    from specreg.datasets import make_spectra, write_spectra
+
+    out = tmp_path / "o"
+    out.mkdir()
+    foreign = make_spectra(50, grid=toy_grid, random_state=9)
+    write_spectra(foreign, out / "train.h5")
+    before = (out / "train.h5").read_bytes()
+    with pytest.raises(
+        ValueError, match="refusing to overwrite .*train.h5: this benchmark did not"
+    ):
+        _quick(out, toy_grid)
+    assert (out / "train.h5").read_bytes() == before
+
+
+def test_a_file_left_by_a_killed_write_is_replaced_not_reused(toy_grid, tmp_path):
+    out = tmp_path / "o"
+    first = _quick(out, toy_grid)
+    # as if killed while rewriting the Ridge predictions: listed as pending, partial bytes
+    manifest_path = out / "specreg-benchmark.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["stages/model_ridge.npz"] = -1
+    manifest_path.write_text(json.dumps(manifest))
+    (out / "stages" / "model_ridge.npz").write_bytes(b"partial")
+    again = _quick(out, toy_grid)
+    assert again["results"][0]["r2"] == pytest.approx(first["results"][0]["r2"])

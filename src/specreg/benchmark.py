@@ -131,29 +131,95 @@ def _config_hash(config: dict) -> str:
 
 
 class _Stages:
-    """Artefacts in ``out``; a stage is done when its file exists with the same config hash."""
+    """The run's own files in ``out``, listed in a manifest with the configuration hash.
+
+    A run owns only what it wrote: a stage is reused when its file is listed in
+    the manifest for the same configuration (and has the size recorded); a
+    changed configuration removes the files the manifest lists for the old one
+    and nothing else; a file the run did not write is never reused, removed or
+    overwritten. What happens is said on standard error even when ``verbose``
+    is off.
+    """
+
+    MANIFEST = "specreg-benchmark.json"
 
     def __init__(self, out: Path, config: dict, log) -> None:
         self.out = out
         self.hash = _config_hash(config)
+        self.config = config
         self.log = log
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a directory")
         out.mkdir(parents=True, exist_ok=True)
-        stamp = out / "config.json"
-        if stamp.exists() and json.loads(stamp.read_text()).get("hash") != self.hash:
-            # another configuration wrote here: its artefacts are not ours to reuse
-            self.log(f"configuration changed: recomputing everything in {out}")
-            for p in out.glob("*.h5"):
-                p.unlink()
-            for p in (out / "stages").glob("*"):
-                p.unlink()
         (out / "stages").mkdir(exist_ok=True)
-        stamp.write_text(json.dumps({"hash": self.hash, "config": config}, indent=1, default=str))
+        self.files: dict[str, int] = {}
+        path = out / self.MANIFEST
+        if path.exists():
+            try:
+                old = json.loads(path.read_text())
+                old_files = dict(old["files"])
+                old_hash = old["hash"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path} is not a specreg benchmark manifest: {exc}") from None
+            if old_hash == self.hash:
+                self.files = old_files
+            else:
+                removed = [name for name in old_files if (out / name).is_file()]
+                for name in removed:
+                    (out / name).unlink()
+                _notice(
+                    f"configuration changed: removed the {len(removed)} file(s) this benchmark "
+                    f"had written in {out} for the previous configuration; nothing else"
+                )
+        self._save()
+
+    def _save(self) -> None:
+        path = self.out / self.MANIFEST
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        manifest = {"hash": self.hash, "config": self.config, "files": self.files}
+        tmp.write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+        os.replace(tmp, path)
 
     def path(self, name: str) -> Path:
         return self.out / "stages" / name
 
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.out).as_posix()
+
+    def owns(self, path: Path) -> bool:
+        """``path`` was written by this configuration and is unchanged since (size)."""
+        rel = self._rel(path)
+        return rel in self.files and path.is_file() and path.stat().st_size == self.files[rel]
+
     def done(self, name: str) -> bool:
-        return self.path(name).exists()
+        return self.owns(self.path(name))
+
+    def claim(self, path: Path) -> Path:
+        """Check that ``path`` may be written (absent, or the run's own) and list it as pending."""
+        rel = self._rel(path)
+        if path.exists() and rel not in self.files:
+            raise ValueError(
+                f"refusing to overwrite {path}: this benchmark did not write it (it is not "
+                f"in {self.out / self.MANIFEST}); choose another --out or move the file"
+            )
+        if rel not in self.files:
+            # listed before it is written (size -1: never reused), so that a run killed
+            # mid-write may replace its own partial file next time
+            self.files[rel] = -1
+            self._save()
+        return path
+
+    def record(self, path: Path) -> None:
+        """List ``path`` (just written) as this run's own."""
+        self.files[self._rel(path)] = path.stat().st_size
+        self._save()
+
+
+def _notice(msg: str) -> None:
+    """What the benchmark does to files in --out: said even under --quiet."""
+    import sys
+
+    print(f"specreg benchmark: {msg}", file=sys.stderr, flush=True)
 
 
 def _log_to(verbose: bool):
@@ -206,13 +272,16 @@ def _data(stages, preset, grid, seed, log):
         ("train", preset.n_train, None, seed),
         ("test", preset.n_test, "fixed", seed + 1),
     ]:
-        if paths[kind].exists():
+        if stages.owns(paths[kind]):
             log(f"{kind} set: reusing {paths[kind]}")
             sets[kind] = read_spectra(paths[kind])
             continue
         t0 = time.perf_counter()
         sets[kind] = make_spectra(n, grid=grid, noise=noise, random_state=s)
-        write_spectra(sets[kind], paths[kind], metadata={"seed": s, "preset": preset.name})
+        write_spectra(
+            sets[kind], stages.claim(paths[kind]), metadata={"seed": s, "preset": preset.name}
+        )
+        stages.record(paths[kind])
         log(f"{kind} set: {n} spectra in {time.perf_counter() - t0:.1f} s -> {paths[kind]}")
     return sets["train"], sets["test"]
 
@@ -233,7 +302,8 @@ def _fit_predict(stages, name, preset, grid, train, test, device, seed, log, n_t
     r2 = 1 - np.mean((test.y - y_pred) ** 2) / np.var(test.y)
     log(f"{name} (n={n_train}): fit {fit_s:.1f} s, predict {predict_s:.1f} s, R2 {r2:.3f}")
     result = {"y_pred": y_pred, "fit_s": fit_s, "predict_s": predict_s}
-    _save_npz_atomic(stages.path(tag), **result)
+    _save_npz_atomic(stages.claim(stages.path(tag)), **result)
+    stages.record(stages.path(tag))
     return result
 
 
@@ -241,7 +311,7 @@ def _ceiling(stages, preset, grid, test, seed, log):
     from .bounds import FisherCeiling
 
     path = stages.path("ceiling.csv")
-    if path.exists():
+    if stages.done("ceiling.csv"):
         log("ceiling: reusing per-spectrum evaluation")
         return pd.read_csv(path), FisherCeiling(grid, n_samples=preset.ceiling_samples)
     ceiling = FisherCeiling(
@@ -251,9 +321,10 @@ def _ceiling(stages, preset, grid, test, seed, log):
     theta = test.params[list(grid.param_names)]
     frame = ceiling.evaluate(test.X, test.y, theta=theta, snr=test.params["snr"].to_numpy())
     log(f"ceiling: {len(test)} spectra in {time.perf_counter() - t0:.1f} s")
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = stages.claim(path).with_name(f"{path.name}.tmp-{os.getpid()}")
     frame.to_csv(tmp, index=False)
     os.replace(tmp, path)
+    stages.record(path)
     return frame, ceiling
 
 
@@ -340,7 +411,7 @@ def _per_snr(test, predictions, frame, ceiling, bins, seed):
     return table, per_model, ceiling_table
 
 
-def _figures(out, test, predictions, per_model, ceiling_table, frame, lc=None):
+def _figures(stages, test, predictions, per_model, ceiling_table, frame, lc=None):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -348,14 +419,20 @@ def _figures(out, test, predictions, per_model, ceiling_table, frame, lc=None):
 
     from .plotting import plot_learning_curve, plot_parity, plot_r2_vs_snr
 
+    out = stages.out
+
+    def save(fig, name: str, dpi: int) -> None:
+        fig.savefig(stages.claim(out / name), dpi=dpi)
+        stages.record(out / name)
+        paths.append(out / name)
+
     paths = []
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     plot_r2_vs_snr(per_model, ceiling_table, ax=ax)
     ax.set_title("log g: models vs the Bayes-optimal ceiling (test set)")
     fig.tight_layout()
-    fig.savefig(out / "r2_vs_snr.png", dpi=120)
+    save(fig, "r2_vs_snr.png", 120)
     plt.close(fig)
-    paths.append(out / "r2_vs_snr.png")
 
     names = list(predictions) + ["bayes_ceiling"]
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
@@ -369,17 +446,15 @@ def _figures(out, test, predictions, per_model, ceiling_table, frame, lc=None):
         plot_parity(test.y, y_pred, crlb=crlb, ax=ax, label=name)
         ax.set_title(name)
     fig.tight_layout()
-    fig.savefig(out / "parity.png", dpi=110)
+    save(fig, "parity.png", 110)
     plt.close(fig)
-    paths.append(out / "parity.png")
 
     if lc is not None:
         fig, ax = plt.subplots(figsize=(6.0, 4.2))
         plot_learning_curve(lc["sizes"], lc["r2"], ceiling=lc["ceiling"], ax=ax)
         fig.tight_layout()
-        fig.savefig(out / "learning_curve.png", dpi=120)
+        save(fig, "learning_curve.png", 120)
         plt.close(fig)
-        paths.append(out / "learning_curve.png")
     return paths
 
 
@@ -483,7 +558,7 @@ def run_benchmark(
                 res = _fit_predict(stages, name, preset, grid, train, test, device, seed, log, n)
                 r2.append(1 - np.mean((test.y - res["y_pred"]) ** 2) / np.var(test.y))
             lc["r2"][name] = r2
-    figures = _figures(out, test, predictions, per_model, ceiling_table, frame, lc)
+    figures = _figures(stages, test, predictions, per_model, ceiling_table, frame, lc)
 
     results = {
         "specreg": __version__,
@@ -502,13 +577,15 @@ def run_benchmark(
         "wall_s": round(time.perf_counter() - started, 1),
     }
     results = _strict_json(results)
-    tmp = out / f"results.json.tmp-{os.getpid()}"
+    tmp = stages.claim(out / "results.json").with_name(f"results.json.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     os.replace(tmp, out / "results.json")
+    stages.record(out / "results.json")
     for name, frame in (("results.csv", summary), ("per_snr.csv", table)):
-        tmp = out / f"{name}.tmp-{os.getpid()}"
+        tmp = stages.claim(out / name).with_name(f"{name}.tmp-{os.getpid()}")
         frame.to_csv(tmp, index=False)
         os.replace(tmp, out / name)
+        stages.record(out / name)
     if verbose:
         print(format_results(results))
     return results
