@@ -487,7 +487,7 @@ def test_resume_after_crash_matches_uninterrupted_run(data, tmp_path, monkeypatc
     with pytest.raises(_Crash):
         tiny(**params).fit(X, y)
     monkeypatch.undo()
-    assert (tmp_path / "ckpt" / "last.pt").exists()
+    assert len(list((tmp_path / "ckpt").glob("*/last.pt"))) == 1
 
     resumed = tiny(**params).fit(X, y)
     assert resumed.n_epochs_ == 5
@@ -497,17 +497,242 @@ def test_resume_after_crash_matches_uninterrupted_run(data, tmp_path, monkeypatc
     assert [r["lr"] for r in resumed.history_] == pytest.approx([r["lr"] for r in full.history_])
 
 
-def test_resume_refuses_a_different_architecture(data, tmp_path):
+def test_resume_with_a_different_architecture_trains_afresh(data, tmp_path):
     X, y, _ = data
-    tiny(checkpoint_dir=tmp_path, max_epochs=1).fit(X, y)
-    with pytest.raises(ValueError, match="refusing to resume"):
-        tiny(checkpoint_dir=tmp_path, resume=True, hidden_size=32).fit(X, y)
+    first = tiny(checkpoint_dir=tmp_path, max_epochs=1).fit(X, y)
+    with pytest.warns(UserWarning, match="parameter hidden_size differs"):
+        other = tiny(checkpoint_dir=tmp_path, resume=True, hidden_size=32).fit(X, y)
+    assert other.n_epochs_ == 2 and other.module_ is not first.module_
+    assert other.checkpoint_path_ != first.checkpoint_path_
+    assert other.checkpoint_path_.exists() and first.checkpoint_path_.exists()
 
 
 def test_best_checkpoint_written_with_validation(data, tmp_path):
     X, y, _ = data
-    tiny(checkpoint_dir=tmp_path, validation_fraction=0.25).fit(X, y)
-    assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
+    reg = tiny(checkpoint_dir=tmp_path, validation_fraction=0.25).fit(X, y)
+    run = reg.checkpoint_path_.parent
+    assert run.parent == tmp_path and re.fullmatch(r"[0-9a-f]{12}", run.name)
+    assert (run / "best.pt").exists() and (run / "last.pt").exists()
+    assert (run / "fingerprint.json").exists()
+    assert not (tmp_path / "last.pt").exists()
+
+
+def _count_training(monkeypatch):
+    """Record the epochs of every ``partial_fit`` (i.e. every fit that trains)."""
+    calls = []
+    real = vit_impl._SpecViTNet.partial_fit
+
+    def spy(net, X, y=None, classes=None, **fit_params):
+        calls.append(fit_params.get("epochs"))
+        return real(net, X, y, classes, **fit_params)
+
+    monkeypatch.setattr(vit_impl._SpecViTNet, "partial_fit", spy)
+    return calls
+
+
+def _weights(reg):
+    return torch.cat([p.detach().ravel() for p in reg.module_.parameters()])
+
+
+def test_resume_on_other_data_trains_again(data, tmp_path, monkeypatch):
+    X, y, _ = data
+    calls = _count_training(monkeypatch)
+    kw = dict(checkpoint_dir=tmp_path, resume=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # an empty checkpoint_dir: nothing to say
+        first = tiny(**kw).fit(X[:80], y[:80])
+    saved = first.checkpoint_path_.read_bytes()
+    with pytest.warns(UserWarning, match="data differ") as record:
+        second = tiny(**kw).fit(X[80:], y[80:])
+    message = str(record[0].message)
+    assert str(first.checkpoint_path_) in message and "from scratch" in message
+    assert calls == [2, 2]  # both fits trained all their epochs
+    assert [r["epoch"] for r in second.history_] == [1, 2]
+    assert not torch.equal(_weights(first), _weights(second))
+    assert second.checkpoint_path_.parent != first.checkpoint_path_.parent
+    # the other run's checkpoint was neither loaded nor touched
+    assert first.checkpoint_path_.read_bytes() == saved
+    # and a refit on the first data resumes the first run (finished: nothing to train)
+    again = tiny(**kw).fit(X[:80], y[:80])
+    assert calls == [2, 2] and torch.equal(_weights(again), _weights(first))
+
+
+def test_resume_with_other_training_parameters_trains_again(data, tmp_path, monkeypatch):
+    X, y, _ = data
+    calls = _count_training(monkeypatch)
+    kw = dict(checkpoint_dir=tmp_path, resume=True)
+    first = tiny(**kw).fit(X, y)
+    with pytest.warns(UserWarning, match="parameters batch_size, lr differ"):
+        second = tiny(lr=1e-3, batch_size=16, **kw).fit(X, y)
+    with pytest.warns(UserWarning, match="parameter dropout differs"):
+        third = tiny(dropout=0.3, **kw).fit(X, y)
+    assert calls == [2, 2, 2]
+    assert len({r.checkpoint_path_ for r in (first, second, third)}) == 3
+    assert not torch.equal(_weights(first), _weights(second))
+
+
+def test_cross_validate_with_resume_trains_every_fold(data, tmp_path, monkeypatch):
+    X, y, _ = data
+    calls = _count_training(monkeypatch)
+    est = tiny(max_epochs=3, checkpoint_dir=tmp_path, resume=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "data differ" for the second fold
+        res = cross_validate(est, X, y, cv=2, return_estimator=True)
+    folds = res["estimator"]
+    assert calls == [3, 3]
+    assert [reg.n_epochs_ for reg in folds] == [3, 3]
+    assert not torch.equal(_weights(folds[0]), _weights(folds[1]))
+    assert len(list(tmp_path.glob("*/last.pt"))) == 2
+    # run again: every fold resumes (here: loads) its own finished run
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # and finds it, without a warning
+        again = cross_validate(est, X, y, cv=2, return_estimator=True)["estimator"]
+    assert calls == [3, 3]
+    for a, b in zip(folds, again, strict=True):
+        assert torch.equal(_weights(a), _weights(b))
+
+
+def test_grid_search_with_resume_trains_every_candidate(data, tmp_path, monkeypatch):
+    X, y, _ = data
+    calls = _count_training(monkeypatch)
+    est = tiny(checkpoint_dir=tmp_path, resume=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        gs = GridSearchCV(est, {"lr": [1e-3, 1e-2]}, cv=2, refit=False).fit(X, y)
+    assert calls == [2] * 4  # 2 candidates x 2 folds, all trained
+    assert len(list(tmp_path.glob("*/last.pt"))) == 4
+    scores = gs.cv_results_["split0_test_score"]
+    assert scores[0] != scores[1]
+
+
+def test_resume_continues_a_shorter_run(data, tmp_path, monkeypatch):
+    X, y, _ = data
+    calls = _count_training(monkeypatch)
+    kw = dict(checkpoint_dir=tmp_path, resume=True, dropout=0.0)
+    short = tiny(max_epochs=2, **kw).fit(X, y)
+    longer = tiny(max_epochs=4, **kw).fit(X, y)
+    assert calls == [2, 2]  # the second fit trained only the two missing epochs
+    assert [r["epoch"] for r in longer.history_] == [1, 2, 3, 4]
+    assert longer.checkpoint_path_ == short.checkpoint_path_
+    assert longer.history_[1]["train_loss"] == short.history_[1]["train_loss"]
+
+
+def test_resume_with_max_epochs_below_the_checkpoint_is_an_error(data, tmp_path):
+    X, y, _ = data
+    reg = tiny(max_epochs=3, checkpoint_dir=tmp_path).fit(X, y)
+    saved = reg.checkpoint_path_.read_bytes()
+    with pytest.raises(ValueError, match=r"already trained 3 epochs.*max_epochs=2"):
+        tiny(max_epochs=2, checkpoint_dir=tmp_path, resume=True).fit(X, y)
+    assert reg.checkpoint_path_.read_bytes() == saved  # left as it was
+    # the same number of epochs: the finished run is loaded, nothing is trained
+    done = tiny(max_epochs=3, checkpoint_dir=tmp_path, resume=True).fit(X, y)
+    assert torch.equal(_weights(done), _weights(reg))
+
+
+def test_legacy_flat_checkpoint_is_ignored_with_a_warning(data, tmp_path, monkeypatch):
+    X, y, _ = data
+    calls = _count_training(monkeypatch)
+    old = tiny(checkpoint_dir=tmp_path).fit(X, y)
+    # what an older specreg wrote: checkpoint_dir/last.pt with an architecture fingerprint
+    legacy = tmp_path / "last.pt"
+    state = torch.load(old.checkpoint_path_, weights_only=False)
+    state["fingerprint"] = {"patch_size": 16, "hidden_size": 16, "n_pix": 64}
+    torch.save(state, legacy)
+    saved = legacy.read_bytes()
+    for path in old.checkpoint_path_.parent.iterdir():
+        path.unlink()
+    old.checkpoint_path_.parent.rmdir()
+    with pytest.warns(UserWarning, match=re.escape(f"{legacy} is ignored")):
+        reg = tiny(checkpoint_dir=tmp_path, resume=True).fit(X, y)
+    assert calls == [2, 2] and reg.n_epochs_ == 2
+    assert legacy.read_bytes() == saved
+
+
+def test_resume_refuses_a_checkpoint_with_another_fingerprint(data, tmp_path):
+    X, y, _ = data
+    a = tiny(checkpoint_dir=tmp_path).fit(X[:80], y[:80])
+    b = tiny(checkpoint_dir=tmp_path).fit(X[80:], y[80:])
+    # a run folder copied over another by hand: never loaded, never overwritten
+    b.checkpoint_path_.write_bytes(a.checkpoint_path_.read_bytes())
+    with pytest.raises(ValueError, match="data differ.*refusing to resume"):
+        tiny(checkpoint_dir=tmp_path, resume=True).fit(X[80:], y[80:])
+
+
+def test_fingerprint_covers_training_parameters_and_data(data):
+    X, y, _ = data
+    from specreg.spectra import PFSNoiseModel, pfs_mr_wave
+
+    def fingerprint(X=X, y=y, **kw):
+        return tiny(**kw)._fingerprint(X, y, seed=0)
+
+    base = fingerprint()
+    changed = dict(
+        lr=1e-3,
+        min_lr=0.0,
+        weight_decay=0.1,
+        warmup_epochs=1,
+        batch_size=16,
+        loss="l1",
+        noise_level=0.5,
+        noise_model=PFSNoiseModel(pfs_mr_wave(64)),
+        validation_fraction=0.2,
+        random_state=1,
+        amp="bf16",
+        grad_clip=None,
+        dropout=0.2,
+        early_stopping=True,
+        patience=3,
+        hidden_size=32,
+        pos_encoding="wavelength",
+        wave=np.linspace(5000.0, 5500.0, 64),
+    )
+    for name, value in changed.items():
+        assert vit_impl._differences(fingerprint(**{name: value}), base) == [
+            f"parameter {name} differs"
+        ], name
+    # not training parameters: resuming to a larger max_epochs is what resume is for
+    same = dict(max_epochs=50, verbose=1, progress_bar=True, device="auto", compile=True)
+    assert fingerprint(**same, checkpoint_dir="elsewhere", resume=True) == base
+    # numpy scalars (as from a parameter grid) describe like Python numbers
+    assert fingerprint(lr=np.float64(3e-3), batch_size=np.int64(32)) == base
+    assert fingerprint(wave=np.linspace(5000.0, 5500.0, 64)) == fingerprint(
+        wave=list(np.linspace(5000.0, 5500.0, 64))
+    )
+    # a noise model is described by its settings, the same in any process
+    noise = [PFSNoiseModel(pfs_mr_wave(64)) for _ in range(2)]
+    assert fingerprint(noise_model=noise[0]) == fingerprint(noise_model=noise[1])
+    other = PFSNoiseModel(pfs_mr_wave(64), sky_lines=False)
+    assert fingerprint(noise_model=other) != fingerprint(noise_model=noise[0])
+    # data: values, rows, shape and dtype
+    assert vit_impl._differences(fingerprint(X=X[::-1].copy()), base) == ["data differ"]
+    assert fingerprint(y=y[:, None]) != base and fingerprint(y=y + 1) != base
+    assert fingerprint(X=np.asfortranarray(X)) == base  # the memory layout does not matter
+    # random_state None is resumable (the same fingerprint); a RandomState by its draw
+    assert fingerprint(random_state=None) == fingerprint(random_state=None)
+    rs = fingerprint(random_state=np.random.RandomState(0))
+    assert rs["params"]["random_state"] == "drawn seed 0"
+
+
+def test_array_digest_of_large_arrays_samples_every_row(monkeypatch):
+    monkeypatch.setattr(vit_impl, "_FULL_HASH_BYTES", 4096)
+    monkeypatch.setattr(vit_impl, "_SAMPLE_BYTES", 1024)
+    A = np.random.default_rng(0).random((400, 64), dtype=np.float32)  # 100 kB
+    d = vit_impl._array_digest(A)
+    assert d["hash"] == "sampled" and d["shape"] == [400, 64] and d["dtype"] == "<f4"
+    # layout-independent: C, F and strided views of the same values agree
+    assert vit_impl._array_digest(np.asfortranarray(A)) == d
+    wide = np.zeros((400, 128), np.float32)
+    wide[:, ::2] = A
+    assert vit_impl._array_digest(wide[:, ::2]) == d
+    # every row is sampled: a changed row, swapped rows or a subset all differ
+    for i in range(0, 400, 37):
+        B = A.copy()
+        B[i] += 1.0
+        assert vit_impl._array_digest(B) != d, i
+    B = A.copy()
+    B[[10, 11]] = B[[11, 10]]
+    assert vit_impl._array_digest(B) != d
+    assert vit_impl._array_digest(A[1:]) != d
 
 
 _KILL_SCRIPT = textwrap.dedent(
@@ -538,12 +763,13 @@ def test_resume_after_sigkill(data, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (ckpt / "last.pt").exists() and time.time() < deadline:
+    while not list(ckpt.glob("*/last.pt")) and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = len(torch.load(ckpt / "last.pt", weights_only=False)["history"])
+    (last,) = ckpt.glob("*/last.pt")
+    done = len(torch.load(last, weights_only=False)["history"])
     assert 1 <= done < 40
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert "EPOCHS 40" in out.stdout

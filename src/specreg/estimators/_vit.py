@@ -15,6 +15,8 @@ Layering (compose, don't rebuild):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import numbers
 import os
@@ -38,19 +40,29 @@ __all__ = ["SpecViTRegressor", "vit_expected_failed_checks"]
 
 _CHECKPOINT_NAME = "last.pt"
 _BEST_NAME = "best.pt"
-# the parameters that define the shape of the network: a checkpoint is only resumable when
-# they (and the data width) match
-_ARCH_PARAMS = (
-    "patch_size",
-    "hidden_size",
-    "depth",
-    "heads",
-    "mlp_ratio",
-    "tokenizer",
-    "stride",
-    "pooling",
-    "pos_encoding",
+_FINGERPRINT_NAME = "fingerprint.json"
+# bumped when the fingerprint's content changes: older run folders then simply stop matching
+_FINGERPRINT_VERSION = 2
+# constructor parameters that do not change what a run trains: left out of the checkpoint
+# fingerprint (every other parameter, present or future, is in it). ``max_epochs`` is out
+# so that a run can be resumed to a larger ``max_epochs``; where and how the run computes
+# (device, compile, DDP) and what it prints do not change the recipe.
+_NOT_TRAINING_PARAMS = frozenset(
+    {
+        "max_epochs",
+        "checkpoint_dir",
+        "resume",
+        "verbose",
+        "progress_bar",
+        "device",
+        "compile",
+        "distributed",
+    }
 )
+# arrays up to this size are hashed whole (sha1 runs at ~1 GB/s); larger ones are hashed
+# through two samples of about this size each (see _array_digest)
+_FULL_HASH_BYTES = 256 * 2**20
+_SAMPLE_BYTES = 32 * 2**20
 
 
 # --------------------------------------------------------------------------------------
@@ -73,6 +85,97 @@ def _resolve_device(device: str) -> torch.device:
 
 def _noop(*args, **kwargs):
     """A picklable sink that prints nothing (lambdas cannot be pickled)."""
+
+
+def _array_digest(a) -> dict:
+    """Shape, dtype and a sha1 of the values of ``a``: cheap, layout-independent.
+
+    Arrays up to ``_FULL_HASH_BYTES`` are hashed whole. Larger ones are hashed through (1)
+    a flat, C-order element stride coprime with the row width, so every row and every
+    column is sampled, and (2) evenly spaced whole rows, first and last included: about
+    ``2 * _SAMPLE_BYTES`` in all (~0.1 s for 100k x 8192 float32, against ~2.5 s for a
+    full hash). Different row sets (other data, cross-validation folds, subsets, a
+    reordering) always differ; an edit confined to unsampled elements of a large array
+    can go unnoticed.
+    """
+    a = np.asarray(a)
+    h = hashlib.sha1()
+    if a.nbytes <= _FULL_HASH_BYTES or a.ndim == 0:
+        if a.size:
+            h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+        how = "full"
+    else:
+        rows = a.reshape(len(a), -1)  # a view unless a is neither C- nor F-contiguous
+        n, m = rows.shape
+        # at most m - 1, so that every row has a sampled element (m - 1 is coprime to m)
+        step = max(1, min(a.nbytes // _SAMPLE_BYTES, m - 1))
+        while m > 1 and math.gcd(step, m) != 1:
+            step += 1
+        if rows.flags.c_contiguous:
+            h.update(np.ascontiguousarray(rows.reshape(-1)[::step]).data)
+        else:  # the same elements, through C-order copies of blocks of rows
+            block = max(1, _SAMPLE_BYTES // (m * a.itemsize))
+            for r0 in range(0, n, block):
+                chunk = np.ascontiguousarray(rows[r0 : r0 + block]).reshape(-1)
+                h.update(np.ascontiguousarray(chunk[(-r0 * m) % step :: step]).data)
+        k = int(min(n, max(2, _SAMPLE_BYTES // max(1, m * a.itemsize))))
+        picked = np.unique(np.linspace(0, n - 1, k).round().astype(np.intp))
+        h.update(np.ascontiguousarray(rows[picked]).data)
+        h.update(f"{step}:{picked.size}".encode())
+        how = "sampled"
+    return {"shape": list(a.shape), "dtype": a.dtype.str, "sha1": h.hexdigest(), "hash": how}
+
+
+def _describe(value, depth: int = 0):
+    """A JSON-able, process-independent description of a parameter value.
+
+    Numbers, strings and None as themselves (numpy scalars as Python ones), arrays and
+    numeric sequences as an :func:`_array_digest`, other objects (e.g. a noise model) as
+    their type, their ``repr`` and a description of their attributes, so that two equal
+    configurations give the same description in any process.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.ndarray) or (
+        isinstance(value, (list, tuple)) and all(isinstance(v, numbers.Number) for v in value)
+    ):
+        return _array_digest(np.asarray(value))
+    if isinstance(value, (list, tuple)):
+        return [_describe(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _describe(v, depth + 1) for k, v in sorted(value.items(), key=str)}
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    text = repr(value)
+    out = {"type": kind, "repr": None if " at 0x" in text else text}
+    if depth < 3 and hasattr(value, "__dict__"):
+        out["attrs"] = {
+            k: _describe(v, depth + 1)
+            for k, v in sorted(vars(value).items())
+            if not k.startswith("_")
+        }
+    return out
+
+
+def _differences(mine: dict, theirs: dict) -> list[str]:
+    """What differs between two checkpoint fingerprints, in words."""
+    if theirs.get("version") != mine.get("version"):
+        return ["fingerprint versions differ"]
+    out = []
+    if theirs.get("data") != mine.get("data"):
+        out.append("data differ")
+    a, b = mine.get("params", {}), theirs.get("params", {})
+    names = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    if len(names) == 1:
+        out.append(f"parameter {names[0]} differs")
+    elif names:
+        out.append(f"parameters {', '.join(names)} differ")
+    return out
 
 
 class _TensorBatches:
@@ -190,11 +293,13 @@ class _WarmupCosineLR(Callback):
 class _EpochCheckpoint(Callback):
     """Write ``last.pt`` atomically at the end of every epoch (rank 0 only).
 
-    The file holds the module, optimizer and grad-scaler state, the skorch history, the torch
-    RNG state and a fingerprint of the architecture, so that a killed run restarted with
-    ``resume=True`` loses at most the epoch in progress. ``torch.save`` to a temporary file
-    then ``os.replace`` means a kill during the write leaves the previous checkpoint intact.
-    ``best.pt`` (module weights only) tracks the best validation loss when there is one.
+    ``dirname`` is the run's own folder, ``checkpoint_dir/<digest>``. The file holds the
+    module, optimizer and grad-scaler state, the skorch history, the torch RNG state and the
+    run's fingerprint (data digest and training parameters), so that a killed run restarted
+    with ``resume=True`` loses at most the epoch in progress. ``torch.save`` to a temporary
+    file then ``os.replace`` means a kill during the write leaves the previous checkpoint
+    intact. ``best.pt`` (module weights only) tracks the best validation loss when there is
+    one; ``fingerprint.json`` repeats the fingerprint in a form that is cheap to read.
     """
 
     def __init__(self, dirname: str, fingerprint: dict, rank: int = 0):
@@ -202,7 +307,11 @@ class _EpochCheckpoint(Callback):
 
     def on_train_begin(self, net, **kwargs):
         if self.rank == 0:
-            Path(self.dirname).mkdir(parents=True, exist_ok=True)
+            path = Path(self.dirname)
+            path.mkdir(parents=True, exist_ok=True)
+            tmp = path / (_FINGERPRINT_NAME + ".tmp")
+            tmp.write_text(json.dumps(self.fingerprint, indent=1, sort_keys=True))
+            os.replace(tmp, path / _FINGERPRINT_NAME)
 
     @staticmethod
     def _save(obj, path: Path):
@@ -462,10 +571,29 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
     patience : int, default=20
         Early-stopping patience in epochs.
     checkpoint_dir : str, path or None, default=None
-        Directory for the per-epoch ``last.pt`` (and ``best.pt`` with validation).
+        Directory of per-epoch checkpoints. Every run gets its own sub-folder
+        ``checkpoint_dir/<digest>/`` (``last.pt`` after every epoch, ``best.pt`` with
+        validation, ``fingerprint.json``), named by 12 hex digits of a hash of its
+        fingerprint: a digest of the training data (shape, dtype and a sha1 of ``X`` and
+        ``y``; arrays over 256 MiB are hashed through samples that cover every row, ~0.1 s
+        for 100k x 8192 float32) and every constructor parameter that changes training
+        (all except ``max_epochs``, ``checkpoint_dir``, ``resume``, ``verbose``,
+        ``progress_bar``, ``device``, ``compile`` and ``distributed``). Cross-validation
+        folds and grid-search candidates therefore write, and resume, separate runs in one
+        ``checkpoint_dir``. The run's ``last.pt`` is ``checkpoint_path_`` after fit.
+        Without ``resume``, a fit overwrites only the run folder of its own data and
+        parameters.
     resume : bool, default=False
-        If True and ``checkpoint_dir/last.pt`` exists, continue that run to ``max_epochs``
-        instead of starting afresh.
+        If True and this fit's run folder holds a ``last.pt`` (same data, same training
+        parameters), continue that run to ``max_epochs`` (which may be larger than the
+        original one) instead of starting afresh; a finished run is loaded without
+        training. Otherwise train from scratch, with a ``UserWarning`` naming the closest
+        other checkpoint in ``checkpoint_dir`` and what differs (data, parameters), if
+        there is one. A flat ``checkpoint_dir/last.pt`` written by an older specreg has no
+        data fingerprint: it is never loaded, never deleted, and named in that warning. A
+        checkpoint that has trained more epochs than ``max_epochs`` raises a
+        ``ValueError`` (resuming it would ignore ``max_epochs``; retraining would
+        overwrite it). Needs ``checkpoint_dir``.
     amp : {None, "bf16", "fp16"}, default=None
         Mixed precision with ``torch.autocast``; ``"fp16"`` (CUDA only) adds a grad scaler.
         Parameters, inputs and outputs stay float32.
@@ -503,6 +631,9 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         skorch's per-epoch history (losses, lr, durations).
     n_epochs_ : int
         Epochs trained, including resumed ones.
+    checkpoint_path_ : pathlib.Path or None
+        This run's ``last.pt`` (``checkpoint_dir/<digest>/last.pt``); None without
+        ``checkpoint_dir``.
     device_ : torch.device
         Device used for training.
 
@@ -669,14 +800,42 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         return out
 
     # --- fit ---------------------------------------------------------------------------
-    def _fingerprint(self) -> dict:
-        params = {k: getattr(self, k) for k in _ARCH_PARAMS}
-        params.update(
-            n_features_in=self.n_features_in_, n_outputs=self.n_outputs_, n_pix=self.n_pix_
-        )
-        return params
+    def _fingerprint(self, X: np.ndarray, y: np.ndarray, seed: int) -> dict:
+        """What a checkpoint must have been written with to be resumed by this fit.
 
-    def _build_net(self, n_train: int, seed: int, rank: int, world_size: int) -> _SpecViTNet:
+        Every constructor parameter except those in ``_NOT_TRAINING_PARAMS`` (described by
+        :func:`_describe`), and a digest of the training data (:func:`_array_digest` of
+        ``X`` and ``y`` as fit sees them). A ``RandomState`` instance is described by the
+        seed drawn from it; ``None`` stays ``None`` (such runs are not reproducible anyway,
+        and a killed one can still be resumed). JSON round-tripped, so the copies stored in
+        ``last.pt`` and ``fingerprint.json`` compare equal to a fresh one.
+        """
+        params = {
+            k: _describe(v)
+            for k, v in self.get_params(deep=False).items()
+            if k not in _NOT_TRAINING_PARAMS
+        }
+        rs = self.random_state
+        if rs is not None and not isinstance(rs, numbers.Integral):
+            params["random_state"] = f"drawn seed {seed}"
+        data = {"X": _array_digest(X), "y": _array_digest(y)}
+        fp = {"version": _FINGERPRINT_VERSION, "params": params, "data": data}
+        return json.loads(json.dumps(fp, sort_keys=True))
+
+    @staticmethod
+    def _digest(fingerprint: dict) -> str:
+        """The run's folder name: 12 hex digits of a sha256 of the fingerprint."""
+        text = json.dumps(fingerprint, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def _build_net(
+        self,
+        n_train: int,
+        seed: int,
+        rank: int,
+        world_size: int,
+        checkpoint: tuple[Path, dict] | None = None,
+    ) -> _SpecViTNet:
         per_rank_batch = max(1, self.batch_size // world_size)
         steps_per_epoch = math.ceil(math.ceil(n_train / world_size) / per_rank_batch)
         callbacks: list[tuple[str, Callback]] = [
@@ -703,13 +862,9 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
                     ),
                 )
             )
-        if self.checkpoint_dir is not None:
-            callbacks.append(
-                (
-                    "checkpoint",
-                    _EpochCheckpoint(str(self.checkpoint_dir), self._fingerprint(), rank),
-                )
-            )
+        if checkpoint is not None:
+            run_dir, fingerprint = checkpoint
+            callbacks.append(("checkpoint", _EpochCheckpoint(str(run_dir), fingerprint, rank)))
         if self.progress_bar and rank == 0:
             callbacks.append(("progress_bar", ProgressBar()))
 
@@ -791,6 +946,9 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         )
         y = np.asarray(y, dtype=np.float32)
         self.n_pix_ = self._check_params(X.shape[1])
+        if self.resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir.")
+        X_given = X
         if self.noise_level > 0:
             X = self._noise_sigma_input(X)
         self.device_ = _resolve_device(self.device)
@@ -833,13 +991,23 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         n_train = len(X) - (
             int(math.ceil(self.validation_fraction * len(X))) if self.validation_fraction else 0
         )
+        checkpoint, state = None, None
+        self.checkpoint_path_ = None
+        if self.checkpoint_dir is not None:
+            # each distinct (data, training parameters) pair has its own run folder, so that
+            # cross-validation folds and grid-search candidates each resume their own run
+            fingerprint = self._fingerprint(X_given, y, seed)
+            run_dir = Path(self.checkpoint_dir) / self._digest(fingerprint)
+            checkpoint = (run_dir, fingerprint)
+            self.checkpoint_path_ = run_dir / _CHECKPOINT_NAME
+            if self.resume:
+                state = self._load_checkpoint(run_dir, fingerprint)
         fork_devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
         # fork_rng: seed torch for this fit without touching the caller's global RNG state
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
-            net = self._build_net(n_train, seed, rank, world_size)
+            net = self._build_net(n_train, seed, rank, world_size, checkpoint)
             net.initialize()
-            state = self._load_checkpoint() if self.resume else None
             if state is not None:
                 net.module_.load_state_dict(state["module"])
                 net.optimizer_.load_state_dict(state["optimizer"])
@@ -864,19 +1032,72 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         self.n_epochs_ = len(net.history)
         return self
 
-    def _load_checkpoint(self) -> dict | None:
-        if self.checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir.")
-        path = Path(self.checkpoint_dir) / _CHECKPOINT_NAME
+    def _load_checkpoint(self, run_dir: Path, fingerprint: dict) -> dict | None:
+        """This run's checkpoint, or None (with a warning when other runs are there).
+
+        Only ``run_dir/last.pt`` is ever loaded, and only if its stored fingerprint equals
+        ``fingerprint``; nothing in ``checkpoint_dir`` is deleted.
+        """
+        path = run_dir / _CHECKPOINT_NAME
         if not path.exists():
+            self._warn_fresh_start(run_dir, fingerprint)
             return None
         state = torch.load(path, map_location=self.device_, weights_only=False)
-        if state["fingerprint"] != self._fingerprint():
+        stored = state.get("fingerprint")
+        if stored != fingerprint:
+            # only if the folder was copied or renamed by hand (or a digest collision)
+            what = "; ".join(_differences(fingerprint, stored or {})) or "settings differ"
             raise ValueError(
-                f"checkpoint {path} was written for {state['fingerprint']}, which does not "
-                f"match this estimator and data ({self._fingerprint()}); refusing to resume."
+                f"checkpoint {path} was written for other settings ({what}); refusing to "
+                "resume from it or overwrite it. Move it away or use another checkpoint_dir."
+            )
+        done = len(state["history"])
+        if done > self.max_epochs:
+            raise ValueError(
+                f"checkpoint {path} has already trained {done} epochs, more than "
+                f"max_epochs={self.max_epochs}; refusing to resume it (that would ignore "
+                f"max_epochs). Use max_epochs >= {done} to continue it, or resume=False to "
+                "train afresh (which overwrites the checkpoint)."
             )
         return state
+
+    def _warn_fresh_start(self, run_dir: Path, fingerprint: dict) -> None:
+        """Say why ``resume=True`` trains from scratch when ``checkpoint_dir`` holds other runs."""
+        root = run_dir.parent
+        notes = []
+        legacy = root / _CHECKPOINT_NAME
+        if legacy.exists():
+            notes.append(
+                f"{legacy} is ignored (and left untouched): it was written by an older "
+                "specreg without a data and parameter fingerprint, so it cannot be checked "
+                "against this fit"
+            )
+        others = []
+        for sub in root.iterdir() if root.is_dir() else ():
+            meta, ckpt = sub / _FINGERPRINT_NAME, sub / _CHECKPOINT_NAME
+            if sub == run_dir or not (meta.is_file() and ckpt.is_file()):
+                continue
+            try:
+                theirs = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                continue
+            diff = _differences(fingerprint, theirs)
+            n_diff = sum(1 + d.count(",") for d in diff)
+            others.append((n_diff, -ckpt.stat().st_mtime, str(ckpt), diff))
+        if others:
+            _, _, closest, diff = min(others)
+            notes.append(
+                f"the closest of its {len(others)} other checkpoint(s), {closest}, does not "
+                f"match: {'; '.join(diff)}"
+            )
+        if notes:
+            warnings.warn(
+                f"resume=True, but {root} holds no checkpoint for this data and these "
+                f"training parameters; training from scratch in {run_dir}. "
+                + " ".join(n[:1].upper() + n[1:] + "." for n in notes),
+                UserWarning,
+                stacklevel=4,
+            )
 
     # --- predict -----------------------------------------------------------------------
     def predict(self, X):
