@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from ..spectra import SpectralGrid
-from ._h5util import atomic_h5, from_json, to_json
+from ._h5util import atomic_h5, create_checked, json_attr, read_dataset, to_json
 
 __all__ = ["load_grid", "save_grid", "EMBEDDED_GRID_NAME"]
 
@@ -36,6 +36,8 @@ def save_grid(grid: SpectralGrid, path) -> Path:
     Layout: root attributes ``format="specreg-grid"``, ``schema_version``,
     ``param_names``, ``metadata`` (JSON); datasets ``wave``, ``axes/<name>``,
     ``flux`` ``(*axis_lengths, n_pix)`` float32, optional ``continuum``, ``valid``.
+    Every dataset carries a fletcher32 checksum, so bytes changed on disk raise
+    on loading instead of decoding to other numbers.
 
     Parameters
     ----------
@@ -61,16 +63,16 @@ def save_grid(grid: SpectralGrid, path) -> Path:
         f.attrs["schema_version"] = GRID_SCHEMA_VERSION
         f.attrs["param_names"] = np.array(grid.param_names, dtype=h5py.string_dtype())
         f.attrs["metadata"] = to_json(grid.metadata)
-        f["wave"] = grid.wave
+        create_checked(f, "wave", grid.wave)
         for name, nodes in grid.axes.items():
-            f[f"axes/{name}"] = nodes
+            create_checked(f, f"axes/{name}", nodes)
         chunks = (*([1] * len(grid.shape)), grid.n_pix)
         opts = dict(compression="gzip", compression_opts=6, shuffle=True, chunks=chunks)
-        f.create_dataset("flux", data=grid.node_flux.reshape(*grid.shape, grid.n_pix), **opts)
+        create_checked(f, "flux", grid.node_flux.reshape(*grid.shape, grid.n_pix), **opts)
         if grid.node_continuum is not None:
             cont = grid.node_continuum.reshape(*grid.shape, grid.n_pix)
-            f.create_dataset("continuum", data=cont, **opts)
-        f["valid"] = grid.valid
+            create_checked(f, "continuum", cont, **opts)
+        create_checked(f, "valid", grid.valid)
     return path
 
 
@@ -90,18 +92,42 @@ def _read_grid_file(path: Path, method: str) -> SpectralGrid:
                 f"{path} has grid schema version {version}; this specreg reads up to "
                 f"{GRID_SCHEMA_VERSION}: upgrade specreg"
             )
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs["param_names"]]
-        axes = {n: f[f"axes/{n}"][()] for n in names}
-        valid = f["valid"][()] if "valid" in f else None
-        return SpectralGrid(
-            axes,
-            f["flux"][()],
-            f["wave"][()],
-            continuum=f["continuum"][()] if "continuum" in f else None,
-            valid=valid,
-            method=method,
-            metadata=from_json(f.attrs.get("metadata", "")),
-        )
+        if "param_names" not in f.attrs:
+            raise ValueError(f"{path} is damaged or incomplete: it has no attribute 'param_names'")
+        raw = np.atleast_1d(f.attrs["param_names"])
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
+        axes = {n: read_dataset(f, f"axes/{n}", path) for n in names}
+        flux = read_dataset(f, "flux", path)
+        wave = read_dataset(f, "wave", path)
+        continuum = read_dataset(f, "continuum", path) if "continuum" in f else None
+        valid = read_dataset(f, "valid", path) if "valid" in f else None
+        metadata = json_attr(f, "metadata", path)
+        lengths = tuple(np.size(a) for a in axes.values())
+        if flux.shape != (*lengths, np.size(wave)):
+            raise ValueError(
+                f"{path} is inconsistent: dataset 'flux' has shape {flux.shape} but the axes "
+                f"{names} and dataset 'wave' give {(*lengths, np.size(wave))}"
+            )
+        for name, arr in (("continuum", continuum),):
+            if arr is not None and arr.shape != flux.shape:
+                raise ValueError(
+                    f"{path} is inconsistent: dataset {name!r} has shape {arr.shape} but "
+                    f"'flux' has {flux.shape}"
+                )
+        if valid is not None and valid.shape != lengths:
+            raise ValueError(
+                f"{path} is inconsistent: dataset 'valid' has shape {valid.shape} but the "
+                f"axes give {lengths}"
+            )
+    return SpectralGrid(
+        axes,
+        flux,
+        wave,
+        continuum=continuum,
+        valid=valid,
+        method=method,
+        metadata=metadata,
+    )
 
 
 def load_grid(

@@ -9,14 +9,21 @@ specreg layout (``format="specreg-spectra"``, ``schema_version=1``)::
     /params/<column> (n,)         one dataset per label column (numbers or UTF-8 strings)
     attrs: format, schema_version, n_spectra, params_columns, metadata (JSON)
 
-Arrays are chunked by rows (whole spectra) and compressed; nothing is pickled.
-A sharded set is a directory of such files plus ``index.json``.
+Arrays are chunked by rows (whole spectra), compressed and checksummed
+(fletcher32: bytes changed on disk raise on reading); nothing is pickled.
+A sharded set is a directory holding ``index.json`` and the shard files it
+names (``shard_<stamp>_<pid>_<i>.h5``, new names for every write so that a
+rewrite never touches the old set before the new one is complete; older sets
+name ``shard_<i>.h5`` and stay readable).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,7 +32,16 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from ._h5util import atomic_h5, from_json, to_json
+from ._h5util import (
+    atomic_h5,
+    checked_opts,
+    create_checked,
+    json_attr,
+    pid_alive,
+    read_dataset,
+    remove_stale,
+    to_json,
+)
 from ._spectra import Spectra
 
 __all__ = [
@@ -85,11 +101,19 @@ class SpectraWriter:
         self._columns = None
         self._ctx = None
         self._file = None
+        # open datasets, kept open while writing: HDF5 flushes a dataset's chunk cache
+        # when its handle closes, and a failure there (a full disk) cannot be raised
+        self._datasets = {}
 
     def __enter__(self) -> SpectraWriter:
         self._ctx = atomic_h5(self.path)
         self._file = self._ctx.__enter__()
-        self._file["wave"] = self.wave
+        try:
+            create_checked(self._file, "wave", self.wave)
+        except BaseException as exc:
+            self._file = None
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def append(self, spectra: Spectra) -> None:
@@ -106,7 +130,7 @@ class SpectraWriter:
             for name in _ARRAYS:
                 if name == "noisy" and not self._has_noisy:
                     continue
-                f.create_dataset(
+                self._datasets[name] = f.create_dataset(
                     name,
                     shape=(0, self.wave.size),
                     maxshape=(None, self.wave.size),
@@ -114,23 +138,25 @@ class SpectraWriter:
                     chunks=(self.rows_per_chunk, self.wave.size),
                     compression=self.compression,
                     shuffle=self.compression is not None,
+                    fletcher32=True,
                 )
             for col in self._columns:
                 values = spectra.params[col].to_numpy()
                 dtype = h5py.string_dtype() if values.dtype == object else values.dtype
-                f.create_dataset(
-                    f"params/{col}", shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,)
-                )
+                opts = checked_opts((0,), dtype, maxshape=(None,), chunks=(4096,))
+                ds = f.create_dataset(f"params/{col}", shape=(0,), dtype=dtype, **opts)
+                self._datasets[f"params/{col}"] = ds
         if list(spectra.params.columns) != self._columns:
             raise ValueError("params columns differ between chunks")
         if (spectra.noisy is not None) != self._has_noisy:
             raise ValueError("either every chunk has noisy flux or none")
         for name in _ARRAYS:
-            if name in f:
-                f[name].resize(self.n + m, axis=0)
-                f[name][self.n :] = getattr(spectra, name)
+            if name in self._datasets:
+                ds = self._datasets[name]
+                ds.resize(self.n + m, axis=0)
+                ds[self.n :] = getattr(spectra, name)
         for col in self._columns:
-            ds = f[f"params/{col}"]
+            ds = self._datasets[f"params/{col}"]
             ds.resize(self.n + m, axis=0)
             values = spectra.params[col].to_numpy()
             ds[self.n :] = values.astype(str).astype(object) if values.dtype == object else values
@@ -138,13 +164,19 @@ class SpectraWriter:
 
     def __exit__(self, exc_type, exc, tb):
         f = self._file
-        if exc_type is None:
-            f.attrs["format"] = SPECTRA_FORMAT
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["n_spectra"] = self.n
-            f.attrs["params_columns"] = to_json(self._columns or [])
-            f.attrs["metadata"] = to_json(self.metadata)
         self._file = None
+        self._datasets = {}
+        if exc_type is None:
+            try:
+                f.attrs["format"] = SPECTRA_FORMAT
+                f.attrs["schema_version"] = SCHEMA_VERSION
+                f.attrs["n_spectra"] = self.n
+                f.attrs["params_columns"] = to_json(self._columns or [])
+                f.attrs["metadata"] = to_json(self.metadata)
+                f.flush()  # write errors surface here, not when handles are dropped
+            except BaseException as error:
+                self._ctx.__exit__(type(error), error, error.__traceback__)
+                raise
         return self._ctx.__exit__(exc_type, exc, tb)
 
 
@@ -199,11 +231,19 @@ def _open(path) -> h5py.File:
         raise ValueError(f"{path} is not an HDF5 file: {exc}") from None
 
 
-def _read_params(f: h5py.File, rows=slice(None)) -> pd.DataFrame:
-    columns = from_json(f.attrs.get("params_columns", "[]")) or list(f["params"])
+def _params_columns(f: h5py.File, path) -> list:
+    columns = json_attr(f, "params_columns", path, "[]")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise ValueError(f"{path}: attribute 'params_columns' is not a JSON list of names")
+    if not columns and "params" in f:
+        columns = list(f["params"])
+    return columns
+
+
+def _read_params(f: h5py.File, path, rows=slice(None)) -> pd.DataFrame:
     data = {}
-    for col in columns:
-        values = f[f"params/{col}"][rows]
+    for col in _params_columns(f, path):
+        values = read_dataset(f, f"params/{col}", path, rows)
         if values.dtype.kind in "OS":
             values = np.array([v.decode() if isinstance(v, bytes) else v for v in values])
         data[col] = values
@@ -217,6 +257,60 @@ def _check_ours(f: h5py.File, path) -> None:
             f"{path} has spectra schema version {version}; this specreg reads up to "
             f"{SCHEMA_VERSION}: upgrade specreg"
         )
+
+
+def _check_layout(f: h5py.File, path) -> int:
+    """The number of spectra of an open specreg file, after checking its structure.
+
+    Missing datasets or attributes and lengths that disagree with ``n_spectra``
+    raise a ``ValueError`` naming the file and the item.
+    """
+    if "n_spectra" not in f.attrs:
+        raise ValueError(f"{path} is damaged or incomplete: it has no attribute 'n_spectra'")
+    try:
+        n = int(f.attrs["n_spectra"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: attribute 'n_spectra' is not an integer ({exc})") from None
+    shapes = {}
+    for name in ("wave", *_ARRAYS):
+        obj = f.get(name)
+        if obj is None:
+            if name == "noisy":
+                continue
+            raise ValueError(f"{path} is damaged or incomplete: it has no dataset {name!r}")
+        if not isinstance(obj, h5py.Dataset):
+            raise ValueError(f"{path} is damaged: {name!r} is not a dataset")
+        shapes[name] = obj.shape
+    n_pix = int(np.prod(shapes["wave"]))
+    for name in _ARRAYS:
+        if name not in shapes:
+            continue
+        shape = shapes[name]
+        if len(shape) != 2:
+            raise ValueError(f"{path} is damaged: dataset {name!r} has shape {shape}, not 2-D")
+        if shape[0] != n:
+            raise ValueError(
+                f"{path} is inconsistent: attribute n_spectra = {n} but dataset {name!r} "
+                f"has {shape[0]} rows"
+            )
+        if shape[1] != n_pix:
+            raise ValueError(
+                f"{path} is inconsistent: dataset {name!r} has {shape[1]} pixels but "
+                f"dataset 'wave' has {n_pix}"
+            )
+    for col in _params_columns(f, path):
+        obj = f.get(f"params/{col}")
+        if not isinstance(obj, h5py.Dataset):
+            raise ValueError(
+                f"{path} is damaged or incomplete: it has no dataset 'params/{col}' "
+                "(named by attribute 'params_columns')"
+            )
+        if obj.shape[:1] != (n,):
+            raise ValueError(
+                f"{path} is inconsistent: attribute n_spectra = {n} but dataset "
+                f"'params/{col}' has shape {obj.shape}"
+            )
+    return n
 
 
 def read_spectra(path, rows=None, *, check_leakage: bool = True) -> Spectra:
@@ -275,8 +369,8 @@ def _read_any(path, rows) -> Spectra:
         fmt = f.attrs.get("format")
         if fmt == SPECTRA_FORMAT:
             _check_ours(f, path)
-            sel = _row_selection(rows, int(f.attrs["n_spectra"]))
-            return _read_rows(f, sel)
+            sel = _row_selection(rows, _check_layout(f, path))
+            return _read_rows(f, sel, path)
         if "dataset/arrays/flux/value" in f or "spectrumdataset/wave" in f:
             pass  # pfsspec: read below with pandas for the PyTables params
         else:
@@ -295,8 +389,12 @@ def _row_selection(rows, n: int) -> np.ndarray:
     return np.atleast_1d(idx)
 
 
-def _read_rows(f: h5py.File, idx: np.ndarray) -> Spectra:
-    """Rows ``idx`` of an open specreg file (h5py wants increasing unique indices)."""
+def _read_rows(f: h5py.File, idx: np.ndarray, path) -> Spectra:
+    """Rows ``idx`` of an open specreg file (h5py wants increasing unique indices).
+
+    Missing or damaged datasets (a failed checksum) raise a ``ValueError`` naming
+    ``path`` and the dataset.
+    """
     uniq, inverse = np.unique(idx, return_inverse=True)
     contiguous = uniq.size > 0 and uniq[-1] - uniq[0] + 1 == uniq.size
     sel = slice(int(uniq[0]), int(uniq[-1]) + 1) if contiguous else uniq
@@ -304,15 +402,21 @@ def _read_rows(f: h5py.File, idx: np.ndarray) -> Spectra:
         sel = slice(0, 0)
     arrays = {}
     for name in _ARRAYS:
-        arrays[name] = f[name][sel][inverse] if name in f else None
-    params = _read_params(f, sel).iloc[inverse]
+        if name == "noisy" and name not in f:
+            arrays[name] = None
+        else:
+            arrays[name] = read_dataset(f, name, path, sel)[inverse]
+    params = _read_params(f, path, sel).iloc[inverse]
+    metadata = json_attr(f, "metadata", path)
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path}: attribute 'metadata' is not a JSON object")
     return Spectra(
-        f["wave"][()],
+        read_dataset(f, "wave", path),
         arrays["flux"],
         arrays["error"],
         params,
         arrays["noisy"],
-        from_json(f.attrs.get("metadata", "")),
+        metadata,
     )
 
 
@@ -355,18 +459,18 @@ def read_pfsspec(path, *, fill_nan_error: bool = True, check_leakage: bool = Tru
         if "dataset/arrays/flux/value" not in f:
             raise ValueError(f"{path} is not a pfsspec dataset: no dataset/arrays/flux/value")
         if "spectrumdataset/wave" in f:
-            wave = f["spectrumdataset/wave"][()]
+            wave = read_dataset(f, "spectrumdataset/wave", path)
         elif "dataset/wave" in f:
-            wave = f["dataset/wave"][()]
+            wave = read_dataset(f, "dataset/wave", path)
         else:
             raise ValueError(f"{path} has no wavelength array spectrumdataset/wave")
-        flux = f["dataset/arrays/flux/value"][()].astype(np.float32)
+        flux = read_dataset(f, "dataset/arrays/flux/value", path).astype(np.float32)
         if "dataset/arrays/error/value" not in f:
             raise ValueError(f"{path} has no dataset/arrays/error/value")
-        error = f["dataset/arrays/error/value"][()].astype(np.float32)
+        error = read_dataset(f, "dataset/arrays/error/value", path).astype(np.float32)
         noisy = None
         if "dataset/arrays/noisy/value" in f:
-            noisy = f["dataset/arrays/noisy/value"][()].astype(np.float32)
+            noisy = read_dataset(f, "dataset/arrays/noisy/value", path).astype(np.float32)
         has_params = "dataset/params" in f
     wave = np.asarray(wave, dtype=float).reshape(-1)
     if wave.size != flux.shape[1]:
@@ -455,13 +559,90 @@ def _fill_nan_nearest(arr: np.ndarray) -> np.ndarray:
     return out
 
 
+#: A shard file of a sharded set: ``shard_<hex stamp>_<writer pid>_<i>.h5`` (one stamp
+#: per write); sets written before the crash-safe rewrite named them ``shard_<i>.h5``.
+_SHARD_RE = re.compile(r"shard_(?:(?P<stamp>[0-9a-f]+)_(?P<pid>\d+)_)?\d{5}\.h5")
+_SHARD_TMP_RE = r"shard_(?:[0-9a-f]+_\d+_)?\d{5}\.h5\.tmp-(?P<pid>\d+)"
+_INDEX_TMP_RE = r"index\.json\.tmp-(?P<pid>\d+)"
+
+
+def _own_shard(name) -> bool:
+    """Whether an index entry names a file :func:`write_shards` writes (never a foreign one)."""
+    parts = Path(name).parts
+    return len(parts) == 1 and _SHARD_RE.fullmatch(parts[0]) is not None
+
+
+def _indexed_files(index_path: Path) -> set[str] | None:
+    """The shard files a readable index names (``None`` when there is no readable index)."""
+    try:
+        index = json.loads(index_path.read_text())
+        return {str(s["file"]) for s in index["shards"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _unlink_all(directory: Path, names) -> None:
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
+
+
+def _remove_stale_shard_writes(directory: Path, named: set[str] | None) -> None:
+    """Remove what killed writers of this set left: temporary files and unindexed shards.
+
+    Only files following :func:`write_shards`' own naming whose writer process is
+    gone are removed; with no readable index, finished shards are left alone.
+    """
+    remove_stale(directory, _INDEX_TMP_RE)
+    remove_stale(directory, _SHARD_TMP_RE)
+    if named is None:
+        return
+    for entry in list(os.scandir(directory)):
+        match = _SHARD_RE.fullmatch(entry.name)
+        if (
+            match is None
+            or match.group("pid") is None  # the old naming: no writer to ask about
+            or entry.name in named
+            or not entry.is_file(follow_symlinks=False)
+            or pid_alive(int(match.group("pid")))
+        ):
+            continue
+        _unlink_all(directory, [entry.name])
+
+
+def _write_index(index_path: Path, index: dict) -> None:
+    tmp = index_path.with_name(f"index.json.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps(index, indent=1))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, index_path)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise OSError(
+                exc.errno,
+                f"could not write {index_path} ({exc}); the old index is kept",
+                str(index_path),
+            ) from exc
+        raise
+
+
 def write_shards(
     chunks: Iterable[Spectra], directory, *, shard_size: int = 100_000, progress=None, **kwargs
 ) -> Path:
     """Write a stream of spectra chunks as a sharded set: shard files + ``index.json``.
 
-    Memory stays bounded by one chunk. Each shard is written atomically and the
-    index last, so an interrupted write never yields a set that reads as complete.
+    Memory stays bounded by one chunk. The shards get new names
+    (``shard_<stamp>_<pid>_<i>.h5``, one stamp per write), each written atomically, and the
+    index is replaced atomically last: an interrupted or killed write never
+    yields a set that reads as complete, and a set already in ``directory``
+    stays readable, unchanged, until the new one is complete. Then the shard
+    files the old index named are removed (never other files), as are the
+    temporary files and unindexed shards of earlier writers that were
+    killed.
 
     Parameters
     ----------
@@ -492,15 +673,16 @@ def write_shards(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     index_path = directory / "index.json"
-    if index_path.exists():
-        index_path.unlink()  # the set is incomplete until the new index is written
+    old_files = _indexed_files(index_path)
+    _remove_stale_shard_writes(directory, old_files)
+    prefix = f"shard_{time.time_ns():x}_{os.getpid()}"
     shards, writer, n_in_shard, n_total, n_pix = [], None, 0, 0, None
     try:
         for chunk in chunks:
             start = 0
             while start < len(chunk):
                 if writer is None:
-                    name = f"shard_{len(shards):05d}.h5"
+                    name = f"{prefix}_{len(shards):05d}.h5"
                     writer = SpectraWriter(directory / name, chunk.wave, **kwargs).__enter__()
                     shards.append({"file": name, "n": 0})
                     n_in_shard = 0
@@ -511,29 +693,67 @@ def write_shards(
                 shards[-1]["n"] = n_in_shard
                 n_pix = chunk.n_pix
                 if n_in_shard == shard_size:
-                    writer.__exit__(None, None, None)
-                    writer = None
+                    done, writer = writer, None
+                    done.__exit__(None, None, None)
             n_total += len(chunk)
             if progress is not None:
                 progress(len(chunk))
         if writer is not None:
-            writer.__exit__(None, None, None)
-            writer = None
+            done, writer = writer, None
+            done.__exit__(None, None, None)
+        index = {
+            "format": SHARDS_FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "n_spectra": n_total,
+            "n_pix": n_pix,
+            "shards": shards,
+        }
+        _write_index(index_path, index)
     except BaseException as exc:
-        if writer is not None:
-            writer.__exit__(type(exc), exc, exc.__traceback__)
+        try:
+            if writer is not None:
+                failed, writer = writer, None
+                failed.__exit__(type(exc), exc, exc.__traceback__)  # may name the file
+        finally:
+            _unlink_all(directory, [s["file"] for s in shards])  # the old set stays
         raise
-    index = {
-        "format": SHARDS_FORMAT,
-        "schema_version": SCHEMA_VERSION,
-        "n_spectra": n_total,
-        "n_pix": n_pix,
-        "shards": shards,
-    }
-    tmp = index_path.with_name(f"index.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(index, indent=1))
-    os.replace(tmp, index_path)
+    # the new set is complete: remove the shards only the old index named
+    new_files = {s["file"] for s in shards}
+    _unlink_all(directory, sorted(n for n in (old_files or set()) - new_files if _own_shard(n)))
     return directory
+
+
+def _read_index(index_path: Path) -> dict:
+    """The parsed ``index.json`` of a sharded set; damage raises a ``ValueError`` naming it."""
+    try:
+        text = index_path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{index_path} cannot be read: {exc}") from None
+    try:
+        index = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{index_path} is damaged: not valid JSON ({exc})") from None
+    if not isinstance(index, dict) or index.get("format") != SHARDS_FORMAT:
+        raise ValueError(f"{index_path} is not a specreg shard index")
+    if int(index.get("schema_version", -1)) > SCHEMA_VERSION:
+        raise ValueError(f"{index_path} has a newer schema version: upgrade specreg")
+    for key in ("shards", "n_pix"):
+        if key not in index:
+            raise ValueError(f"{index_path} is damaged: it has no entry {key!r}")
+    if not isinstance(index["shards"], list):
+        raise ValueError(f"{index_path} is damaged: 'shards' is not a list")
+    for i, shard in enumerate(index["shards"]):
+        ok = (
+            isinstance(shard, dict)
+            and isinstance(shard.get("file"), str)
+            and isinstance(shard.get("n"), int)
+            and shard["n"] >= 0
+        )
+        if not ok:
+            raise ValueError(
+                f"{index_path} is damaged: shard entry {i} is not {{'file': name, 'n': count}}"
+            )
+    return index
 
 
 class ShardedSpectra:
@@ -564,22 +784,38 @@ class ShardedSpectra:
                 f"{self.directory} is not a complete sharded set: no index.json "
                 "(an interrupted write leaves none)"
             )
-        index = json.loads(index_path.read_text())
-        if index.get("format") != SHARDS_FORMAT:
-            raise ValueError(f"{index_path} is not a specreg shard index")
-        if int(index.get("schema_version", -1)) > SCHEMA_VERSION:
-            raise ValueError(f"{index_path} has a newer schema version: upgrade specreg")
+        index = _read_index(index_path)
         self.shards = index["shards"]
         self.n_pix = index["n_pix"]
         sizes = np.array([s["n"] for s in self.shards], dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(sizes)])
         self._n = int(self._offsets[-1])
+        if "n_spectra" in index and index["n_spectra"] != self._n:
+            raise ValueError(
+                f"{index_path} is inconsistent: 'n_spectra' is {index['n_spectra']} but its "
+                f"shards hold {self._n} spectra"
+            )
         frames = []
         for shard in self.shards:
-            with _open(self.directory / shard["file"]) as f:
-                _check_ours(f, shard["file"])
-                frames.append(_read_params(f))
-                self.wave = f["wave"][()]
+            path = self.directory / shard["file"]
+            if not path.is_file():
+                raise ValueError(
+                    f"{index_path} names shard {shard['file']!r}, but there is no file {path}"
+                )
+            with _open(path) as f:
+                if f.attrs.get("format") != SPECTRA_FORMAT:
+                    raise ValueError(
+                        f"{path} (named by {index_path}) is not a specreg spectra file "
+                        f"(format={SPECTRA_FORMAT!r})"
+                    )
+                _check_ours(f, path)
+                n = _check_layout(f, path)
+                if n != shard["n"]:
+                    raise ValueError(
+                        f"{path} holds {n} spectra but {index_path} says {shard['n']}"
+                    )
+                frames.append(_read_params(f, path))
+                self.wave = read_dataset(f, "wave", path)
         self.params = pd.concat(frames, ignore_index=True)
 
     def __len__(self) -> int:
@@ -599,8 +835,9 @@ class ShardedSpectra:
         parts, positions = [], []
         for s in np.unique(shard_of):
             take = np.flatnonzero(shard_of == s)
-            with _open(self.directory / self.shards[s]["file"]) as f:
-                parts.append(_read_rows(f, idx[take] - self._offsets[s]))
+            path = self.directory / self.shards[s]["file"]
+            with _open(path) as f:
+                parts.append(_read_rows(f, idx[take] - self._offsets[s], path))
             positions.append(take)
         if not parts:
             empty = np.empty((0, self.n_pix), np.float32)
