@@ -122,3 +122,16 @@ def test_a_file_left_by_a_killed_write_is_replaced_not_reused(toy_grid, tmp_path
     (out / "stages" / "model_ridge.npz").write_bytes(b"partial")
     again = _quick(out, toy_grid)
     assert again["results"][0]["r2"] == pytest.approx(first["results"][0]["r2"])
+
+
+def test_long_stages_report_progress_and_quiet_silences_them(toy_grid, tmp_path, capsys):
+    kw = dict(grid=toy_grid, device="cpu", models=("lightgbm", "vit"), jobs=1)
+    run_benchmark("smoke", tmp_path / "a", verbose=True, **kw)
+    out = capsys.readouterr().out
+    assert "lightgbm: 60/60 trees" in out and "lightgbm: 6/60 trees" in out
+    assert "epoch" in out and "train_loss" in out  # one line per ViT epoch
+    run_benchmark("smoke", tmp_path / "b", verbose=False, **kw)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "trees" not in captured.err
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        run_benchmark("smoke", tmp_path / "c", **{**kw, "models": ("ridge",), "jobs": 0})

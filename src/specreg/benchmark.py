@@ -24,7 +24,7 @@ import pandas as pd
 
 from ._version import __version__
 
-__all__ = ["PRESETS", "BenchmarkPreset", "run_benchmark"]
+__all__ = ["PRESETS", "BenchmarkPreset", "available_cores", "run_benchmark"]
 
 MODELS = ("ridge", "lightgbm", "template_fit", "vit")
 
@@ -236,7 +236,16 @@ def _save_npz_atomic(path: Path, **arrays) -> None:
     os.replace(tmp, path)
 
 
-def _make_model(name: str, preset: BenchmarkPreset, grid, device: str, seed: int, n_train: int):
+def _make_model(
+    name: str,
+    preset: BenchmarkPreset,
+    grid,
+    device: str,
+    seed: int,
+    n_train: int,
+    jobs=1,
+    verbose=False,
+):
     from .estimators import (
         SpecViTRegressor,
         TemplateFitRegressor,
@@ -251,15 +260,15 @@ def _make_model(name: str, preset: BenchmarkPreset, grid, device: str, seed: int
         alpha = preset.ridge_alpha or max(1e2, 1e5 * n_train / 1e6)
         return make_ridge_baseline(alpha=alpha, noise_model=noise, random_state=seed)
     if name == "lightgbm":
-        return make_lightgbm_baseline(
-            n_jobs=os.cpu_count() or 1, noise_model=noise, random_state=seed, **preset.lgbm_params
+        model = make_lightgbm_baseline(
+            n_jobs=jobs, noise_model=noise, random_state=seed, **preset.lgbm_params
         )
+        return model
     if name == "template_fit":
-        return TemplateFitRegressor(grid=grid)
+        return TemplateFitRegressor(grid=grid, n_jobs=jobs, progress_bar=verbose)
     if name == "vit":
-        return SpecViTRegressor(
-            device=device, noise_model=noise, random_state=seed, **preset.vit_params
-        )
+        params = {"verbose": int(verbose), **preset.vit_params}
+        return SpecViTRegressor(device=device, noise_model=noise, random_state=seed, **params)
     raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
 
 
@@ -286,15 +295,21 @@ def _data(stages, preset, grid, seed, log):
     return sets["train"], sets["test"]
 
 
-def _fit_predict(stages, name, preset, grid, train, test, device, seed, log, n_train=None):
+def _fit_predict(
+    stages, name, preset, grid, train, test, device, seed, log, n_train=None, jobs=1, verbose=False
+):
     n_train = len(train) if n_train is None else n_train
     tag = f"model_{name}.npz" if n_train == len(train) else f"lc_{name}_{n_train}.npz"
     if stages.done(tag):
         log(f"{name} (n={n_train}): reusing predictions")
         return dict(np.load(stages.path(tag)))
-    model = _make_model(name, preset, grid, device, seed, n_train)
+    model = _make_model(name, preset, grid, device, seed, n_train, jobs, verbose)
+    fit_params = {}
+    if name == "lightgbm" and verbose:
+        total = model.named_steps["lgbmregressor"].n_estimators
+        fit_params["lgbmregressor__callbacks"] = [_lightgbm_progress(total, log)]
     t0 = time.perf_counter()
-    model.fit(train.X[:n_train], train.y[:n_train])
+    model.fit(train.X[:n_train], train.y[:n_train], **fit_params)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     y_pred = np.asarray(model.predict(test.X), dtype=float)
@@ -307,7 +322,35 @@ def _fit_predict(stages, name, preset, grid, train, test, device, seed, log, n_t
     return result
 
 
-def _ceiling(stages, preset, grid, test, seed, log):
+def _lightgbm_progress(total: int, log, every: float = 0.1):
+    """A LightGBM callback that logs the trees grown about every tenth of the run."""
+    step = max(1, int(round(total * every)))
+    started = time.perf_counter()
+
+    def callback(env) -> None:
+        done = env.iteration - env.begin_iteration + 1
+        if done % step == 0 or done == total:
+            log(f"lightgbm: {done}/{total} trees, {time.perf_counter() - started:.0f} s")
+
+    callback.order = 30
+    return callback
+
+
+def available_cores() -> int:
+    """The CPU cores this process may use (its affinity mask, not the machine's count).
+
+    Examples
+    --------
+    >>> available_cores() >= 1
+    True
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _ceiling(stages, preset, grid, test, seed, log, verbose=False):
     from .bounds import FisherCeiling
 
     path = stages.path("ceiling.csv")
@@ -315,7 +358,7 @@ def _ceiling(stages, preset, grid, test, seed, log):
         log("ceiling: reusing per-spectrum evaluation")
         return pd.read_csv(path), FisherCeiling(grid, n_samples=preset.ceiling_samples)
     ceiling = FisherCeiling(
-        grid, n_samples=preset.ceiling_samples, random_state=seed, progress=True
+        grid, n_samples=preset.ceiling_samples, random_state=seed, progress=verbose
     )
     t0 = time.perf_counter()
     theta = test.params[list(grid.param_names)]
@@ -475,6 +518,7 @@ def run_benchmark(
     learning_curve: bool = False,
     grid=None,
     seed: int = 0,
+    jobs: int | None = None,
     verbose: bool = True,
 ) -> dict:
     """Run the whole comparison; write tables, ``results.json`` and figures to ``out``.
@@ -497,7 +541,12 @@ def run_benchmark(
         Default: the embedded grid.
     seed : int, default=0
         Seed of the training set (the test set uses ``seed + 1``) and of the models.
+    jobs : int, optional
+        Threads of LightGBM and workers of the template fit; default the cores this
+        process may use (:func:`available_cores`).
     verbose : bool, default=True
+        Log every stage, with progress lines for LightGBM (every tenth of the
+        trees), the ViT (one line per epoch), the template fit and the ceiling.
 
     Returns
     -------
@@ -522,6 +571,10 @@ def run_benchmark(
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {MODELS}")
     log = _log_to(verbose)
+    if jobs is None:
+        jobs = available_cores()
+    if not (isinstance(jobs, int | np.integer) and jobs >= 1):
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     started = time.perf_counter()
     device = _resolve_device(device)
     if "vit" in models and preset.name == "paper" and device != "cuda":
@@ -540,10 +593,12 @@ def run_benchmark(
 
     train, test = _data(stages, preset, grid, seed, log)
     predictions = {
-        name: _fit_predict(stages, name, preset, grid, train, test, device, seed, log)
+        name: _fit_predict(
+            stages, name, preset, grid, train, test, device, seed, log, None, jobs, verbose
+        )
         for name in models
     }
-    frame, ceiling = _ceiling(stages, preset, grid, test, seed, log)
+    frame, ceiling = _ceiling(stages, preset, grid, test, seed, log, verbose)
     summary = _summary_rows(test, predictions, frame)
     table, per_model, ceiling_table = _per_snr(
         test, predictions, frame, ceiling, preset.bins, seed
@@ -555,7 +610,9 @@ def run_benchmark(
         for name in [m for m in models if m != "template_fit"]:
             r2 = []
             for n in sizes:
-                res = _fit_predict(stages, name, preset, grid, train, test, device, seed, log, n)
+                res = _fit_predict(
+                    stages, name, preset, grid, train, test, device, seed, log, n, jobs, verbose
+                )
                 r2.append(1 - np.mean((test.y - res["y_pred"]) ** 2) / np.var(test.y))
             lc["r2"][name] = r2
     figures = _figures(stages, test, predictions, per_model, ceiling_table, frame, lc)

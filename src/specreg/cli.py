@@ -80,6 +80,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         learning_curve=args.learning_curve,
         grid=grid,
         seed=args.seed,
+        jobs=args.jobs,
         verbose=not args.quiet,
     )
     return 0
@@ -179,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--grid", type=Path, default=None, help="grid file (default: embedded)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the sets and models")
+    bench.add_argument(
+        "--jobs",
+        type=_int_at_least(1),
+        default=None,
+        help="LightGBM threads and template-fit workers (default: the cores this process may use)",
+    )
     bench.add_argument("--quiet", action="store_true", help="print nothing but errors")
     bench.set_defaults(func=_cmd_benchmark)
 
