@@ -103,3 +103,12 @@ def test_help_and_argument_errors_do_not_import_the_heavy_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_file_system_errors_are_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["simulate", "--n", "3", "--out", str(blocker / "a.h5"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("specreg simulate: error:") and "Traceback" not in err
+    assert blocker.read_text() == "x"

@@ -88,6 +88,11 @@ def run_ceiling(args: argparse.Namespace) -> int:
     return 0 if np.all(np.isfinite(table["r2_bayes"])) else 1
 
 
+def _optional_path(text: str) -> Path | None:
+    """A path, or None for an empty string ('' means: no figure)."""
+    return Path(text) if text.strip() else None
+
+
 def add_ceiling_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``ceiling`` sub-command on an argparse ``subparsers`` object.
 
@@ -127,7 +132,7 @@ def add_ceiling_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=_optional_path,
         default=Path("ceiling.png"),
         help="figure path (default ceiling.png; '' for none)",
     )

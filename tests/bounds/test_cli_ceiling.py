@@ -32,3 +32,11 @@ def test_ceiling_command_rejects_tiny_n(small_grid, tmp_path, capsys):
     grid_path = save_grid(small_grid, tmp_path / "grid.h5")
     assert main(["ceiling", "--grid", str(grid_path), "--n", "1", "--quiet"]) == 2
     assert "--n" in capsys.readouterr().err
+
+
+def test_empty_out_writes_no_figure(small_grid, tmp_path, capsys, monkeypatch):
+    grid_path = save_grid(small_grid, tmp_path / "grid.h5")
+    monkeypatch.chdir(tmp_path)
+    argv = ["ceiling", "--mag", "20", "--grid", str(grid_path), "--n", "20", "--n-samples", "16"]
+    assert main([*argv, "--out", "", "--quiet"]) == 0
+    assert not list(tmp_path.glob("*.png")) and not (tmp_path / ".png").exists()
