@@ -135,3 +135,15 @@ def test_long_stages_report_progress_and_quiet_silences_them(toy_grid, tmp_path,
     assert captured.out == "" and "trees" not in captured.err
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         run_benchmark("smoke", tmp_path / "c", **{**kw, "models": ("ridge",), "jobs": 0})
+
+
+def test_the_vit_stage_checkpoints_every_epoch_and_resumes(toy_grid, tmp_path):
+    kw = dict(grid=toy_grid, device="cpu", models=("vit",), verbose=False, jobs=1)
+    out = tmp_path / "o"
+    first = run_benchmark("smoke", out, **kw)
+    (last,) = (out / "stages" / "vit-checkpoints").glob("*/last.pt")
+    # as if killed after the last epoch's checkpoint but before the predictions were saved
+    (out / "stages" / "model_vit.npz").unlink()
+    again = run_benchmark("smoke", out, **kw)
+    assert again["results"][0]["r2"] == pytest.approx(first["results"][0]["r2"], abs=1e-6)
+    assert last.exists()

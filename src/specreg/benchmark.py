@@ -245,6 +245,7 @@ def _make_model(
     n_train: int,
     jobs=1,
     verbose=False,
+    checkpoint_dir=None,
 ):
     from .estimators import (
         SpecViTRegressor,
@@ -267,8 +268,16 @@ def _make_model(
     if name == "template_fit":
         return TemplateFitRegressor(grid=grid, n_jobs=jobs, progress_bar=verbose)
     if name == "vit":
-        params = {"verbose": int(verbose), **preset.vit_params}
-        return SpecViTRegressor(device=device, noise_model=noise, random_state=seed, **params)
+        # per-epoch checkpoints: a killed stage loses at most one epoch and resumes its own
+        # run (the checkpoint's fingerprint covers the data and every training setting)
+        params = {"verbose": int(verbose), "resume": True, **preset.vit_params}
+        return SpecViTRegressor(
+            device=device,
+            noise_model=noise,
+            random_state=seed,
+            checkpoint_dir=checkpoint_dir,
+            **params,
+        )
     raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
 
 
@@ -303,7 +312,8 @@ def _fit_predict(
     if stages.done(tag):
         log(f"{name} (n={n_train}): reusing predictions")
         return dict(np.load(stages.path(tag)))
-    model = _make_model(name, preset, grid, device, seed, n_train, jobs, verbose)
+    checkpoints = stages.out / "stages" / "vit-checkpoints"
+    model = _make_model(name, preset, grid, device, seed, n_train, jobs, verbose, checkpoints)
     fit_params = {}
     if name == "lightgbm" and verbose:
         total = model.named_steps["lgbmregressor"].n_estimators
