@@ -112,3 +112,37 @@ def test_file_system_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("specreg simulate: error:") and "Traceback" not in err
     assert blocker.read_text() == "x"
+
+
+def test_simulate_resumes_an_interrupted_sharded_write(grid_file, tmp_path, capsys):
+    import json
+    import signal
+    import time
+
+    out, ref = tmp_path / "shards", tmp_path / "ref"
+    args = ["simulate", "--n", "4000", "--grid", str(grid_file), "--shard-size", "200"]
+    args += ["--chunk-size", "100", "--seed", "3", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "specreg.cli", *args, "--out", str(out)])
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        journals = list(out.glob("resume-*.json")) if out.exists() else []
+        try:
+            if journals and len(json.loads(journals[0].read_text())["shards"]) >= 2:
+                break
+        except ValueError:  # caught mid-replace
+            pass
+        time.sleep(0.01)
+    assert proc.poll() is None, "the write finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "index.json").exists()
+    assert main([*args, "--out", str(out)]) == 0
+    assert "resuming an interrupted write" in capsys.readouterr().err
+    assert main([*args, "--out", str(ref)]) == 0
+    a, b = ShardedSpectra(out), ShardedSpectra(ref)
+    assert len(a) == len(b) == 4000 and not list(out.glob("resume-*.json"))
+    rows = np.arange(0, 4000, 7)
+    np.testing.assert_array_equal(a[rows].flux, b[rows].flux)
+    np.testing.assert_array_equal(a[rows].error, b[rows].error)
+    pd_a, pd_b = a[rows].params, b[rows].params
+    np.testing.assert_array_equal(pd_a.to_numpy(), pd_b.to_numpy())

@@ -27,6 +27,26 @@ def _int_at_least(low: int):
     return parse
 
 
+def _simulate_job_key(args: argparse.Namespace) -> str:
+    """What identifies a seeded sharded simulation: every setting that changes the spectra."""
+    import hashlib
+    import json
+
+    job = {
+        "version": __version__,
+        "n": args.n,
+        "grid": None if args.grid is None else str(Path(args.grid).resolve()),
+        "mag": list(args.mag),
+        "noise": args.noise,
+        "errors": args.errors,
+        "snap": args.snap,
+        "chunk_size": args.chunk_size,
+        "shard_size": args.shard_size,
+        "seed": args.seed,
+    }
+    return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -50,10 +70,25 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         random_state=args.seed,
     )
     meta = {"command": " ".join(sys.argv), "seed": args.seed}
+    key = _simulate_job_key(args) if args.shard_size and args.seed is not None else None
+    if key is not None:
+        from .datasets._io import resume_progress
+
+        if args.out.is_dir() and (already := resume_progress(args.out, key)):
+            print(
+                f"specreg simulate: resuming an interrupted write: {already} of {args.n} "
+                f"spectra are already in {args.out}",
+                file=sys.stderr,
+            )
     with tqdm(total=args.n, unit="spectra", disable=args.quiet, desc="simulate") as bar:
         if args.shard_size:
             write_shards(
-                chunks, args.out, shard_size=args.shard_size, progress=bar.update, metadata=meta
+                chunks,
+                args.out,
+                shard_size=args.shard_size,
+                progress=bar.update,
+                resume_key=key,
+                metadata=meta,
             )
         else:
 

@@ -630,8 +630,72 @@ def _write_index(index_path: Path, index: dict) -> None:
         raise
 
 
+def _journal_path(directory: Path, key: str) -> Path:
+    if not re.fullmatch(r"[0-9A-Za-z_-]{1,64}", str(key)):
+        raise ValueError(f"resume_key must be 1-64 letters, digits, '-' or '_', got {key!r}")
+    return directory / f"resume-{key}.json"
+
+
+def _read_journal(journal: Path) -> dict | None:
+    """A resumable job's progress, if its journal and every shard it lists are there."""
+    try:
+        state = json.loads(journal.read_text())
+        shards = [{"file": str(sh["file"]), "n": int(sh["n"])} for sh in state["shards"]]
+        prefix, n_pix = str(state["prefix"]), int(state["n_pix"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{journal} is damaged ({exc}); remove it to start the job afresh"
+        ) from None
+    if not all(
+        _own_shard(sh["file"]) and (journal.parent / sh["file"]).is_file() for sh in shards
+    ):
+        raise ValueError(
+            f"{journal} lists shard files that are missing; remove it to start the job afresh"
+        )
+    return {"prefix": prefix, "shards": shards, "n_pix": n_pix}
+
+
+def _write_journal(journal: Path, prefix: str, shards: list, n_pix) -> None:
+    tmp = journal.with_name(f"{journal.name}.tmp-{os.getpid()}")
+    state = {"prefix": prefix, "shards": shards, "n_pix": n_pix}
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(state))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, journal)
+
+
+def _journaled(directory: Path) -> set[str]:
+    names: set[str] = set()
+    for journal in directory.glob("resume-*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            names |= {str(sh["file"]) for sh in json.loads(journal.read_text())["shards"]}
+    return names
+
+
+def resume_progress(directory, resume_key: str) -> int:
+    """Spectra a resumable :func:`write_shards` job has already written (0 if none).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> resume_progress(tempfile.mkdtemp(), "job1")
+    0
+    """
+    done = _read_journal(_journal_path(Path(directory), resume_key))
+    return 0 if done is None else sum(sh["n"] for sh in done["shards"])
+
+
 def write_shards(
-    chunks: Iterable[Spectra], directory, *, shard_size: int = 100_000, progress=None, **kwargs
+    chunks: Iterable[Spectra],
+    directory,
+    *,
+    shard_size: int = 100_000,
+    progress=None,
+    resume_key: str | None = None,
+    **kwargs,
 ) -> Path:
     """Write a stream of spectra chunks as a sharded set: shard files + ``index.json``.
 
@@ -652,6 +716,13 @@ def write_shards(
         Spectra per shard file.
     progress : callable, optional
         Called with the number of spectra of each chunk written (e.g. a tqdm's update).
+    resume_key : str, optional
+        Make the write resumable: after every finished shard a journal
+        ``resume-<key>.json`` lists the shards written so far, and a later call
+        with the same key (the same job: same chunks, same shard size) keeps
+        those shards, skips their spectra in ``chunks`` and writes the rest. The
+        key must identify the job (e.g. a hash of every setting and the seed);
+        :func:`resume_progress` tells how far a job got.
     **kwargs
         Passed to :class:`SpectraWriter`.
 
@@ -674,11 +745,28 @@ def write_shards(
     directory.mkdir(parents=True, exist_ok=True)
     index_path = directory / "index.json"
     old_files = _indexed_files(index_path)
-    _remove_stale_shard_writes(directory, old_files)
-    prefix = f"shard_{time.time_ns():x}_{os.getpid()}"
-    shards, writer, n_in_shard, n_total, n_pix = [], None, 0, 0, None
+    journal = None if resume_key is None else _journal_path(directory, resume_key)
+    done = _read_journal(journal) if journal is not None else None
+    # shards listed in any job's journal are that job's progress, not a dead writer's litter
+    _remove_stale_shard_writes(
+        directory, None if old_files is None else old_files | _journaled(directory)
+    )
+    if done is not None:
+        prefix, shards = done["prefix"], [dict(sh) for sh in done["shards"]]
+    else:
+        prefix, shards = f"shard_{time.time_ns():x}_{os.getpid()}", []
+    to_skip = n_total = sum(sh["n"] for sh in shards)
+    writer, n_in_shard, n_pix = None, 0, done["n_pix"] if done else None
     try:
         for chunk in chunks:
+            if to_skip:  # spectra of shards a killed run of this job already wrote
+                skip = min(to_skip, len(chunk))
+                to_skip -= skip
+                if progress is not None:
+                    progress(skip)
+                chunk = chunk[skip:] if skip < len(chunk) else None
+                if chunk is None:
+                    continue
             start = 0
             while start < len(chunk):
                 if writer is None:
@@ -693,14 +781,16 @@ def write_shards(
                 shards[-1]["n"] = n_in_shard
                 n_pix = chunk.n_pix
                 if n_in_shard == shard_size:
-                    done, writer = writer, None
-                    done.__exit__(None, None, None)
+                    finished, writer = writer, None
+                    finished.__exit__(None, None, None)
+                    if journal is not None:
+                        _write_journal(journal, prefix, shards, n_pix)
             n_total += len(chunk)
             if progress is not None:
                 progress(len(chunk))
         if writer is not None:
-            done, writer = writer, None
-            done.__exit__(None, None, None)
+            finished, writer = writer, None
+            finished.__exit__(None, None, None)
         index = {
             "format": SHARDS_FORMAT,
             "schema_version": SCHEMA_VERSION,
@@ -715,8 +805,14 @@ def write_shards(
                 failed, writer = writer, None
                 failed.__exit__(type(exc), exc, exc.__traceback__)  # may name the file
         finally:
-            _unlink_all(directory, [s["file"] for s in shards])  # the old set stays
+            # the old set stays; a resumable job keeps its finished, journaled shards
+            resumable = _read_journal(journal) if journal is not None else None
+            keep = {sh["file"] for sh in resumable["shards"]} if resumable else set()
+            _unlink_all(directory, [s["file"] for s in shards if s["file"] not in keep])
         raise
+    if journal is not None:
+        with contextlib.suppress(FileNotFoundError):
+            journal.unlink()
     # the new set is complete: remove the shards only the old index named
     new_files = {s["file"] for s in shards}
     _unlink_all(directory, sorted(n for n in (old_files or set()) - new_files if _own_shard(n)))
