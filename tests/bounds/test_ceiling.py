@@ -202,3 +202,9 @@ def test_chunk_size_must_be_positive(small_grid, chunk_size):
     s = make_spectra(4, grid=small_grid, mag=20.0, noise="fixed", random_state=0)
     with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
         FisherCeiling(small_grid, n_samples=16, chunk_size=chunk_size).ceiling(s.X, s.y)
+
+
+def test_random_state_error_names_the_parameter(small_grid):
+    s = make_spectra(4, grid=small_grid, mag=20.0, noise="fixed", random_state=0)
+    with pytest.raises(ValueError, match="random_state must be None, a non-negative int"):
+        FisherCeiling(small_grid, n_samples=16, random_state=-1).ceiling(s.X, s.y)

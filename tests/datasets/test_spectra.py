@@ -166,3 +166,8 @@ def test_with_reference_errors_replaces_leaky_errors_in_a_copy(toy_grid):
         Spectra(
             leaky.wave, leaky.flux, leaky.error, leaky.params[["log_g"]]
         ).with_reference_errors()
+
+
+def test_random_state_error_names_the_parameter(toy_grid):
+    with pytest.raises(ValueError, match="random_state must be None, a non-negative int"):
+        make_spectra(3, grid=toy_grid, random_state=-1)

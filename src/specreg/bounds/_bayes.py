@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
-from ..spectra._validation import check_flux_error, split_stacked
+from ..spectra._validation import as_generator, check_flux_error, split_stacked
 
 __all__ = ["PosteriorSummary", "posterior_summary", "split_X"]
 
@@ -466,7 +466,7 @@ def posterior_summary(
         raise ValueError(f"max_resample must be an integer >= 0, got {max_resample!r}")
     if not (isinstance(chunk_size, int | np.integer) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    rng = np.random.default_rng(random_state)
+    rng = as_generator(random_state)
     prob = _problem if _problem is not None else _Problem(model, prior, lattice)
     n, d = flux.shape[0], prob.d
     out = {k: np.empty((n, d)) for k in ("mean", "var", "mean_se", "var_se", "theta_ml")}

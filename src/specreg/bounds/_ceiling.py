@@ -302,7 +302,9 @@ class FisherCeiling:
     def _rng(self):
         # one generator per instance, so successive calls draw fresh samples
         if getattr(self, "_generator", None) is None:
-            self._generator = np.random.default_rng(self.random_state)
+            from ..spectra._validation import as_generator
+
+            self._generator = as_generator(self.random_state)
         return self._generator
 
     def __getstate__(self):

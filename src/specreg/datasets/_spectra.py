@@ -225,7 +225,13 @@ def _seed_sequence(random_state) -> np.random.SeedSequence:
         return np.random.SeedSequence(int(random_state.integers(2**63)))
     if isinstance(random_state, np.random.RandomState):
         return np.random.SeedSequence(int(random_state.randint(2**31)))
-    return np.random.SeedSequence(random_state)
+    try:
+        return np.random.SeedSequence(random_state)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            "random_state must be None, a non-negative int, a Generator or a RandomState; "
+            f"got {random_state!r}"
+        ) from exc
 
 
 def _resolve_grid(grid):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["as_label_array", "check_finite", "check_flux_error", "check_seed", "split_stacked"]
+__all__ = [
+    "as_generator",
+    "as_label_array",
+    "check_finite",
+    "check_flux_error",
+    "check_seed",
+    "split_stacked",
+]
 
 
 def check_finite(array: np.ndarray, name: str) -> None:
@@ -194,4 +201,23 @@ def check_seed(random_state, name: str = "random_state"):
     except (TypeError, ValueError) as exc:
         raise ValueError(
             f"{name} must be None, an int in [0, 2**32 - 1] or a RandomState; got {random_state!r}"
+        ) from exc
+
+
+def as_generator(random_state, name: str = "random_state") -> np.random.Generator:
+    """:func:`numpy.random.default_rng` with an error that names the parameter.
+
+    Examples
+    --------
+    >>> as_generator(-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: random_state must be None, a non-negative int, a SeedSequence or a Generator; got -1
+    """
+    try:
+        return np.random.default_rng(random_state)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{name} must be None, a non-negative int, a SeedSequence or a Generator; "
+            f"got {random_state!r}"
         ) from exc
