@@ -146,3 +146,18 @@ def test_simulate_resumes_an_interrupted_sharded_write(grid_file, tmp_path, caps
     np.testing.assert_array_equal(a[rows].error, b[rows].error)
     pd_a, pd_b = a[rows].params, b[rows].params
     np.testing.assert_array_equal(pd_a.to_numpy(), pd_b.to_numpy())
+
+
+@pytest.mark.parametrize("teff", ["5000:4000:250", "5000:x:250", "4000:5000:0"])
+def test_bad_grid_build_ranges_are_one_line(tmp_path, capsys, teff):
+    code = main(["grid", "build", "--teff", teff, "--logg", "1", "--mh", "0",
+                 "--out", str(tmp_path / "g")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("specreg grid: error:") and "Traceback" not in err
+
+
+def test_an_out_that_is_a_directory_is_one_line(tmp_path, capsys):
+    code = main(["simulate", "--n", "3", "--out", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("specreg simulate: error:") and "Traceback" not in err
+    assert tmp_path.is_dir()

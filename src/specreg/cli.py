@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError) as exc:  # user errors and file-system errors: one line
+    except (ValueError, OSError, argparse.ArgumentTypeError) as exc:  # user errors: one line
         print(f"specreg {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
