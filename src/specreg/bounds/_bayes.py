@@ -20,10 +20,11 @@ Per spectrum it reports the posterior mean and variance, the effective sample
 size and the Monte-Carlo standard errors of both (delta method for
 self-normalised importance sampling).
 
-Assumption: the error array is *ancillary* - it sets the noise level but is not
-used as information about the labels. With object shot noise the simulated
-error depends weakly on the true flux; an estimator that reads that dependence
-can exceed this ceiling (that is leakage, not spectroscopy).
+The noise is the generator's: with a noise model, the reported errors fix each
+spectrum's collected flux and the likelihood uses the physical variance at each
+label (photon noise of the model flux, sky and read noise). Reported errors
+computed from the noiseless flux would carry label information this ceiling
+does not see (``make_spectra(errors="true")``): that is leakage, not spectroscopy.
 """
 
 from __future__ import annotations
@@ -209,16 +210,15 @@ class _NoiseLikelihood:
         self.noise_model = noise_model
         if noise_model is None:
             self.iw = (1.0 / error).astype(np.float32)
-            return
-        x = noise_model.collected_flux_from_error(error)
-        self.obj = (noise_model.obj_coeff * noise_model.obj_profile)[None, :] / x[:, None]
-        self.bkg = (noise_model.bkg_coeff * noise_model.bkg_profile)[None, :] / x[:, None] ** 2
+        else:
+            self.x = noise_model.collected_flux_from_error(error)
 
     def __call__(self, rows: np.ndarray, model_flux: np.ndarray) -> np.ndarray:
         """log p(flux[rows] | theta) up to a constant, for model spectra ``model_flux``."""
         if self.noise_model is None:
             return -0.5 * _chi2(self.flux[rows], self.iw[rows], model_flux)
-        var = self.obj[rows] * np.maximum(model_flux, 0.0) + self.bkg[rows]
+        # the noise model's own variance, the one make_spectra draws the noise with
+        var = self.noise_model.sigma(model_flux, self.x[rows]).astype(np.float64) ** 2
         r2 = (self.flux[rows] - model_flux) ** 2 / var
         return -0.5 * (r2.sum(axis=1) + np.log(var).sum(axis=1))
 
