@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spectra._validation import check_flux_error
+from ..spectra._validation import check_errors
 
 __all__ = [
     "fisher_matrix",
@@ -30,7 +30,7 @@ def _check_error(error: np.ndarray, shape: tuple) -> np.ndarray:
     if error.shape != shape:
         raise ValueError(f"error must have shape {shape}, got {error.shape}")
     if error.ndim == 2:
-        check_flux_error(np.zeros_like(error), error, error_rule="positive")
+        check_errors(error, error_rule="positive")
     elif not np.all(np.isfinite(error) & (error > 0)):
         raise ValueError("error must be finite and > 0 everywhere")
     return error

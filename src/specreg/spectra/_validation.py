@@ -9,6 +9,7 @@ __all__ = [
     "as_generator",
     "as_label_array",
     "check_finite",
+    "check_errors",
     "check_flux_error",
     "check_seed",
     "split_stacked",
@@ -169,17 +170,39 @@ def check_flux_error(
         raise ValueError(f"error_rule must be one of {sorted(ERROR_RULES)}, got {error_rule!r}")
     if flux.shape != error.shape:
         raise ValueError(f"{names[0]} {flux.shape} and {names[1]} {error.shape} differ in shape")
-    for part, arr in zip(names, (flux, error)):
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            raise ValueError(
-                f"the {part} has {int(bad.sum())} NaN or infinite value(s) at {_where(bad)}"
-            )
+    _check_all_finite(flux, names[0])
+    check_errors(error, error_rule=error_rule, name=names[1])
+
+
+def _check_all_finite(arr: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(
+            f"the {name} has {int(bad.sum())} NaN or infinite value(s) at {_where(bad)}"
+        )
+
+
+def check_errors(error: np.ndarray, *, error_rule: str = "positive", name: str = "error") -> None:
+    """Check a 2-D array of 1-sigma errors: finite and following ``error_rule``.
+
+    The check :func:`check_flux_error` makes of its error array, for consumers that
+    have errors without flux (e.g. Fisher matrices).
+
+    Examples
+    --------
+    >>> check_errors(np.array([[0.1, 0.0]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: the error has 1 value(s) that are not > 0 at (row, pixel) (0, 1); 1-sigma errors must be > 0
+    """
+    if error_rule not in ERROR_RULES:
+        raise ValueError(f"error_rule must be one of {sorted(ERROR_RULES)}, got {error_rule!r}")
+    _check_all_finite(error, name)
     rule, text = ERROR_RULES[error_rule]
     bad = ~rule(error)
     if bad.any():
         raise ValueError(
-            f"the {names[1]} has {int(bad.sum())} value(s) that are not {text} at "
+            f"the {name} has {int(bad.sum())} value(s) that are not {text} at "
             f"{_where(bad)}; 1-sigma errors must be {text}"
         )
 
