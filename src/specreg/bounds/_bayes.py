@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
-from ..spectra._validation import as_generator, check_flux_error, split_stacked
+from ..spectra._validation import as_generator, check_flux_error, check_real, split_stacked
 
 __all__ = ["PosteriorSummary", "posterior_summary", "split_X"]
 
@@ -460,8 +460,7 @@ def posterior_summary(
         raise ValueError("the prior share of the mixture must be > 0 (defensive sampling)")
     if int(n_samples) < 8:
         raise ValueError(f"n_samples must be >= 8, got {n_samples}")
-    if not (np.isfinite(min_ess) and min_ess >= 1):
-        raise ValueError(f"min_ess must be a finite number >= 1, got {min_ess!r}")
+    check_real(min_ess, "min_ess", low=1)
     if not (isinstance(max_resample, int | np.integer) and max_resample >= 0):
         raise ValueError(f"max_resample must be an integer >= 0, got {max_resample!r}")
     if not (isinstance(chunk_size, int | np.integer) and chunk_size >= 1):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..spectra import LabelPrior, PFSNoiseModel, snr_median
+from ..spectra._validation import check_real
 
 __all__ = ["Spectra", "make_spectra", "iter_spectra", "ERROR_MODES"]
 
@@ -153,8 +154,7 @@ class Spectra:
         >>> s.with_noise(0).noisy.shape
         (1, 2)
         """
-        if not (np.isfinite(noise_level) and noise_level >= 0):
-            raise ValueError(f"noise_level must be a finite number >= 0, got {noise_level!r}")
+        check_real(noise_level, "noise_level", low=0)
         sigma = (
             self.error if noise_model is None else noise_model.true_error(self.flux, self.error)
         )

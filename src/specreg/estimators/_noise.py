@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from ..spectra._validation import check_seed, split_stacked
+from ..spectra._validation import check_noise_model, check_real, check_seed, split_stacked
 
 __all__ = ["HeteroscedasticNoise", "MedianNormalizer"]
 
@@ -114,17 +114,9 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         return tags
 
     def _validate(self, X, reset: bool) -> np.ndarray:
-        if not (
-            isinstance(self.noise_level, numbers.Real)
-            and np.isfinite(self.noise_level)
-            and self.noise_level >= 0
-        ):
-            raise ValueError(f"noise_level must be a finite number >= 0; got {self.noise_level!r}")
-        if self.noise_model is not None and not hasattr(self.noise_model, "true_error"):
-            raise TypeError(
-                "noise_model must be a PFSNoiseModel (with true_error) or None; got "
-                f"{type(self.noise_model).__name__}"
-            )
+        check_real(self.noise_level, "noise_level", low=0)
+        if self.noise_model is not None:
+            check_noise_model(self.noise_model)
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
         # the model's physical noise divides by the reported errors: they must be > 0
         split_stacked(X, error_rule="nonnegative" if self.noise_model is None else "positive")

@@ -33,7 +33,7 @@ from skorch.dataset import ValidSplit, unpack_data
 from skorch.history import History
 from skorch.utils import TeeGenerator, to_tensor
 
-from ..spectra._validation import check_seed, split_stacked
+from ..spectra._validation import check_noise_model, check_real, check_seed, split_stacked
 from ._vit_module import SpecViT
 
 __all__ = ["SpecViTRegressor", "vit_expected_failed_checks"]
@@ -760,16 +760,16 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             )
         if not np.isfinite(self.noise_level):
             raise ValueError(f"noise_level must be finite; got {self.noise_level!r}.")
-        _check_real(self.lr, "lr", low=0.0, low_open=True)
-        _check_real(self.min_lr, "min_lr", low=0.0)
+        check_real(self.lr, "lr", low=0.0, low_open=True)
+        check_real(self.min_lr, "min_lr", low=0.0)
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr={self.min_lr!r} must be <= lr={self.lr!r}.")
-        _check_real(self.mlp_ratio, "mlp_ratio", low=0.0, low_open=True)
-        _check_real(self.weight_decay, "weight_decay", low=0.0)
-        _check_real(self.warmup_epochs, "warmup_epochs", low=0.0)
-        _check_real(self.dropout, "dropout", low=0.0, high=1.0)
+        check_real(self.mlp_ratio, "mlp_ratio", low=0.0, low_open=True)
+        check_real(self.weight_decay, "weight_decay", low=0.0)
+        check_real(self.warmup_epochs, "warmup_epochs", low=0.0)
+        check_real(self.dropout, "dropout", low=0.0, high=1.0)
         if self.grad_clip is not None:
-            _check_real(self.grad_clip, "grad_clip", low=0.0, low_open=True)
+            check_real(self.grad_clip, "grad_clip", low=0.0, low_open=True)
         if self.noise_level > 0:
             if n_features % 2:
                 raise ValueError(
@@ -787,11 +787,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         flux, error = split_stacked(X, error_rule=rule)
         if self.noise_model is None:
             return X
-        if not hasattr(self.noise_model, "true_error"):
-            raise TypeError(
-                "noise_model must be a PFSNoiseModel (with true_error) or None; got "
-                f"{type(self.noise_model).__name__}"
-            )
+        check_noise_model(self.noise_model)
         out = np.empty_like(X)
         out[:, : self.n_pix_] = flux
         for start in range(0, len(X), chunk):  # bounded temporaries on large sets
@@ -1135,20 +1131,6 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         """The fitted :class:`SpecViT` torch module."""
         check_is_fitted(self)
         return self.net_.module_
-
-
-def _check_real(value, name: str, *, low=None, high=None, low_open: bool = False) -> None:
-    """A finite real number in [low, high] (or (low, high] with low_open), or a named error."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
-        hi = "" if high is None else f"<= {high}"
-        rule = " and ".join(r for r in (lo, hi) if r)
-        raise ValueError(f"{name} must be a finite number {rule}; got {value!r}.")
 
 
 def vit_expected_failed_checks(estimator: SpecViTRegressor) -> dict[str, str]:

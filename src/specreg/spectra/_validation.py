@@ -11,6 +11,8 @@ __all__ = [
     "check_finite",
     "check_errors",
     "check_flux_error",
+    "check_noise_model",
+    "check_real",
     "check_seed",
     "split_stacked",
 ]
@@ -244,3 +246,44 @@ def as_generator(random_state, name: str = "random_state") -> np.random.Generato
             f"{name} must be None, a non-negative int, a SeedSequence or a Generator; "
             f"got {random_state!r}"
         ) from exc
+
+
+def check_real(value, name: str, *, low=None, high=None, low_open: bool = False) -> None:
+    """A finite real number in [low, high] (or (low, high] with low_open), or a named error.
+
+    Examples
+    --------
+    >>> check_real(float("inf"), "noise_level", low=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: noise_level must be a finite number >= 0; got inf.
+    """
+    import numbers
+
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
+        hi = "" if high is None else f"<= {high}"
+        rule = " and ".join(r for r in (lo, hi) if r)
+        raise ValueError(f"{name} must be a finite number {rule}; got {value!r}.")
+
+
+def check_noise_model(noise_model, name: str = "noise_model") -> None:
+    """Refuse anything but a noise model that can recover the true noise (``true_error``).
+
+    Examples
+    --------
+    >>> check_noise_model("pfs")
+    Traceback (most recent call last):
+    ...
+    TypeError: noise_model must be a PFSNoiseModel (with true_error) or None; got str
+    """
+    if not hasattr(noise_model, "true_error"):
+        raise TypeError(
+            f"{name} must be a PFSNoiseModel (with true_error) or None; got "
+            f"{type(noise_model).__name__}"
+        )
