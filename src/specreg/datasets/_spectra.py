@@ -197,12 +197,7 @@ class Spectra:
             raise ValueError(
                 "these spectra have no 'mag' column; reference errors need magnitudes"
             )
-        if noise_model is None:
-            noise_model = PFSNoiseModel(self.wave)
-        if noise_model.wave.shape != self.wave.shape or not np.allclose(
-            noise_model.wave, self.wave
-        ):
-            raise ValueError("the noise model's wavelength grid differs from the spectra's")
+        noise_model = _noise_model_for(self.wave, noise_model, "the spectra's")
         x = noise_model.collected_flux(self.params["mag"].to_numpy(float))
         error = noise_model.reference_error(x)
         meta = dict(self.metadata, errors="reference", errors_from=repr(noise_model))
@@ -232,6 +227,15 @@ def _seed_sequence(random_state) -> np.random.SeedSequence:
             "random_state must be None, a non-negative int, a Generator or a RandomState; "
             f"got {random_state!r}"
         ) from exc
+
+
+def _noise_model_for(wave, noise_model, whose: str) -> PFSNoiseModel:
+    """``noise_model`` (default ``PFSNoiseModel(wave)``), checked to be on ``wave``."""
+    if noise_model is None:
+        return PFSNoiseModel(wave)
+    if noise_model.wave.shape != wave.shape or not np.allclose(noise_model.wave, wave):
+        raise ValueError(f"the noise model's wavelength grid differs from {whose}")
+    return noise_model
 
 
 def _resolve_grid(grid):
@@ -318,10 +322,7 @@ def iter_spectra(
     missing = [p for p in grid.param_names if p not in prior.param_names]
     if missing:
         raise ValueError(f"the prior does not cover the grid parameters {missing}")
-    if noise_model is None:
-        noise_model = PFSNoiseModel(grid.wave)
-    if noise_model.wave.shape != grid.wave.shape or not np.allclose(noise_model.wave, grid.wave):
-        raise ValueError("the noise model's wavelength grid differs from the spectral model's")
+    noise_model = _noise_model_for(grid.wave, noise_model, "the spectral model's")
     seq = _seed_sequence(random_state)
     label_rng = np.random.default_rng(seq.spawn(1)[0])
     theta_all = _draw_labels(grid, prior, n_samples, label_rng)
