@@ -209,6 +209,23 @@ class _Stages:
             self._save()
         return path
 
+    def write(self, path: Path, write) -> Path:
+        """Write ``path`` atomically as the run's own: ``write(tmp)`` fills a temp file.
+
+        The file is claimed first (never a foreign one), written beside its target,
+        renamed over it and recorded; a failed write leaves no temp file behind.
+        """
+        self.claim(path)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self.record(path)
+        return path
+
     def record(self, path: Path) -> None:
         """List ``path`` (just written) as this run's own."""
         self.files[self._rel(path)] = path.stat().st_size
@@ -228,12 +245,6 @@ def _log_to(verbose: bool):
             print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
     return log
-
-
-def _save_npz_atomic(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def _make_model(
@@ -261,10 +272,9 @@ def _make_model(
         alpha = preset.ridge_alpha or max(1e2, 1e5 * n_train / 1e6)
         return make_ridge_baseline(alpha=alpha, noise_model=noise, random_state=seed)
     if name == "lightgbm":
-        model = make_lightgbm_baseline(
+        return make_lightgbm_baseline(
             n_jobs=jobs, noise_model=noise, random_state=seed, **preset.lgbm_params
         )
-        return model
     if name == "template_fit":
         return TemplateFitRegressor(grid=grid, n_jobs=jobs, progress_bar=verbose)
     if name == "vit":
@@ -327,8 +337,12 @@ def _fit_predict(
     r2 = 1 - np.mean((test.y - y_pred) ** 2) / np.var(test.y)
     log(f"{name} (n={n_train}): fit {fit_s:.1f} s, predict {predict_s:.1f} s, R2 {r2:.3f}")
     result = {"y_pred": y_pred, "fit_s": fit_s, "predict_s": predict_s}
-    _save_npz_atomic(stages.claim(stages.path(tag)), **result)
-    stages.record(stages.path(tag))
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez adds no ".npz"
+            np.savez(fh, **result)
+
+    stages.write(stages.path(tag), save)
     return result
 
 
@@ -374,10 +388,7 @@ def _ceiling(stages, preset, grid, test, seed, log, verbose=False):
     theta = test.params[list(grid.param_names)]
     frame = ceiling.evaluate(test.X, test.y, theta=theta, snr=test.params["snr"].to_numpy())
     log(f"ceiling: {len(test)} spectra in {time.perf_counter() - t0:.1f} s")
-    tmp = stages.claim(path).with_name(f"{path.name}.tmp-{os.getpid()}")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    stages.record(path)
+    stages.write(path, lambda tmp: frame.to_csv(tmp, index=False))
     return frame, ceiling
 
 
@@ -475,8 +486,7 @@ def _figures(stages, test, predictions, per_model, ceiling_table, frame, lc=None
     out = stages.out
 
     def save(fig, name: str, dpi: int) -> None:
-        fig.savefig(stages.claim(out / name), dpi=dpi)
-        stages.record(out / name)
+        stages.write(out / name, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
         paths.append(out / name)
 
     paths = []
@@ -644,15 +654,10 @@ def run_benchmark(
         "wall_s": round(time.perf_counter() - started, 1),
     }
     results = _strict_json(results)
-    tmp = stages.claim(out / "results.json").with_name(f"results.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, out / "results.json")
-    stages.record(out / "results.json")
+    text = json.dumps(results, indent=2, allow_nan=False) + "\n"
+    stages.write(out / "results.json", lambda tmp: tmp.write_text(text))
     for name, frame in (("results.csv", summary), ("per_snr.csv", table)):
-        tmp = stages.claim(out / name).with_name(f"{name}.tmp-{os.getpid()}")
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, out / name)
-        stages.record(out / name)
+        stages.write(out / name, lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
     if verbose:
         print(format_results(results))
     return results
