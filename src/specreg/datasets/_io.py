@@ -564,6 +564,7 @@ def _fill_nan_nearest(arr: np.ndarray) -> np.ndarray:
 _SHARD_RE = re.compile(r"shard_(?:(?P<stamp>[0-9a-f]+)_(?P<pid>\d+)_)?\d{5}\.h5")
 _SHARD_TMP_RE = r"shard_(?:[0-9a-f]+_\d+_)?\d{5}\.h5\.tmp-(?P<pid>\d+)"
 _INDEX_TMP_RE = r"index\.json\.tmp-(?P<pid>\d+)"
+_JOURNAL_TMP_RE = r"resume-[0-9A-Za-z_-]{1,64}\.json\.tmp-(?P<pid>\d+)"
 
 
 def _own_shard(name) -> bool:
@@ -595,6 +596,7 @@ def _remove_stale_shard_writes(directory: Path, named: set[str] | None) -> None:
     """
     remove_stale(directory, _INDEX_TMP_RE)
     remove_stale(directory, _SHARD_TMP_RE)
+    remove_stale(directory, _JOURNAL_TMP_RE)
     if named is None:
         return
     for entry in list(os.scandir(directory)):
@@ -610,24 +612,25 @@ def _remove_stale_shard_writes(directory: Path, named: set[str] | None) -> None:
         _unlink_all(directory, [entry.name])
 
 
-def _write_index(index_path: Path, index: dict) -> None:
-    tmp = index_path.with_name(f"index.json.tmp-{os.getpid()}")
+def _write_json_atomic(path: Path, obj, *, kept: str, indent=None) -> None:
+    """Write JSON to ``path`` through a synced temp file; on failure the old file is kept."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w") as fh:
-            fh.write(json.dumps(index, indent=1))
+            fh.write(json.dumps(obj, indent=indent))
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, index_path)
+        os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         if isinstance(exc, OSError):
-            raise OSError(
-                exc.errno,
-                f"could not write {index_path} ({exc}); the old index is kept",
-                str(index_path),
-            ) from exc
+            raise OSError(exc.errno, f"could not write {path} ({exc}); {kept}", str(path)) from exc
         raise
+
+
+def _write_index(index_path: Path, index: dict) -> None:
+    _write_json_atomic(index_path, index, kept="the old index is kept", indent=1)
 
 
 def _journal_path(directory: Path, key: str) -> Path:
@@ -658,13 +661,8 @@ def _read_journal(journal: Path) -> dict | None:
 
 
 def _write_journal(journal: Path, prefix: str, shards: list, n_pix) -> None:
-    tmp = journal.with_name(f"{journal.name}.tmp-{os.getpid()}")
     state = {"prefix": prefix, "shards": shards, "n_pix": n_pix}
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(state))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, journal)
+    _write_json_atomic(journal, state, kept="the previous journal is kept")
 
 
 def _journaled(directory: Path) -> set[str]:
