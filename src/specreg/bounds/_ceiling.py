@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..metrics._snr import bayes_squared_errors
 from ._bayes import PosteriorSummary, _Problem, posterior_summary, split_X
 from ._fisher import (
     aggregate_r2_max,
@@ -89,11 +90,9 @@ def summarise_ceiling(frame: pd.DataFrame, *, prior=None, fisher=None, index: in
     if not (n > 1 and var_y > 0):
         return row
     pm, se = frame["posterior_mean"].to_numpy(float), frame["posterior_mean_se"].to_numpy(float)
-    err = pm - y
-    # E[(pm_hat - y)^2] = (pm - y)^2 + se^2: remove the Monte-Carlo part
-    mse = np.mean(err**2) - np.mean(se**2)
-    row["r2_bayes"] = float(1.0 - mse / var_y)
-    row["r2_bayes_mc_err"] = float(np.sqrt(np.sum((2 * err * se) ** 2 + 2 * se**4)) / n / var_y)
+    sq_err, mc_err = bayes_squared_errors(pm - y, se)
+    row["r2_bayes"] = float(1.0 - sq_err.mean() / var_y)
+    row["r2_bayes_mc_err"] = float(mc_err / var_y)
     pv, pvse = frame["posterior_var"].to_numpy(float), frame["posterior_var_se"].to_numpy(float)
     row["r2_bayes_expected"] = float(1.0 - pv.mean() / var_y)
     row["r2_bayes_expected_mc_err"] = float(np.sqrt(np.sum(pvse**2)) / n / var_y)

@@ -285,6 +285,37 @@ def efficiency_by_snr(
     return pd.DataFrame(rows)
 
 
+def bayes_squared_errors(err, mc_se) -> tuple[np.ndarray, float]:
+    """Squared errors of Monte-Carlo posterior means, with the Monte-Carlo part removed.
+
+    ``E[(mean_hat - y)^2] = (mean - y)^2 + se^2``, so ``err**2 - se**2`` estimates the
+    squared error of the exact posterior mean. Also returns the Monte-Carlo standard
+    error of the mean of those values (independent draws per spectrum).
+
+    Parameters
+    ----------
+    err : array-like of shape (n,)
+        Posterior mean minus label.
+    mc_se : array-like of shape (n,)
+        Monte-Carlo standard errors of the posterior means.
+
+    Returns
+    -------
+    sq_err : ndarray of shape (n,)
+    mc_err : float
+
+    Examples
+    --------
+    >>> sq, mc = bayes_squared_errors([0.5, -0.5], [0.1, 0.1])
+    >>> sq.round(2).tolist(), round(mc, 4)
+    ([0.24, 0.24], 0.0714)
+    """
+    err = np.asarray(err, dtype=float)
+    se = np.asarray(mc_se, dtype=float)
+    mc_err = float(np.sqrt(np.sum((2 * err * se) ** 2 + 2 * se**4)) / max(err.size, 1))
+    return err**2 - se**2, mc_err
+
+
 def compare_to_ceiling(
     y_true,
     y_pred,
@@ -358,18 +389,17 @@ def compare_to_ceiling(
         )
         if sel.size > 2 and np.var(y[sel]) > 0:
             var_y = float(np.var(y[sel]))
-            em, eb, sb = (p[sel] - y[sel]) ** 2, (q[sel] - y[sel]) ** 2, se_b[sel]
-            # E[(q_hat - y)^2] = (q - y)^2 + se^2: remove the Monte-Carlo part
-            d = (eb - sb**2) - em
+            em = (p[sel] - y[sel]) ** 2
+            eb, mc_err = bayes_squared_errors(q[sel] - y[sel], se_b[sel])
+            d = eb - em
             se_sampling = float(np.std(d, ddof=1) / np.sqrt(sel.size) / var_y)
-            e_b = q[sel] - y[sel]
-            se_mc = float(np.sqrt(np.sum((2 * e_b * sb) ** 2 + 2 * sb**4)) / sel.size / var_y)
+            se_mc = mc_err / var_y
             se = float(np.hypot(se_sampling, se_mc))
             delta = float(d.mean() / var_y)
             row.update(
                 snr=float(np.median(s[sel])),
                 r2_model=float(1 - em.mean() / var_y),
-                r2_bayes=float(1 - (eb - sb**2).mean() / var_y),
+                r2_bayes=float(1 - eb.mean() / var_y),
                 delta_r2=delta,
                 se_sampling=se_sampling,
                 se_mc=se_mc,
