@@ -5,10 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from specreg.metrics import reliability_curve
 from specreg.plotting import (
     plot_learning_curve,
     plot_parity,
     plot_r2_vs_snr,
+    plot_reliability,
     plot_residuals,
     plot_spectrum,
 )
@@ -88,3 +90,58 @@ def test_plot_spectrum_checks_shapes():
     assert len(ax.get_lines()) == 2
     with pytest.raises(ValueError, match="shape"):
         plot_spectrum(np.arange(10.0), np.ones(9))
+
+
+@pytest.fixture
+def curve():
+    rng = np.random.default_rng(0)
+    snr = rng.uniform(3, 30, 3000)
+    y_std = 1.0 / snr
+    return reliability_curve(rng.standard_normal(3000) * y_std, np.zeros(3000), y_std, snr)
+
+
+def test_reliability_draws_one_line_per_bin_the_diagonal_and_the_band(curve):
+    n_before = len(plt.get_fignums())
+    ax = plot_reliability(curve, label="vit")
+    lines = ax.get_lines()
+    assert len(lines) == 4 + 1  # 4 SNR bins and the diagonal
+    diagonal = [ln for ln in lines if ln.get_label() == "calibrated"]
+    assert len(diagonal) == 1
+    np.testing.assert_allclose(diagonal[0].get_xdata(), [0, 1])
+    np.testing.assert_allclose(diagonal[0].get_ydata(), [0, 1])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    first = curve.iloc[0]
+    assert f"vit, SNR {first['snr_lo']:.3g}-{first['snr_hi']:.3g}" in labels
+    assert sum(s.startswith("vit, SNR ") for s in labels) == 4
+    binned = [ln for ln in lines if ln.get_label().startswith("vit")]
+    g = curve[curve["snr_lo"] == first["snr_lo"]].sort_values("level")
+    np.testing.assert_allclose(binned[0].get_xdata(), g["level"])
+    np.testing.assert_allclose(binned[0].get_ydata(), g["coverage"])
+    # the band: +-2 binomial SE of the smallest bin around the diagonal
+    assert len(ax.collections) == 1
+    verts = ax.collections[0].get_paths()[0].vertices
+    half = np.abs(verts[:, 1] - verts[:, 0]).max()
+    assert half == pytest.approx(2 * np.sqrt(0.25 / curve["n"].min()), rel=1e-3)
+    assert ax.get_xlim() == (0.0, 1.0) and ax.get_ylim() == (0.0, 1.0)
+    assert ax.get_xlabel() == "nominal coverage" and ax.get_ylabel() == "empirical coverage"
+    assert len(plt.get_fignums()) == n_before
+
+
+def test_reliability_on_given_axes_single_bin_without_band():
+    rng = np.random.default_rng(1)
+    c = reliability_curve(rng.standard_normal(500), np.zeros(500), np.ones(500))
+    fig, ax = plt.subplots()
+    out = plot_reliability(c, ax=ax, band=False)
+    assert out is ax
+    assert len(ax.get_lines()) == 2 and not ax.collections
+    assert "all spectra" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
+
+
+def test_reliability_skips_empty_bins_and_checks_columns():
+    y = np.zeros(4)
+    c = reliability_curve(y, y, np.ones(4), [3.0, 4.0, 5.0, 6.0], bins=[2, 5.5, 8, 10])
+    ax = plot_reliability(c, label="m")
+    assert len(ax.get_lines()) == 2 + 1  # the empty bin 8-10 draws nothing
+    with pytest.raises(ValueError, match="coverage"):
+        plot_reliability(c.drop(columns="coverage"))

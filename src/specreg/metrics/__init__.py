@@ -1,6 +1,12 @@
 """Per-SNR scores on the per-spectrum SNR axis, bootstrap bands and efficiencies;
-the error-leakage diagnostic."""
+calibration of predictive uncertainties; the error-leakage diagnostic."""
 
+from ._calibration import (
+    calibration_by_snr,
+    calibration_scores,
+    reliability_curve,
+    std_ratio,
+)
 from ._leakage import (
     DEFAULT_LEAKAGE_ALPHAS,
     LEAKAGE_MARGIN,
@@ -28,11 +34,15 @@ __all__ = [
     "ErrorLeakageReport",
     "ErrorLeakageWarning",
     "assign_snr_bins",
+    "calibration_by_snr",
+    "calibration_scores",
     "compare_to_ceiling",
     "efficiency_by_snr",
     "error_leakage",
     "regression_scores",
+    "reliability_curve",
     "scores_by_snr",
     "snr_bin_edges",
     "snr_from_X",
+    "std_ratio",
 ]

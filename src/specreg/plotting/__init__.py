@@ -4,6 +4,7 @@ from ._plots import (
     plot_learning_curve,
     plot_parity,
     plot_r2_vs_snr,
+    plot_reliability,
     plot_residuals,
     plot_spectrum,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "plot_learning_curve",
     "plot_parity",
     "plot_r2_vs_snr",
+    "plot_reliability",
     "plot_residuals",
     "plot_spectrum",
 ]

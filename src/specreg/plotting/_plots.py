@@ -1,4 +1,5 @@
-"""Figures: R2 vs SNR with the ceilings, learning curves, parity/residuals, spectra.
+"""Figures: R2 vs SNR with the ceilings, learning curves, parity/residuals, spectra,
+reliability diagrams.
 
 Every function draws on the given Axes (or a new one) and returns it; nothing
 touches pyplot's global state beyond creating a figure when no Axes is given.
@@ -7,11 +8,13 @@ touches pyplot's global state beyond creating a figure when no Axes is given.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "plot_learning_curve",
     "plot_parity",
     "plot_r2_vs_snr",
+    "plot_reliability",
     "plot_residuals",
     "plot_spectrum",
 ]
@@ -296,5 +299,85 @@ def plot_spectrum(wave, flux, *, error=None, model=None, ax=None, label: str | N
         ax.plot(w, np.asarray(model, float), "k-", lw=0.8, label="model")
     ax.set_xlabel("wavelength (Å)")
     ax.set_ylabel("normalised flux")
+    ax.legend(fontsize="small")
+    return ax
+
+
+_RELIABILITY_COLUMNS = ("snr_lo", "snr_hi", "level", "coverage", "n")
+
+
+def plot_reliability(curve, ax=None, *, label: str | None = None, band: bool = True):
+    """Reliability diagram: empirical against nominal coverage, one line per SNR bin.
+
+    Parameters
+    ----------
+    curve : DataFrame
+        :func:`specreg.metrics.reliability_curve` (columns ``snr_lo``,
+        ``snr_hi``, ``level``, ``coverage``, ``n``). Bins without spectra are
+        skipped.
+    ax : matplotlib Axes, optional
+    label : str, optional
+        Prefix of the legend entries (e.g. the model's name); the entries are
+        ``"<label>, SNR a-b"``, or ``"<label>"`` alone for a single bin
+        without SNR edges (``"all spectra"`` without a label).
+    band : bool, default=True
+        Shade ``level +- 2`` binomial standard errors around the diagonal,
+        ``sqrt(level * (1 - level) / n)`` with ``n`` of the smallest plotted
+        bin (the widest band): a bin whose curve leaves it is miscalibrated
+        beyond chance.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specreg.metrics import reliability_curve
+    >>> rng = np.random.default_rng(0)
+    >>> snr = rng.uniform(3, 30, 2000)
+    >>> y_true = rng.standard_normal(2000) / snr
+    >>> curve = reliability_curve(y_true, np.zeros(2000), 1 / snr, snr, bins=2)
+    >>> ax = plot_reliability(curve, label="model")
+    >>> len(ax.get_lines()), ax.get_xlabel()
+    (3, 'nominal coverage')
+    """
+    curve = pd.DataFrame(curve)
+    missing = [c for c in _RELIABILITY_COLUMNS if c not in curve.columns]
+    if missing:
+        raise ValueError(
+            f"curve lacks the columns {missing}; pass the table of "
+            "specreg.metrics.reliability_curve"
+        )
+    ax = _axes(ax)
+    drawn = curve[(curve["n"] > 0) & curve["coverage"].notna()]
+    if band and not drawn.empty:
+        n_min = float(drawn["n"].min())
+        p = np.linspace(0.0, 1.0, 201)
+        se = np.sqrt(p * (1 - p) / n_min)
+        ax.fill_between(
+            p,
+            p - 2 * se,
+            p + 2 * se,
+            color="0.5",
+            alpha=0.2,
+            lw=0,
+            label=rf"$\pm2$ SE (n={n_min:.0f})",
+        )
+    ax.plot([0.0, 1.0], [0.0, 1.0], "k--", lw=1, label="calibrated")
+    groups = drawn.groupby(["snr_lo", "snr_hi"], dropna=False, sort=False)
+    for (lo, hi), g in groups:
+        g = g.sort_values("level")
+        if np.isnan(lo) and np.isnan(hi):
+            name = label or "all spectra"
+        else:
+            snr = f"SNR {lo:.3g}-{hi:.3g}"
+            name = f"{label}, {snr}" if label else snr
+        ax.plot(g["level"], g["coverage"], "o-", ms=3, label=name)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("nominal coverage")
+    ax.set_ylabel("empirical coverage")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return ax
