@@ -115,7 +115,12 @@ CHECK_KW = dict(
 
 
 @parametrize_with_checks(
-    [SpecViTRegressor(noise_level=0, **CHECK_KW), SpecViTRegressor(noise_level=1.0, **CHECK_KW)],
+    [
+        SpecViTRegressor(noise_level=0, **CHECK_KW),
+        SpecViTRegressor(noise_level=1.0, **CHECK_KW),
+        # the Gaussian head passes every check too (~6 s); flux-only X, as the first one
+        SpecViTRegressor(noise_level=0, uncertainty="gaussian", **CHECK_KW),
+    ],
     expected_failed_checks=vit_expected_failed_checks,
 )
 def test_sklearn_compatible(estimator, check):
@@ -922,3 +927,200 @@ def test_numeric_options_are_checked_and_named(data, kw, match):
     X, y, _ = data
     with pytest.raises(ValueError, match=re.escape(match)):
         tiny(**kw).fit(X, y)
+
+
+# --------------------------------------------------------------------------------------
+# Gaussian uncertainty head
+# --------------------------------------------------------------------------------------
+def heteroscedastic(n, n_pix=16, seed=0):
+    """``y = x0 + sigma * N(0, 1)`` with the noise std ``sigma`` set by pixel 1 (0.05-0.5)."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, (n, n_pix)).astype(np.float32)
+    sigma = 0.05 + 0.45 * (X[:, 1] + 1) / 2
+    y = X[:, 0] + sigma * rng.standard_normal(n)
+    return X, y.astype(np.float32), sigma
+
+
+def gaussian_tiny(**kw):
+    return tiny(uncertainty="gaussian", **kw)
+
+
+@pytest.mark.parametrize("multi", [False, True], ids=["1d_y", "2d_y"])
+def test_return_std_shapes_positive_and_mean_is_predict(data, multi):
+    X, y, labels = data
+    target = labels if multi else y
+    reg = gaussian_tiny().fit(X, target)
+    mean, std = reg.predict(X, return_std=True)
+    assert mean.shape == std.shape == target.shape
+    assert mean.dtype == std.dtype == np.float64
+    assert np.isfinite(std).all() and (std > 0).all()
+    np.testing.assert_array_equal(mean, reg.predict(X))
+    # in label units: the std scales with the labels (T_eff ~ 1e3 K, log g ~ 1 dex)
+    if multi:
+        assert np.median(std[:, 0]) > 10 * np.median(std[:, 1])
+
+
+def test_return_std_is_one_forward_pass(data, monkeypatch):
+    X, y, _ = data
+    reg = gaussian_tiny().fit(X, y)
+    calls = []
+    real = reg.net_.module_.forward
+    monkeypatch.setattr(reg.net_.module_, "forward", lambda *a: calls.append(1) or real(*a))
+    reg.predict(X)
+    plain = len(calls)
+    reg.predict(X, return_std=True)
+    assert len(calls) == 2 * plain  # return_std costs no extra forward pass
+
+
+def test_return_std_needs_a_gaussian_head(data):
+    X, y, _ = data
+    reg = tiny().fit(X, y)
+    with pytest.raises(ValueError, match="fit with uncertainty='gaussian'"):
+        reg.predict(X, return_std=True)
+    # the fitted head decides, not a parameter changed after fit
+    reg.set_params(uncertainty="gaussian")
+    with pytest.raises(ValueError, match="fitted with uncertainty=None"):
+        reg.predict(X, return_std=True)
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        gaussian_tiny().predict(X, return_std=True)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"uncertainty": "ensemble"}, "uncertainty must be None or 'gaussian'; got 'ensemble'"),
+        ({"uncertainty": True}, "uncertainty must be None or 'gaussian'; got True"),
+        ({"uncertainty": "gaussian", "nll_beta": 1.5}, "nll_beta must be a finite number >= 0"),
+        ({"uncertainty": "gaussian", "nll_beta": -0.1}, "nll_beta must be a finite number >= 0"),
+        ({"nll_beta": np.nan}, "nll_beta must be a finite number"),
+        ({"uncertainty": "gaussian", "loss": "l1"}, "loss='l1' cannot be combined with"),
+    ],
+)
+def test_bad_uncertainty_options_are_named(data, kw, match):
+    X, y, _ = data
+    with pytest.raises(ValueError, match=re.escape(match)):
+        tiny(**kw).fit(X, y)
+
+
+def test_gaussian_head_learns_heteroscedastic_noise():
+    X, y, sigma = heteroscedastic(4000)
+    X_test, y_test, sigma_test = heteroscedastic(1000, seed=1)
+    reg = SpecViTRegressor(
+        patch_size=4,
+        hidden_size=16,
+        depth=1,
+        heads=2,
+        max_epochs=15,
+        batch_size=64,
+        lr=3e-3,
+        dropout=0.0,
+        noise_level=0,
+        uncertainty="gaussian",
+        device="cpu",
+        random_state=0,
+    ).fit(X, y)
+    mean, std = reg.predict(X_test, return_std=True)
+    z = (y_test - mean) / std
+    # the predicted std follows the true noise std (0.05 to 0.5 over the set; ~0.99 seen)
+    assert np.corrcoef(std, sigma_test)[0, 1] > 0.8
+    low, high = (
+        sigma_test < np.quantile(sigma_test, 0.25),
+        sigma_test > np.quantile(sigma_test, 0.75),
+    )
+    assert np.median(std[high]) > 2.5 * np.median(std[low])
+    # and is calibrated: ~68 % of the residuals within 1 sigma (0.69 seen), z std ~1
+    assert 0.55 < np.mean(np.abs(z) <= 1) < 0.82
+    assert 0.8 < np.std(z) < 1.25
+
+
+@pytest.mark.slow
+def test_gaussian_head_calibrated_per_label_for_two_outputs():
+    # two labels with noise driven by different pixels: each std must follow its own
+    X, y0, sigma0 = heteroscedastic(8000)
+    rng = np.random.default_rng(5)
+    sigma1 = 0.05 + 0.45 * (X[:, 2] + 1) / 2
+    y = np.stack([y0, X[:, 3] + sigma1 * rng.standard_normal(len(X))], axis=1)
+    reg = SpecViTRegressor(
+        patch_size=4,
+        hidden_size=32,
+        depth=2,
+        heads=2,
+        max_epochs=20,
+        batch_size=64,
+        lr=3e-3,
+        dropout=0.0,
+        noise_level=0,
+        uncertainty="gaussian",
+        device="cpu",
+        random_state=0,
+    ).fit(X[:6000], y[:6000])
+    mean, std = reg.predict(X[6000:], return_std=True)
+    for k, sigma in enumerate((sigma0[6000:], sigma1[6000:])):
+        z = (y[6000:, k] - mean[:, k]) / std[:, k]
+        assert np.corrcoef(std[:, k], sigma)[0, 1] > 0.9, k
+        assert 0.6 < np.mean(np.abs(z) <= 1) < 0.76, k
+        assert 0.9 < np.std(z) < 1.1, k
+
+
+def test_gaussian_pickle_round_trip_keeps_the_std(data, tmp_path):
+    X, _, labels = data
+    reg = gaussian_tiny().fit(X, labels)
+    mean, std = reg.predict(X, return_std=True)
+    for loaded in (pickle.loads(pickle.dumps(reg)), None):
+        if loaded is None:
+            joblib.dump(reg, tmp_path / "vit.joblib")
+            loaded = joblib.load(tmp_path / "vit.joblib")
+        mean2, std2 = loaded.predict(X, return_std=True)
+        np.testing.assert_array_equal(mean2, mean)
+        np.testing.assert_array_equal(std2, std)
+
+
+def test_gaussian_fit_is_reproducible_and_trains_the_beta_nll(data, monkeypatch):
+    X, y, _ = data
+    a = gaussian_tiny().fit(X, y)
+    b = gaussian_tiny().fit(X, y)
+    np.testing.assert_array_equal(a.predict(X, return_std=True), b.predict(X, return_std=True))
+    assert isinstance(a.net_.criterion_, vit_impl.BetaNLLLoss)
+    assert a.net_.criterion_.beta == 0.5
+    assert gaussian_tiny(nll_beta=1.0).fit(X, y).net_.criterion_.beta == 1.0
+    # nll_beta changes training
+    c = gaussian_tiny(nll_beta=0.0).fit(X, y)
+    assert not np.array_equal(c.predict(X), a.predict(X))
+
+
+def test_gaussian_resume_and_checkpoint(data, tmp_path, monkeypatch):
+    X, y, _ = data
+    params = dict(checkpoint_dir=tmp_path, resume=True, validation_fraction=0.25)
+    first = gaussian_tiny(**params).fit(X, y)
+    assert (first.checkpoint_path_.parent / "best.pt").exists()
+    # the finished run is loaded, not trained again, and predicts the same mean and std
+    calls = _count_training(monkeypatch)
+    again = gaussian_tiny(**params).fit(X, y)
+    assert calls == [] and again.checkpoint_path_ == first.checkpoint_path_
+    np.testing.assert_array_equal(
+        again.predict(X, return_std=True), first.predict(X, return_std=True)
+    )
+    # a run without the head has its own folder (the head is a training parameter)
+    with pytest.warns(UserWarning, match="parameters nll_beta, uncertainty differ"):
+        plain = tiny(**params).fit(X, y)
+    assert plain.checkpoint_path_ != first.checkpoint_path_
+
+
+def test_fingerprint_has_uncertainty_only_when_set(data):
+    X, y, _ = data
+
+    def fingerprint(**kw):
+        return tiny(**kw)._fingerprint(X, y, seed=0)
+
+    base = fingerprint()
+    # runs without the head keep the fingerprint (and run folder) they had before the
+    # option existed, and nll_beta without the head changes nothing
+    assert "uncertainty" not in base["params"] and "nll_beta" not in base["params"]
+    assert fingerprint(nll_beta=1.0) == base
+    gauss = fingerprint(uncertainty="gaussian")
+    assert gauss["params"]["uncertainty"] == "gaussian" and gauss["params"]["nll_beta"] == 0.5
+    assert vit_impl._differences(fingerprint(uncertainty="gaussian", nll_beta=1.0), gauss) == [
+        "parameter nll_beta differs"
+    ]

@@ -6,10 +6,14 @@ import torch
 
 from specreg.estimators import _vit_module
 from specreg.estimators._vit_module import (
+    VAR_FLOOR,
+    BetaNLLLoss,
     SlidingTokenizer,
     SpecViT,
     count_parameters,
+    gaussian_variance,
     n_tokens,
+    split_gaussian,
 )
 
 
@@ -176,3 +180,77 @@ def test_bf16_autocast_keeps_float32_output():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = m(torch.randn(4, 100))
     assert out.dtype == torch.float32
+
+
+# --------------------------------------------------------------------------------------
+# Gaussian uncertainty head and beta-NLL
+# --------------------------------------------------------------------------------------
+def test_gaussian_head_doubles_the_outputs_and_starts_at_unit_variance():
+    plain, gauss = small(n_outputs=3), small(n_outputs=3, uncertainty="gaussian")
+    assert plain.head.out_features == 3 and gauss.head.out_features == 6
+    # only the head differs: 16 extra weights and 1 bias per label
+    assert count_parameters(gauss) - count_parameters(plain) == 3 * (16 + 1)
+    out = gauss(torch.randn(5, 100))
+    mean, var = split_gaussian(out, 3)
+    assert mean.shape == var.shape == (5, 3)
+    # the variance bias gives the standardised labels' unit variance; the small head
+    # weights (std 0.02) keep the variance near it at init
+    torch.testing.assert_close(gaussian_variance(gauss.head.bias[3:]), torch.ones(3))
+    assert ((var > 0.7) & (var < 1.3)).all()
+    with pytest.raises(ValueError, match="uncertainty must be one of"):
+        small(uncertainty="ensemble")
+
+
+def test_gaussian_variance_is_positive_and_finite_at_the_extremes():
+    raw = torch.tensor([-1e4, -30.0, 0.0, 30.0, 1e4])
+    var = gaussian_variance(raw)
+    assert torch.isfinite(var).all() and (var >= VAR_FLOOR).all()
+    assert var[0] == pytest.approx(VAR_FLOOR) and var[-1] == pytest.approx(1e4)
+    with pytest.raises(ValueError, match="2 columns"):
+        split_gaussian(torch.zeros(4, 3), 1)
+
+
+def test_beta_nll_with_beta_zero_is_the_gaussian_nll():
+    g = torch.Generator().manual_seed(0)
+    y_pred, y = torch.randn(64, 4, generator=g), torch.randn(64, 2, generator=g)
+    mean, var = split_gaussian(y_pred, 2)
+    expected = torch.nn.GaussianNLLLoss(eps=0.0)(mean, y, var)  # 0.5 (log var + r^2/var)
+    torch.testing.assert_close(BetaNLLLoss(beta=0.0)(y_pred, y), expected)
+    weighted = 0.5 * (var.log() + (y - mean) ** 2 / var) * var.sqrt()
+    torch.testing.assert_close(BetaNLLLoss(beta=0.5)(y_pred, y), weighted.mean())
+
+
+def test_beta_nll_with_beta_one_gives_the_mean_the_mse_gradient():
+    # beta=1: the detached var cancels 1/var in d/dmu, whatever the predicted variance
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(32, 1, generator=g)
+    y_pred = torch.cat([torch.randn(32, 1, generator=g), 5 * torch.randn(32, 1, generator=g)], 1)
+    y_pred.requires_grad_(True)
+    BetaNLLLoss(beta=1.0)(y_pred, y).backward()
+    mse_grad = (y_pred[:, :1] - y).detach() / y.numel()  # d/dmu of mean(0.5 (y - mu)^2)
+    torch.testing.assert_close(y_pred.grad[:, :1], mse_grad)
+    # beta=0: hard (high-variance) points pull the mean less, which is what beta fixes
+    y_pred.grad = None
+    BetaNLLLoss(beta=0.0)(y_pred, y).backward()
+    var = gaussian_variance(y_pred[:, 1:]).detach()
+    torch.testing.assert_close(y_pred.grad[:, :1], mse_grad / var)
+
+
+def test_beta_nll_variance_converges_to_the_squared_residual():
+    # for fixed residuals r, the loss in var is minimised at var = r^2 for any beta (the
+    # weight is detached): fit a free variance by gradient descent
+    r = torch.tensor([[0.1], [0.5], [2.0]])
+    for beta in (0.0, 0.5, 1.0):
+        raw = torch.zeros(3, 1, requires_grad=True)
+        opt = torch.optim.Adam([raw], lr=0.05)
+        for _ in range(1500):
+            opt.zero_grad()
+            BetaNLLLoss(beta)(torch.cat([torch.zeros(3, 1), raw], 1), r).backward()
+            opt.step()
+        torch.testing.assert_close(gaussian_variance(raw).detach(), r**2, rtol=0.05, atol=1e-4)
+
+
+@pytest.mark.parametrize("beta", [-0.1, 1.5])
+def test_beta_nll_beta_out_of_range_is_refused(beta):
+    with pytest.raises(ValueError, match=r"beta must be in \[0, 1\]"):
+        BetaNLLLoss(beta)

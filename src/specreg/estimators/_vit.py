@@ -34,7 +34,7 @@ from skorch.history import History
 from skorch.utils import TeeGenerator, to_tensor
 
 from ..spectra._validation import check_noise_model, check_real, check_seed, split_stacked
-from ._vit_module import SpecViT
+from ._vit_module import BetaNLLLoss, SpecViT, gaussian_variance
 
 __all__ = ["SpecViTRegressor", "vit_expected_failed_checks"]
 
@@ -443,7 +443,10 @@ class _SpecViTNet(NeuralNetRegressor):
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         y_true = to_tensor(y_true, device=self.device)
-        if y_pred.shape != y_true.shape:
+        expected = y_true.shape
+        if isinstance(self.criterion_, BetaNLLLoss):  # a [mean | raw variance] head
+            expected = torch.Size([*y_true.shape[:-1], 2 * y_true.shape[-1]])
+        if y_pred.shape != expected:
             # MSELoss would silently broadcast (N, 1) against (N,) to (N, N)
             raise ValueError(
                 f"prediction shape {tuple(y_pred.shape)} differs from target shape "
@@ -509,7 +512,10 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
 
     Training follows the reference recipe: AdamW, cosine schedule to ``min_lr`` with optional
     linear warm-up (stepped per batch), gradient clipping, MSE or L1 loss on standardised
-    labels (mean and population std of the training labels, inverted at predict).
+    labels (mean and population std of the training labels, inverted at predict). With
+    ``uncertainty="gaussian"`` the network also predicts a variance per label, trained with
+    the beta-NLL loss, and ``predict(X, return_std=True)`` returns a 1-sigma error with
+    every prediction.
 
     Parameters
     ----------
@@ -551,7 +557,20 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
     grad_clip : float or None, default=0.5
         Maximum global gradient norm; None disables clipping.
     loss : {"mse", "l1"}, default="mse"
-        Training loss on standardised labels.
+        Training loss on standardised labels (with ``uncertainty=None``). ``"l1"`` cannot
+        be combined with ``uncertainty="gaussian"``, which has its own loss.
+    uncertainty : {None, "gaussian"}, default=None
+        None: point predictions, trained with ``loss``. ``"gaussian"``: the head predicts a
+        mean and a variance per label (in standardised label units; the variance is
+        ``softplus(raw) + 1e-6``), trained with the beta-NLL loss (Seitzer et al. 2022)
+        ``0.5 * (log var + (y - mu)**2 / var) * var.detach()**nll_beta`` averaged over the
+        batch and the labels, and ``predict(X, return_std=True)`` returns the predicted
+        standard deviation in label units with the mean.
+    nll_beta : float, default=0.5
+        The beta of the beta-NLL loss, in ``[0, 1]`` (checked always); used only with
+        ``uncertainty="gaussian"``. 0 is the plain Gaussian NLL (which trains the mean
+        worse: it down-weights the residuals of spectra it finds hard); 1 gives the mean the
+        gradient of MSE training; 0.5 is the paper's recommended compromise.
     noise_level : float, default=1.0
         Scale of the per-batch Gaussian noise in units of the error column; 0 means ``X`` is
         flux only and no noise is added.
@@ -578,7 +597,9 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         ``y``; arrays over 256 MiB are hashed through samples that cover every row, ~0.1 s
         for 100k x 8192 float32) and every constructor parameter that changes training
         (all except ``max_epochs``, ``checkpoint_dir``, ``resume``, ``verbose``,
-        ``progress_bar``, ``device``, ``compile`` and ``distributed``). Cross-validation
+        ``progress_bar``, ``device``, ``compile`` and ``distributed``; ``uncertainty`` and
+        ``nll_beta`` only when ``uncertainty`` is not None, so that runs without an
+        uncertainty head keep the run folders they had before the option). Cross-validation
         folds and grid-search candidates therefore write, and resume, separate runs in one
         ``checkpoint_dir``. The run's ``last.pt`` is ``checkpoint_path_`` after fit.
         Without ``resume``, a fit overwrites only the run folder of its own data and
@@ -658,6 +679,15 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
     ...                        max_epochs=2, batch_size=32, device="cpu", random_state=0)
     >>> reg.fit(X, y).predict(X).shape
     (64,)
+
+    With a Gaussian uncertainty head, the mean and a 1-sigma error per prediction:
+
+    >>> reg = SpecViTRegressor(patch_size=8, hidden_size=16, depth=1, heads=2,
+    ...                        uncertainty="gaussian", max_epochs=2, batch_size=32,
+    ...                        device="cpu", random_state=0).fit(X, y)
+    >>> mean, std = reg.predict(X, return_std=True)
+    >>> mean.shape, std.shape, bool((std > 0).all())
+    ((64,), (64,), True)
     """
 
     def __init__(
@@ -681,6 +711,8 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         min_lr: float = 1e-5,
         grad_clip: float | None = 0.5,
         loss: str = "mse",
+        uncertainty: str | None = None,
+        nll_beta: float = 0.5,
         noise_level: float = 1.0,
         noise_model=None,
         validation_fraction: float | None = None,
@@ -715,6 +747,8 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         self.min_lr = min_lr
         self.grad_clip = grad_clip
         self.loss = loss
+        self.uncertainty = uncertainty
+        self.nll_beta = nll_beta
         self.noise_level = noise_level
         self.noise_model = noise_model
         self.validation_fraction = validation_fraction
@@ -743,6 +777,15 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         """Validate hyper-parameters against the data; return the flux width ``n_pix``."""
         if self.loss not in ("mse", "l1"):
             raise ValueError(f"loss must be 'mse' or 'l1'; got {self.loss!r}.")
+        gaussian = isinstance(self.uncertainty, str) and self.uncertainty == "gaussian"
+        if not (self.uncertainty is None or gaussian):
+            raise ValueError(f"uncertainty must be None or 'gaussian'; got {self.uncertainty!r}.")
+        check_real(self.nll_beta, "nll_beta", low=0.0, high=1.0)
+        if gaussian and self.loss != "mse":
+            raise ValueError(
+                f"loss={self.loss!r} cannot be combined with uncertainty='gaussian', "
+                "which trains with the beta-NLL loss; use loss='mse' (the default)."
+            )
         if self.amp not in (None, "bf16", "fp16"):
             raise ValueError(f"amp must be None, 'bf16' or 'fp16'; got {self.amp!r}.")
         if not (self.noise_level >= 0):
@@ -811,6 +854,11 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             for k, v in self.get_params(deep=False).items()
             if k not in _NOT_TRAINING_PARAMS
         }
+        if self.uncertainty is None:
+            # without an uncertainty head nll_beta changes nothing; leaving both out keeps
+            # the digests (run folders) of runs from before the option existed
+            params.pop("uncertainty", None)
+            params.pop("nll_beta", None)
         rs = self.random_state
         if rs is not None and not isinstance(rs, numbers.Integral):
             params["random_state"] = f"drawn seed {seed}"
@@ -833,6 +881,10 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         checkpoint: tuple[Path, dict] | None = None,
     ) -> _SpecViTNet:
         per_rank_batch = max(1, self.batch_size // world_size)
+        if self.uncertainty == "gaussian":
+            criterion = {"criterion": BetaNLLLoss, "criterion__beta": float(self.nll_beta)}
+        else:
+            criterion = {"criterion": torch.nn.MSELoss if self.loss == "mse" else torch.nn.L1Loss}
         steps_per_epoch = math.ceil(math.ceil(n_train / world_size) / per_rank_batch)
         callbacks: list[tuple[str, Callback]] = [
             (
@@ -886,7 +938,8 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             module__wave=None if self.wave is None else np.asarray(self.wave, np.float64),
             module__flux_mean=self._flux_mean,
             module__flux_scale=self._flux_scale,
-            criterion=torch.nn.MSELoss if self.loss == "mse" else torch.nn.L1Loss,
+            module__uncertainty=self.uncertainty,
+            **criterion,
             optimizer=torch.optim.AdamW,
             optimizer__weight_decay=self.weight_decay,
             lr=self.lr,
@@ -1096,18 +1149,32 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             )
 
     # --- predict -----------------------------------------------------------------------
-    def predict(self, X):
-        """Predict targets in batches under ``torch.inference_mode``.
+    def predict(self, X, return_std: bool = False):
+        """Predict targets (and their 1-sigma errors) in batches under ``inference_mode``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, ``n_features_in_``)
             Same layout as in fit; only the flux half is used when ``noise_level > 0``.
+        return_std : bool, default=False
+            Also return the predicted standard deviation (as scikit-learn's
+            ``GaussianProcessRegressor.predict`` does). Needs a model fitted with
+            ``uncertainty="gaussian"``; the mean and the std come from the same forward
+            pass.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             Shaped like the ``y`` seen in fit; computed in float32, returned as float64.
+            The predicted mean for a Gaussian head.
+        y_std : ndarray of the shape of ``y_pred``
+            Only with ``return_std=True``: the predicted standard deviation, in label
+            units (``sqrt(var) * y_scale_``), float64, > 0.
+
+        Raises
+        ------
+        ValueError
+            If ``return_std=True`` and the model was fitted with ``uncertainty=None``.
 
         Examples
         --------
@@ -1119,12 +1186,27 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         (32, 2)
         """
         check_is_fitted(self)
+        # the fitted module, not the (settable) parameter, says what the head predicts
+        gaussian = getattr(self.net_.module_, "uncertainty", None) == "gaussian"
+        if return_std and not gaussian:
+            raise ValueError(
+                "return_std=True needs a predicted variance, but this model was fitted "
+                "with uncertainty=None; fit with uncertainty='gaussian' to predict a std."
+            )
         X = validate_data(self, X, reset=False, dtype=np.float32)
-        out = self.net_.predict(X).reshape(len(X), self.n_outputs_)
+        k = self.n_outputs_
+        out = self.net_.predict(X).reshape(len(X), 2 * k if gaussian else k)
+        mean = out[:, :k]
         # computed in float32; returned as float64, the dtype scikit-learn's metrics and
         # common checks expect from a regressor (an exact upcast)
-        out = (out * self.y_scale_ + self.y_mean_).astype(np.float64)
-        return out.ravel() if self._y_1d else out
+        mean = (mean * self.y_scale_ + self.y_mean_).astype(np.float64)
+        mean = mean.ravel() if self._y_1d else mean
+        if not return_std:
+            return mean
+        # the same variance transform as in training (softplus + floor), in float32
+        var = gaussian_variance(torch.from_numpy(np.ascontiguousarray(out[:, k:]))).numpy()
+        std = np.sqrt(var.astype(np.float64)) * self.y_scale_
+        return mean, (std.ravel() if self._y_1d else std)
 
     @property
     def module_(self) -> SpecViT:

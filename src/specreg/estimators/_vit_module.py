@@ -1,6 +1,9 @@
 """The SpecViT torch module: 1-D patch tokenizers, positional encodings and a pre-LN encoder.
 
-The module maps a batch of flux vectors ``(batch, n_pix)`` to ``(batch, n_outputs)``.
+The module maps a batch of flux vectors ``(batch, n_pix)`` to ``(batch, n_outputs)``, or
+with ``uncertainty="gaussian"`` to ``(batch, 2 * n_outputs)``: a mean and a raw variance
+output per label, turned into a variance by :func:`gaussian_variance` and trained with
+:class:`BetaNLLLoss`.
 Everything that depends on the data (noise, label scaling, the error half of ``X``) lives
 in the estimator (:mod:`specreg.estimators._vit`); this file is plain PyTorch.
 
@@ -29,11 +32,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SpecViT", "count_parameters", "n_tokens"]
+__all__ = [
+    "VAR_FLOOR",
+    "BetaNLLLoss",
+    "SpecViT",
+    "count_parameters",
+    "gaussian_variance",
+    "n_tokens",
+    "split_gaussian",
+]
 
 _POOLINGS = ("cls", "mean")
 _TOKENIZERS = ("conv", "sliding")
 _POS_ENCODINGS = ("learned", "sinusoidal", "wavelength", "none")
+_UNCERTAINTIES = (None, "gaussian")
+
+#: Smallest variance of the Gaussian head (standardised label units, i.e. a floor of
+#: 0.001 label standard deviations on the predicted std).
+VAR_FLOOR = 1e-6
 
 
 def n_tokens(n_pix: int, patch_size: int, stride: int | None = None) -> int:
@@ -93,6 +109,103 @@ def _pad_right(x: torch.Tensor, n_pix: int, patch_size: int, stride: int) -> tor
     n = n_tokens(n_pix, patch_size, stride)
     missing = (n - 1) * stride + patch_size - x.shape[-1]
     return F.pad(x, (0, missing)) if missing > 0 else x
+
+
+def gaussian_variance(raw: torch.Tensor) -> torch.Tensor:
+    """Variance from the raw variance output of the Gaussian head.
+
+    ``softplus(raw) + VAR_FLOOR``: softplus grows linearly rather than exponentially, so a
+    large raw output cannot overflow and the NLL gradient stays bounded for large
+    variances (an ``exp`` parametrisation makes the ``(y - mu)**2 / var`` term explode when
+    the log-variance runs negative); the floor keeps ``1 / var`` finite on residuals near
+    zero (noiseless training spectra can be fitted almost exactly).
+
+    Parameters
+    ----------
+    raw : Tensor of any shape
+        Raw head outputs.
+
+    Returns
+    -------
+    Tensor of the same shape
+        Variances, all ``>= VAR_FLOOR``.
+
+    Examples
+    --------
+    >>> var = gaussian_variance(torch.tensor([-50.0, 0.0, 30.0]))
+    >>> [round(v, 4) for v in var.tolist()], bool(var[0] > 0)
+    ([0.0, 0.6931, 30.0], True)
+    """
+    return F.softplus(raw) + VAR_FLOOR
+
+
+def split_gaussian(output: torch.Tensor, n_outputs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance halves of a Gaussian head's output.
+
+    Parameters
+    ----------
+    output : Tensor of shape (batch, 2 * n_outputs)
+        ``[mean | raw variance]`` as :class:`SpecViT` with ``uncertainty="gaussian"``
+        returns it.
+    n_outputs : int
+        Number of labels ``k``.
+
+    Returns
+    -------
+    mean, var : Tensor of shape (batch, n_outputs)
+        Predicted mean and variance (:func:`gaussian_variance` of the second half).
+
+    Examples
+    --------
+    >>> mean, var = split_gaussian(torch.zeros(3, 4), 2)
+    >>> mean.shape, var.shape
+    (torch.Size([3, 2]), torch.Size([3, 2]))
+    """
+    if output.shape[-1] != 2 * n_outputs:
+        raise ValueError(
+            f"a Gaussian head for {n_outputs} output(s) has {2 * n_outputs} columns; "
+            f"got shape {tuple(output.shape)}."
+        )
+    return output[..., :n_outputs], gaussian_variance(output[..., n_outputs:])
+
+
+class BetaNLLLoss(nn.Module):
+    """beta-NLL loss of a Gaussian head (Seitzer et al. 2022).
+
+    Per element ``0.5 * (log var + (y - mu)**2 / var) * var.detach()**beta``, averaged over
+    the batch and the labels. ``beta=0`` is the plain Gaussian negative log-likelihood,
+    whose gradient on the mean is ``(mu - y) / var``: badly fitted (high-variance) points
+    are down-weighted, so the mean trains worse than with MSE. The detached factor
+    ``var**beta`` undoes that weighting partly (``beta=0.5``) or wholly (``beta=1``: the
+    mean's gradient is that of ``0.5 * (y - mu)**2``, as under MSE), while the variance
+    still converges to the squared residual.
+
+    Parameters
+    ----------
+    beta : float, default=0.5
+        Exponent of the detached variance weight, in ``[0, 1]``.
+
+    Examples
+    --------
+    >>> loss = BetaNLLLoss(beta=0.5)
+    >>> y_pred = torch.zeros(4, 2)  # one label: mean 0, raw variance 0
+    >>> float(loss(y_pred, torch.zeros(4, 1))) < float(loss(y_pred, torch.ones(4, 1)))
+    True
+    """
+
+    def __init__(self, beta: float = 0.5):
+        super().__init__()
+        beta = float(beta)
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta must be in [0, 1]; got {beta!r}.")
+        self.beta = beta
+
+    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        mean, var = split_gaussian(y_pred, y_true.shape[-1])
+        nll = 0.5 * (torch.log(var) + (y_true - mean) ** 2 / var)
+        if self.beta > 0:
+            nll = nll * var.detach() ** self.beta
+        return nll.mean()
 
 
 class ConvTokenizer(nn.Module):
@@ -230,12 +343,20 @@ class SpecViT(nn.Module):
         Wavelength grid, used by ``pos_encoding="wavelength"``.
     flux_mean, flux_scale : float, default=0.0, 1.0
         Input standardisation ``(flux - flux_mean) / flux_scale`` (fitted by the estimator).
+    uncertainty : {None, "gaussian"}, default=None
+        None: the head returns ``n_outputs`` predictions. ``"gaussian"``: it returns
+        ``2 * n_outputs`` columns, ``[mean | raw variance]`` (see :func:`split_gaussian`);
+        the raw variance starts at the value that gives a unit variance.
 
     Examples
     --------
     >>> m = SpecViT(n_pix=64, patch_size=8, hidden_size=16, depth=1, heads=2)
     >>> m(torch.ones(3, 64)).shape
     torch.Size([3, 1])
+    >>> g = SpecViT(n_pix=64, n_outputs=2, patch_size=8, hidden_size=16, depth=1, heads=2,
+    ...             uncertainty="gaussian")
+    >>> g(torch.ones(3, 64)).shape
+    torch.Size([3, 4])
     """
 
     def __init__(
@@ -255,16 +376,20 @@ class SpecViT(nn.Module):
         wave=None,
         flux_mean: float = 0.0,
         flux_scale: float = 1.0,
+        uncertainty: str | None = None,
     ):
         super().__init__()
         for name, value, allowed in (
             ("tokenizer", tokenizer, _TOKENIZERS),
             ("pooling", pooling, _POOLINGS),
             ("pos_encoding", pos_encoding, _POS_ENCODINGS),
+            ("uncertainty", uncertainty, _UNCERTAINTIES),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {value!r}.")
         self.pooling = pooling
+        self.uncertainty = uncertainty
+        self.n_outputs = n_outputs
         if tokenizer == "conv":
             self.tokenizer = ConvTokenizer(n_pix, patch_size, hidden_size)
         else:
@@ -294,8 +419,13 @@ class SpecViT(nn.Module):
             [Block(hidden_size, heads, mlp_ratio, dropout) for _ in range(depth)]
         )
         self.norm = nn.LayerNorm(hidden_size, eps=1e-6)
-        self.head = nn.Linear(hidden_size, n_outputs)
+        self.head = nn.Linear(hidden_size, n_outputs * (2 if uncertainty == "gaussian" else 1))
         self._init_weights()
+        if uncertainty == "gaussian":
+            # start at unit variance, the spread of the standardised labels, instead of
+            # softplus(0) = 0.69; a constant fill draws no random numbers
+            with torch.no_grad():
+                self.head.bias[n_outputs:] = math.log(math.expm1(1.0))
 
     @staticmethod
     def _fixed_encoding(kind, n_pix, n_tok, dim, patch_size, stride, wave):
