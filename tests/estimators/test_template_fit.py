@@ -404,8 +404,11 @@ def test_params_not_matching_grid_labels_raise(fitted):
     with pytest.raises(ValueError, match="must be the spectral model's labels"):
         TemplateFitRegressor(reg.grid, params=("T_eff", "log_g")).fit(X)
     grid1 = SpectralGrid({"T_eff": [4000.0, 5000.0]}, np.ones((2, 3)), [1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match="must include 'log_g'"):
+    with pytest.raises(ValueError, match=r"target label\(s\) \['log_g'\] are not labels"):
         TemplateFitRegressor(grid1, params=("T_eff",)).fit(np.ones((1, 6)))
+    # a single-label grid fits with its own label as the target
+    reg1 = TemplateFitRegressor(grid1, params=("T_eff",), target="T_eff").fit(np.ones((1, 6)))
+    assert reg1.target_ == ("T_eff",)
 
 
 @pytest.mark.parametrize(
@@ -440,3 +443,106 @@ def test_input_never_modified_in_place(fitted):
     reg.predict(X)
     reg.predict_params(X)
     np.testing.assert_array_equal(X, before)
+
+
+# ------------------------------------------------------------ several labels, sigma
+def test_tuple_target_predicts_all_labels_in_order(small_grid):
+    rng = np.random.default_rng(3)
+    theta = _uniform_labels(small_grid, 6, rng, margin=0.1)
+    X = _stack(small_grid.flux(theta), np.full((6, small_grid.n_pix), 0.002))
+    target = ("M_H", "T_eff", "log_g")
+    y = pd.DataFrame(theta, columns=list(PARAMS))
+    reg = TemplateFitRegressor(small_grid, target=target).fit(X, y)
+    pred, std = reg.predict(X, return_std=True)
+    assert pred.shape == std.shape == (6, 3)
+    truth = y[list(target)].to_numpy()
+    assert np.all(np.abs(pred - truth) < 5 * std + np.array([0.02, 20.0, 0.02]))
+    res = reg.predict_params(X)
+    np.testing.assert_allclose(pred, res[list(target)].to_numpy())
+    np.testing.assert_allclose(std, res[[f"{t}_std" for t in target]].to_numpy())
+    # one label: 1-D outputs, equal to that column of the joint fit
+    single = TemplateFitRegressor(small_grid).fit(X)
+    mean1, std1 = single.predict(X, return_std=True)
+    assert mean1.shape == std1.shape == (6,)
+    np.testing.assert_allclose(mean1, pred[:, 2])
+
+
+def test_target_and_y_columns_are_checked(small_grid):
+    X = _stack(small_grid.flux([[5000.0, 3.0, 0.0]] * 2), np.full((2, small_grid.n_pix), 0.01))
+    with pytest.raises(ValueError, match=r"\['logg'\] are not labels of the spectral model"):
+        TemplateFitRegressor(small_grid, target="logg").fit(X)
+    wrong = pd.DataFrame({"T_eff": [5000.0] * 2, "M_H": [0.0] * 2})
+    with pytest.raises(ValueError, match=r"columns of y \('T_eff', 'M_H'\) do not match"):
+        TemplateFitRegressor(small_grid, target=("T_eff", "log_g")).fit(X, wrong)
+    with pytest.raises(ValueError, match="y must have shape \\(n_samples, 2\\)"):
+        TemplateFitRegressor(small_grid, target=("T_eff", "log_g")).fit(X, [3.0, 3.0])
+    with pytest.raises(ValueError, match="'T_eff' column but target='log_g'"):
+        TemplateFitRegressor(small_grid).fit(X, pd.Series([5000.0] * 2, name="T_eff"))
+
+
+def test_std_is_calibrated_on_noisy_spectra(small_grid):
+    """z = (fit - truth) / std is about N(0, 1): 68 % and 95 % coverage, z std ~ 1."""
+    rng = np.random.default_rng(7)
+    n = 400
+    theta = _uniform_labels(small_grid, n, rng, margin=0.15)
+    clean = small_grid.flux(theta)
+    error = np.full_like(clean, 0.01)
+    X = _stack(clean + error * rng.standard_normal(clean.shape), error)
+    mean, std = TemplateFitRegressor(small_grid, target=PARAMS).fit(X).predict(X, True)
+    z = (mean - theta) / std
+    cover68 = np.mean(np.abs(z) < 1, axis=0)
+    cover95 = np.mean(np.abs(z) < 1.96, axis=0)
+    assert np.all(np.abs(cover68 - 0.683) < 0.07), cover68
+    assert np.all(np.abs(cover95 - 0.95) < 0.035), cover95
+    assert np.all(np.abs(np.std(z, axis=0) - 1) < 0.15)
+
+
+def test_goodness_of_fit_flags_spectra_the_model_cannot_describe(small_grid):
+    rng = np.random.default_rng(11)
+    n = 60
+    theta = _uniform_labels(small_grid, n, rng, margin=0.1)
+    clean = small_grid.flux(theta)
+    error = np.full_like(clean, 0.004)
+    noisy = clean + error * rng.standard_normal(clean.shape)
+    reg = TemplateFitRegressor(small_grid).fit(_stack(noisy, error))
+    res = reg.predict_params(_stack(noisy, error))
+    assert abs(res["fit_z"].mean()) < 0.6 and res["fit_z"].std() < 1.6
+    assert not res["out_of_model"].any()
+    assert np.allclose(res["chi2_red"], res["chi2"] / res["dof"])
+    # the same stars seen at half the resolution: lines broadened beyond the model's
+    from scipy.ndimage import gaussian_filter1d
+
+    blurred = gaussian_filter1d(clean, 3.0, axis=1) + error * rng.standard_normal(clean.shape)
+    bad = reg.predict_params(_stack(blurred, error))
+    assert bad["out_of_model"].mean() > 0.9
+    # stars hotter than the model's box: a sub-grid fitted to spectra of the full one
+    hot_nodes = small_grid.axes["T_eff"] > 5200
+    assert hot_nodes.any()
+    sub = SpectralGrid(
+        {k: (v[~hot_nodes] if k == "T_eff" else v) for k, v in small_grid.axes.items()},
+        small_grid.node_flux.reshape(*small_grid.shape, -1)[~hot_nodes],
+        small_grid.wave,
+    )
+    hot = theta.copy()
+    hot[:, 0] = small_grid.bounds["T_eff"][1] - 50.0
+    hot_flux = small_grid.flux(hot) + error * rng.standard_normal(clean.shape)
+    flagged = (
+        TemplateFitRegressor(sub)
+        .fit(_stack(hot_flux, error))
+        .predict_params(_stack(hot_flux, error))["out_of_model"]
+    )
+    assert flagged.mean() > 0.9
+
+
+def test_noise_model_goodness_of_fit_uses_the_physical_noise():
+    from specreg.datasets import make_spectra
+    from specreg.spectra import PFSNoiseModel
+    from tests.conftest import make_toy_grid
+
+    grid = make_toy_grid(512)
+    noise = PFSNoiseModel(grid.wave)
+    spectra = make_spectra(80, grid=grid, mag=19.0, noise="fixed", random_state=2)
+    res = TemplateFitRegressor(grid, noise_model=noise).fit(spectra.X).predict_params(spectra.X)
+    assert abs(res["fit_z"].mean()) < 0.5 and 0.6 < res["fit_z"].std() < 1.5
+    with pytest.raises(TypeError):
+        TemplateFitRegressor(grid, noise_model="pfs").fit(spectra.X)

@@ -37,7 +37,11 @@ from scipy.special import gammaln, logsumexp
 
 from ..spectra._validation import as_generator, check_flux_error, check_real, split_stacked
 
-__all__ = ["PosteriorSummary", "posterior_summary", "split_X"]
+__all__ = ["QUANTILE_LEVELS", "PosteriorSummary", "posterior_summary", "split_X"]
+
+#: Posterior quantile levels kept by default: the median and the central 68 % and 95 %
+#: credible intervals (0.1587 and 0.8413 are the Gaussian 1-sigma points).
+QUANTILE_LEVELS = (0.025, 0.15865525, 0.5, 0.84134475, 0.975)
 
 
 @dataclass
@@ -66,6 +70,14 @@ class PosteriorSummary:
     n_draws : ndarray of shape (n,)
         Importance samples behind each spectrum's estimate (more than
         ``n_samples`` where the ESS floor asked for resampling).
+    quantile_levels : tuple of float
+        Levels of ``quantiles``.
+    quantiles : ndarray of shape (n, n_levels, d)
+        Weighted posterior quantiles of every label.
+    pit : ndarray of shape (n, d)
+        Posterior CDF at the true labels (the probability integral transform;
+        uniform on [0, 1] for a calibrated posterior), NaN unless the truth was
+        given.
     """
 
     param_names: tuple
@@ -78,6 +90,42 @@ class PosteriorSummary:
     chi2_ml: np.ndarray
     fisher_ml: np.ndarray
     n_draws: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    quantile_levels: tuple = ()
+    quantiles: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0)))
+    pit: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+
+    @property
+    def std(self) -> np.ndarray:
+        """Posterior standard deviations, shape (n, d)."""
+        return np.sqrt(self.var)
+
+    def interval(self, level: float = 0.68) -> tuple[np.ndarray, np.ndarray]:
+        """Central credible interval at ``level`` from the stored quantiles.
+
+        Parameters
+        ----------
+        level : float, default=0.68
+            0.68 (the 0.1587-0.8413 quantiles) or 0.95 with the default levels;
+            any level whose two quantiles were computed.
+
+        Returns
+        -------
+        lower, upper : ndarrays of shape (n, d)
+        """
+        lo, hi = 0.5 - level / 2, 0.5 + level / 2
+        levels = np.asarray(self.quantile_levels, dtype=float)
+        # 0.68 stands for the 1-sigma interval (0.6827) as in every table of the docs
+        if np.isclose(level, 0.68):
+            lo, hi = 0.15865525, 0.84134475
+        i = np.flatnonzero(np.isclose(levels, lo, atol=1e-6))
+        j = np.flatnonzero(np.isclose(levels, hi, atol=1e-6))
+        if i.size == 0 or j.size == 0:
+            raise ValueError(
+                f"no {level:g} interval: the quantiles were computed at "
+                f"{tuple(float(q) for q in levels)}; pass quantiles=({lo:g}, {hi:g}) to "
+                "posterior_summary"
+            )
+        return self.quantiles[:, i[0]], self.quantiles[:, j[0]]
 
     def __len__(self) -> int:
         return self.mean.shape[0]
@@ -288,8 +336,36 @@ def _log_t(z: np.ndarray, logdet: np.ndarray, df: float, d: int) -> np.ndarray:
     )
 
 
+def _weighted_quantiles(theta, w, levels) -> np.ndarray:
+    """Quantiles (n, L, d) of samples ``theta`` (n, S, d) with weights ``w`` (n, S).
+
+    The inverse of the weighted empirical CDF at each level (the smallest sample
+    whose cumulative weight reaches it).
+    """
+    order = np.argsort(theta, axis=1)
+    sorted_theta = np.take_along_axis(theta, order, axis=1)
+    cum = np.cumsum(np.take_along_axis(np.broadcast_to(w[:, :, None], theta.shape), order, 1), 1)
+    out = np.empty((theta.shape[0], len(levels), theta.shape[2]))
+    for i, q in enumerate(levels):
+        k = np.minimum((cum < q - 1e-12).sum(axis=1), theta.shape[1] - 1)  # (n, d)
+        out[:, i] = np.take_along_axis(sorted_theta, k[:, None, :], axis=1)[:, 0]
+    return out
+
+
 def _importance_sample(
-    prob, loglik_fn, theta_ml, fisher, logpost_lattice, n_samples, mixture, df, scale, rng, batch
+    prob,
+    loglik_fn,
+    theta_ml,
+    fisher,
+    logpost_lattice,
+    n_samples,
+    mixture,
+    df,
+    scale,
+    rng,
+    batch,
+    levels=(),
+    truth=None,
 ):
     n, d = theta_ml.shape
     a_t, a_c, a_p = mixture
@@ -353,7 +429,12 @@ def _importance_sample(
     mean_se = np.sqrt(np.einsum("ns,nsd->nd", w**2, dev**2))
     var_se = np.sqrt(np.einsum("ns,nsd->nd", w**2, (dev**2 - var[:, None, :]) ** 2))
     ess = 1.0 / (w**2).sum(axis=1)
-    return mean, var, mean_se, var_se, ess
+    quant = _weighted_quantiles(theta, w, levels)
+    if truth is None:
+        pit = np.full((n, d), np.nan)
+    else:
+        pit = np.einsum("ns,nsd->nd", w, (theta <= truth[:, None, :]).astype(float))
+    return mean, var, mean_se, var_se, ess, quant, pit
 
 
 def posterior_summary(
@@ -373,6 +454,8 @@ def posterior_summary(
     noise_model=None,
     min_ess: float = 30.0,
     max_resample: int = 2,
+    quantiles=QUANTILE_LEVELS,
+    truth=None,
     random_state=None,
     progress: bool = False,
     _problem=None,
@@ -426,6 +509,12 @@ def posterior_summary(
         self-normalised Monte-Carlo error is itself unreliable.
     max_resample : int, default=2
         Rounds of resampling (x4 samples each) for spectra below ``min_ess``.
+    quantiles : sequence of float, default=QUANTILE_LEVELS
+        Levels in (0, 1) of the weighted posterior quantiles kept per label
+        (default: the median and the central 68 % and 95 % intervals).
+    truth : array-like of shape (n, d), optional
+        True labels in the model's order: the posterior CDF there is returned
+        as ``pit`` (for calibration checks on simulated spectra).
     random_state : int, Generator or None
     progress : bool, default=False
         Show a tqdm progress bar.
@@ -465,17 +554,29 @@ def posterior_summary(
         raise ValueError(f"max_resample must be an integer >= 0, got {max_resample!r}")
     if not (isinstance(chunk_size, int | np.integer) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    levels = tuple(float(q) for q in np.atleast_1d(np.asarray(quantiles, dtype=float)))
+    if not all(0.0 < q < 1.0 for q in levels):
+        raise ValueError(f"quantiles must lie in (0, 1), got {levels}")
     rng = as_generator(random_state)
     prob = _problem if _problem is not None else _Problem(model, prior, lattice)
     n, d = flux.shape[0], prob.d
+    if truth is not None:
+        truth = np.asarray(truth, dtype=float)
+        if truth.shape != (n, d):
+            raise ValueError(
+                f"truth must have shape (n_spectra, n_labels) = {(n, d)} in the model's "
+                f"label order {prob.names}; got {truth.shape}"
+            )
     out = {k: np.empty((n, d)) for k in ("mean", "var", "mean_se", "var_se", "theta_ml")}
+    out["quantiles"] = np.empty((n, len(levels), d))
+    out["pit"] = np.empty((n, d))
     out["ess"] = np.empty(n)
     out["chi2_ml"] = np.empty(n)
     out["fisher_ml"] = np.empty((n, d, d))
     out["n_draws"] = np.empty(n, dtype=np.int64)
     iw_all = 1.0 / error
     batch = max(256, 4 * 4096 * 1024 // max(n_pix, 1) // 4)
-    keys = ("mean", "var", "mean_se", "var_se", "ess")
+    keys = ("mean", "var", "mean_se", "var_se", "ess", "quantiles", "pit")
     with tqdm(total=n, disable=not progress, unit="spectra", desc="posterior") as bar:
         for start in range(0, n, chunk_size):
             sl = slice(start, min(start + chunk_size, n))
@@ -492,9 +593,11 @@ def posterior_summary(
             pick = np.arange(m) * k + best
             theta_ml, chi2_ml = th[pick], chi2[pick]
             F = _fisher_w(prob.model.jacobian(theta_ml, out_of_bounds="clip"), iw)
+            true_sl = None if truth is None else truth[sl]
             res = _importance_sample(
-                prob, loglik, theta_ml, F, lp, int(n_samples), mixture, df, scale, rng, batch
-            )
+                prob, loglik, theta_ml, F, lp, int(n_samples), mixture, df, scale, rng, batch,
+                levels, true_sl,
+            )  # fmt: skip
             res = [np.array(r) for r in res]
             draws = np.full(m, int(n_samples), dtype=np.int64)
             # a low ESS makes the posterior mean and its MC error unreliable: sample again
@@ -506,7 +609,7 @@ def posterior_summary(
                 sub = _SubLikelihood(loglik, low)
                 again = _importance_sample(
                     prob, sub, theta_ml[low], F[low], lp[low], int(draws[low[0]]), mixture,
-                    df, scale, rng, batch,
+                    df, scale, rng, batch, levels, None if true_sl is None else true_sl[low],
                 )  # fmt: skip
                 for r, a in zip(res, again):
                     r[low] = a
@@ -525,7 +628,7 @@ def posterior_summary(
             UserWarning,
             stacklevel=2,
         )
-    return PosteriorSummary(param_names=prob.names, **out)
+    return PosteriorSummary(param_names=prob.names, quantile_levels=levels, **out)
 
 
 class _SubLikelihood:

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from ..metrics._snr import bayes_squared_errors
-from ._bayes import PosteriorSummary, _Problem, posterior_summary, split_X
+from ..spectra._validation import check_target_y, resolve_target
+from ._bayes import QUANTILE_LEVELS, PosteriorSummary, _Problem, posterior_summary, split_X
 from ._fisher import (
     aggregate_r2_max,
     condition_number,
@@ -182,7 +183,12 @@ class FisherCeiling:
     prior : LabelPrior, optional
         The prior the spectra were drawn from; default uniform on the model's
         box (the default of :func:`~specreg.datasets.make_spectra`).
-    target : str, default="log_g"
+    target : str or tuple of str, default="log_g"
+        The label whose ceiling is computed, or several labels (e.g.
+        ``("T_eff", "log_g", "M_H")``): one posterior serves them all;
+        :meth:`evaluate` then returns one block of rows per label (column
+        ``label``), :meth:`ceiling` a dict per label, the tables a ``label``
+        column, and the scorer the mean over the labels.
     aggregation : str, default="bayes"
         What the scorer returns: ``"bayes"``, ``"bayes_expected"``,
         ``"median"``, ``"mean"``, ``"population"`` or ``"van_trees"``.
@@ -292,11 +298,19 @@ class FisherCeiling:
             self.prior = LabelPrior(dict(self._model().bounds))
         return self.prior
 
+    def _targets(self) -> tuple[str, ...]:
+        """The target label(s), checked against the model's labels."""
+        return resolve_target(self.target, tuple(self._model().param_names))
+
     def _index(self) -> int:
-        names = tuple(self._model().param_names)
-        if self.target not in names:
-            raise ValueError(f"target {self.target!r} is not a model label {names}")
-        return names.index(self.target)
+        """Model column of a single target (the CRLB methods are per label)."""
+        targets = self._targets()
+        if len(targets) > 1:
+            raise ValueError(
+                f"this method is per label; target={targets} names {len(targets)} labels: "
+                "use FisherCeiling(target=<one label>)"
+            )
+        return tuple(self._model().param_names).index(targets[0])
 
     def _rng(self):
         # one generator per instance, so successive calls draw fresh samples
@@ -339,8 +353,11 @@ class FisherCeiling:
         """
         return marginal_crlb(self.fisher(theta, error), self._index(), method=method)
 
-    def posterior(self, flux, error) -> PosteriorSummary:
+    def posterior(self, flux, error, *, truth=None, quantiles=None) -> PosteriorSummary:
         """Posterior summaries of all labels (see :func:`~specreg.bounds.posterior_summary`).
+
+        ``truth`` (true labels, (n, d) in the model's order) adds the posterior
+        CDF there (``pit``); ``quantiles`` overrides the quantile levels kept.
 
         Examples
         --------
@@ -368,6 +385,8 @@ class FisherCeiling:
             lattice=self.lattice,
             chunk_size=self.chunk_size,
             noise_model=self._noise_model(),
+            truth=truth,
+            quantiles=QUANTILE_LEVELS if quantiles is None else quantiles,
             random_state=self._rng(),
             progress=self.progress,
         )
@@ -379,8 +398,9 @@ class FisherCeiling:
         ----------
         X : array-like of shape (n, 2 * n_pix)
             ``[flux | error]`` with the observed (noisy) flux.
-        y : array-like of shape (n,)
-            True target labels.
+        y : array-like of shape (n,) or (n, k), or DataFrame
+            True target labels (a DataFrame's columns must be the target
+            labels).
         theta : array-like of shape (n, d) or DataFrame, optional
             True labels of all parameters. When given, the Fisher matrices are
             evaluated there (the reference's setting); otherwise at the
@@ -391,7 +411,14 @@ class FisherCeiling:
 
         Returns
         -------
-        DataFrame with one row per spectrum.
+        DataFrame
+            One row per spectrum and target label (``label``; for a tuple
+            target the labels' blocks follow each other): ``y``, ``snr``,
+            ``posterior_mean`` / ``_se``, ``posterior_var`` / ``_se``, the
+            posterior quantiles ``posterior_q16``, ``posterior_q84`` (68 %
+            credible interval), ``posterior_q025``, ``posterior_q975`` (95 %),
+            ``pit`` (posterior CDF at ``y``), ``theta_ml``, ``ess``, ``crlb``,
+            ``crlb_inverse``, ``schur`` and ``cond``.
 
         Examples
         --------
@@ -403,21 +430,22 @@ class FisherCeiling:
         1
         """
         model = self._model()
+        names = tuple(model.param_names)
+        targets = self._targets()
         flux, error = split_X(X, getattr(model, "n_pix", None))
-        y = np.asarray(y, dtype=float).reshape(-1)
-        if y.size != flux.shape[0]:
-            raise ValueError(f"y has {y.size} values for {flux.shape[0]} spectra")
-        if not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or infinite values")
-        k = self._index()
+        y = check_target_y(y, targets, flux.shape[0], names).reshape(flux.shape[0], -1)
+        n = y.shape[0]
         if theta is not None:  # checked before the (costly) posterior
             from ..spectra._validation import as_label_array
 
-            labels = as_label_array(theta, tuple(model.param_names))
-            if labels.shape[0] != y.size:
-                raise ValueError(f"theta has {labels.shape[0]} rows for {y.size} spectra")
+            labels = as_label_array(theta, names)
+            if labels.shape[0] != n:
+                raise ValueError(f"theta has {labels.shape[0]} rows for {n} spectra")
             _refuse_snapped(model, labels)
-        post = self.posterior(flux, error)
+        truth = np.full((n, len(names)), np.inf)  # PIT 1 for labels without a truth
+        for j, t in enumerate(targets):
+            truth[:, names.index(t)] = y[:, j]
+        post = self.posterior(flux, error, truth=truth)
         if theta is None:
             labels, source = post.theta_ml, "ml"
         else:
@@ -428,30 +456,56 @@ class FisherCeiling:
             clean = model.flux(labels, out_of_bounds="clip")
             snr = np.median(clean / sigma, axis=1)
         snr = np.asarray(snr, dtype=float).reshape(-1)
-        if snr.size != y.size:
-            raise ValueError(f"snr has {snr.size} values for {y.size} spectra")
-        frame = pd.DataFrame(
-            {
-                "y": y,
-                "snr": snr,
-                "posterior_mean": post.mean[:, k],
-                "posterior_mean_se": post.mean_se[:, k],
-                "posterior_var": post.var[:, k],
-                "posterior_var_se": post.var_se[:, k],
-                "theta_ml": post.theta_ml[:, k],
-                "ess": post.ess,
-                "crlb": marginal_crlb(F, k),
-                "crlb_inverse": marginal_crlb(F, k, method="inverse"),
-                "schur": schur_decay(F, k),
-                "cond": condition_number(F),
-            }
-        )
+        if snr.size != n:
+            raise ValueError(f"snr has {snr.size} values for {n} spectra")
+        lo68, hi68 = post.interval(0.68)
+        lo95, hi95 = post.interval(0.95)
+        cond = condition_number(F)
+        frames = []
+        for j, t in enumerate(targets):
+            k = names.index(t)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "label": t,
+                        "y": y[:, j],
+                        "snr": snr,
+                        "posterior_mean": post.mean[:, k],
+                        "posterior_mean_se": post.mean_se[:, k],
+                        "posterior_var": post.var[:, k],
+                        "posterior_var_se": post.var_se[:, k],
+                        "posterior_q16": lo68[:, k],
+                        "posterior_q84": hi68[:, k],
+                        "posterior_q025": lo95[:, k],
+                        "posterior_q975": hi95[:, k],
+                        "pit": post.pit[:, k],
+                        "theta_ml": post.theta_ml[:, k],
+                        "ess": post.ess,
+                        "crlb": marginal_crlb(F, k),
+                        "crlb_inverse": marginal_crlb(F, k, method="inverse"),
+                        "schur": schur_decay(F, k),
+                        "cond": cond,
+                    }
+                )
+            )
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         frame.attrs["fisher_labels"] = source
         self.last_evaluation_ = frame
         self._last_fisher = F if source == "true" else None
         return frame
 
-    def _summarise(self, frame: pd.DataFrame, fisher=None) -> dict:
+    def _label_frames(self, frame: pd.DataFrame):
+        """``(label, rows of that label)`` for each target; rows align with the spectra."""
+        if isinstance(self.target, str) or "label" not in frame:
+            return [(self._targets()[0], frame)]
+        out = []
+        for t in self._targets():
+            sub = frame[frame["label"] == t].reset_index(drop=True)
+            sub.attrs = frame.attrs
+            out.append((t, sub))
+        return out
+
+    def _summarise_label(self, frame: pd.DataFrame, label: str, fisher=None) -> dict:
         prior = self._prior()
         names = tuple(self._model().param_names)
         F = None
@@ -459,10 +513,15 @@ class FisherCeiling:
             perm = [names.index(p) for p in prior.param_names]
             F = fisher[:, perm][:, :, perm]
         row = summarise_ceiling(
-            frame, prior=prior, fisher=F, index=list(prior.param_names).index(self.target)
+            frame, prior=prior, fisher=F, index=list(prior.param_names).index(label)
         )
         row["fisher_labels"] = frame.attrs.get("fisher_labels", "ml")
         return row
+
+    def _summarise(self, frame: pd.DataFrame, fisher=None) -> dict:
+        """One summary row: a dict, or ``{label: dict}`` for a tuple target."""
+        rows = {t: self._summarise_label(sub, t, fisher) for t, sub in self._label_frames(frame)}
+        return rows[self.target] if isinstance(self.target, str) else rows
 
     # -------------------------------------------------------------- reports
     def ceiling(self, X, y, *, theta=None, snr=None) -> dict:
@@ -497,7 +556,12 @@ class FisherCeiling:
             raise ValueError(
                 f"aggregation must be one of {sorted(AGGREGATIONS)}, got {self.aggregation!r}"
             )
-        return float(self.ceiling(X, y, theta=theta)[AGGREGATIONS[self.aggregation]])
+        row = self.ceiling(X, y, theta=theta)
+        key = AGGREGATIONS[self.aggregation]
+        if isinstance(self.target, str):
+            return float(row[key])
+        # several labels: their mean, as r2_score's multioutput="uniform_average"
+        return float(np.mean([r[key] for r in row.values()]))
 
     def get_metadata_routing(self):
         """Request the true labels ``theta`` as scorer metadata (sklearn metadata routing).
@@ -554,28 +618,31 @@ class FisherCeiling:
         frame = self.evaluate(X, y, theta=theta, snr=snr)
         F = self._last_fisher
         edges = snr_bin_edges(frame["snr"].to_numpy(), bins, strategy=strategy)
-        idx = assign_snr_bins(frame["snr"].to_numpy(), edges)
-        # sampling uncertainty of the Bayes R2: bootstrap over the bin's spectra
-        boot = scores_by_snr(
-            frame["y"],
-            frame["posterior_mean"],
-            frame["snr"],
-            bins=edges,
-            n_bootstrap=n_bootstrap,
-            random_state=self.random_state,
-        )
         rows = []
-        for b in range(len(edges) - 1):
-            sel = idx == b
-            if not sel.any():
-                continue
-            sub = frame.loc[sel].copy()
-            sub.attrs = frame.attrs
-            row = {"snr_lo": edges[b], "snr_hi": edges[b + 1]}
-            row.update(self._summarise(sub, None if F is None else F[sel]))
-            if "r2_lo" in boot:
-                row["r2_bayes_lo"], row["r2_bayes_hi"] = boot["r2_lo"][b], boot["r2_hi"][b]
-            rows.append(row)
+        for label, sub_frame in self._label_frames(frame):
+            idx = assign_snr_bins(sub_frame["snr"].to_numpy(), edges)
+            # sampling uncertainty of the Bayes R2: bootstrap over the bin's spectra
+            boot = scores_by_snr(
+                sub_frame["y"],
+                sub_frame["posterior_mean"],
+                sub_frame["snr"],
+                bins=edges,
+                n_bootstrap=n_bootstrap,
+                random_state=self.random_state,
+            )
+            for b in range(len(edges) - 1):
+                sel = idx == b
+                if not sel.any():
+                    continue
+                sub = sub_frame.loc[sel].copy()
+                sub.attrs = frame.attrs
+                row = {"snr_lo": edges[b], "snr_hi": edges[b + 1]}
+                if not isinstance(self.target, str):
+                    row["label"] = label
+                row.update(self._summarise_label(sub, label, None if F is None else F[sel]))
+                if "r2_lo" in boot:
+                    row["r2_bayes_lo"], row["r2_bayes_hi"] = boot["r2_lo"][b], boot["r2_hi"][b]
+                rows.append(row)
         return pd.DataFrame(rows)
 
     def reference_table(self, mags) -> pd.DataFrame:
@@ -614,34 +681,38 @@ class FisherCeiling:
         if not hasattr(model, "node_jacobian"):
             raise ValueError("the reference procedure needs a grid (node_jacobian)")
         noise = self._simulation_noise()
-        k = self._index()
+        names = tuple(model.param_names)
         valid = model.valid.reshape(-1)
         J = model.node_jacobian().reshape(-1, model.n_pix, model.n_params)
         ok = valid & np.all(np.isfinite(J), axis=(1, 2))
         J, flux, nodes = J[ok], model.node_flux[ok], model.nodes[ok]
-        var_nodes = float(np.var(nodes[:, k]))
         rows = []
         for mag in mags:
             error = noise.error(flux, float(mag))
             F = fisher_matrices_from_jacobian(J, error)
-            crlb = marginal_crlb(F, k)
-            agg = aggregate_r2_max(crlb, var_nodes)
-            rows.append(
-                {
-                    "mag": float(mag),
-                    "snr_grid": float(np.median(flux / error)),
-                    "var_nodes": var_nodes,
-                    "r2_max_median": agg["median"],
-                    "r2_max_p10": agg["p10"],
-                    "r2_max_p90": agg["p90"],
-                    "r2_max_mean": agg["mean"],
-                    "schur": float(np.median(schur_decay(F, k))),
-                    "sigma_min": agg["sigma_min"],
-                    "cond_median": float(np.median(condition_number(F, scaled=False))),
-                    "crlb_dynamic_range": agg["dynamic_range"],
-                    "n_nodes": int(ok.sum()),
-                }
-            )
+            cond = float(np.median(condition_number(F, scaled=False)))
+            for t in self._targets():
+                k = names.index(t)
+                var_nodes = float(np.var(nodes[:, k]))
+                agg = aggregate_r2_max(marginal_crlb(F, k), var_nodes)
+                row = {} if isinstance(self.target, str) else {"label": t}
+                row.update(
+                    {
+                        "mag": float(mag),
+                        "snr_grid": float(np.median(flux / error)),
+                        "var_nodes": var_nodes,
+                        "r2_max_median": agg["median"],
+                        "r2_max_p10": agg["p10"],
+                        "r2_max_p90": agg["p90"],
+                        "r2_max_mean": agg["mean"],
+                        "schur": float(np.median(schur_decay(F, k))),
+                        "sigma_min": agg["sigma_min"],
+                        "cond_median": cond,
+                        "crlb_dynamic_range": agg["dynamic_range"],
+                        "n_nodes": int(ok.sum()),
+                    }
+                )
+                rows.append(row)
         return pd.DataFrame(rows)
 
     def table(self, mags, n: int = 2000, *, random_state=None) -> pd.DataFrame:
@@ -697,13 +768,16 @@ class FisherCeiling:
                 random_state=seed,
             )
             theta = spectra.params.loc[:, list(model.param_names)]
-            frame = self.evaluate(
-                spectra.X, spectra.params[self.target], theta=theta, snr=spectra.params["snr"]
-            )
+            targets = self._targets()
+            y = spectra.params[self.target if isinstance(self.target, str) else list(targets)]
+            frame = self.evaluate(spectra.X, y, theta=theta, snr=spectra.params["snr"])
             # the reference's "grid SNR": median over all pixels of all spectra
             sigma = noise.true_error(spectra.flux, spectra.error)
             snr_grid = float(np.median(spectra.flux / sigma))
-            row = {"mag": float(mag), "snr_grid": snr_grid}
-            row.update(self._summarise(frame, self._last_fisher))
-            rows.append(row)
+            for t, sub in self._label_frames(frame):
+                row = {"mag": float(mag), "snr_grid": snr_grid}
+                if not isinstance(self.target, str):
+                    row["label"] = t
+                row.update(self._summarise_label(sub, t, self._last_fisher))
+                rows.append(row)
         return pd.DataFrame(rows)

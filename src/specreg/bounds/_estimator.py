@@ -6,7 +6,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._bayes import PosteriorSummary, split_X
+from ..spectra._validation import check_target_y, resolve_target
+from ._bayes import QUANTILE_LEVELS, PosteriorSummary, split_X
 from ._ceiling import FisherCeiling
 
 __all__ = ["BayesCeilingRegressor"]
@@ -34,7 +35,9 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         half of X holds the reference errors of ``PFSNoiseModel(grid.wave)``
         and the likelihood uses its physical noise; ``"given"`` takes the
         errors as the true sigma.
-    target : str, default="log_g"
+    target : str or tuple of str, default="log_g"
+        The label predicted, or several (e.g. ``("T_eff", "log_g", "M_H")``;
+        predictions then have shape (n, k) in this order).
     n_samples : int, default=256
         Importance samples per spectrum.
     lattice : int or sequence of int, optional
@@ -45,6 +48,8 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     grid_ : SpectralModel
+    target_ : tuple of str
+        The target label(s).
     ceiling_ : FisherCeiling
     n_features_in_ : int
 
@@ -63,7 +68,7 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         grid=None,
         prior=None,
         noise=None,
-        target: str = "log_g",
+        target: str | tuple[str, ...] = "log_g",
         n_samples: int = 256,
         lattice=None,
         random_state=None,
@@ -82,20 +87,34 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = True  # Monte-Carlo posterior means
         tags.target_tags.required = False
+        # several labels at once with a tuple target (y of shape (n, k))
+        tags.target_tags.multi_output = not isinstance(self.target, str)
+        tags.target_tags.single_output = isinstance(self.target, str)
         return tags
 
     def fit(self, X, y=None):
-        """Check X against the spectral model (nothing is learned).
+        """Check X (and y) against the spectral model (nothing is learned).
 
         Parameters
         ----------
         X : array-like of shape (n, 2 * n_pix)
             ``[flux | error]``.
-        y : ignored
+        y : array-like of shape (n,) or (n, k), or DataFrame, optional
+            Not used; checked against ``target`` when given (a DataFrame's
+            columns must be the target labels).
 
         Returns
         -------
         self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, np.ones((2, 4)), np.arange(4.0))
+        >>> est = BayesCeilingRegressor(g, noise="given").fit(np.ones((3, 8)))
+        >>> est.target_
+        ('log_g',)
         """
         X = validate_data(self, X, reset=True, dtype=np.float32)
         if self.grid is None:
@@ -104,6 +123,10 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
             self.grid_ = load_grid()
         else:
             self.grid_ = self.grid
+        names = tuple(self.grid_.param_names)
+        self.target_ = resolve_target(self.target, names)
+        if y is not None:
+            check_target_y(y, self.target, X.shape[0], names)
         split_X(X, getattr(self.grid_, "n_pix", None))
         self.ceiling_ = FisherCeiling(
             self.grid_,
@@ -115,36 +138,104 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
             random_state=self.random_state,
             progress=self.progress,
         )
-        self.ceiling_._index()  # a clear error for an unknown target, at fit time
-        self.ceiling_._noise_model()  # and for a bad noise
+        self.ceiling_._noise_model()  # a clear error for a bad noise, at fit time
         return self
 
-    def predict_posterior(self, X) -> PosteriorSummary:
-        """Posterior summaries of all labels (means, variances, MC errors, ESS).
+    def predict_posterior(self, X, *, quantiles=QUANTILE_LEVELS) -> PosteriorSummary:
+        """Posterior summaries of all labels (means, variances, quantiles, MC errors, ESS).
 
         Parameters
         ----------
         X : array-like of shape (n, 2 * n_pix)
+        quantiles : sequence of float, default=QUANTILE_LEVELS
+            Levels of the posterior quantiles kept.
 
         Returns
         -------
         PosteriorSummary
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
+        >>> X = np.hstack([g.flux([[2.0]]), np.full((1, 8), 0.05)])
+        >>> est = BayesCeilingRegressor(g, noise="given", n_samples=64, random_state=0).fit(X)
+        >>> post = est.predict_posterior(X)
+        >>> post.mean.shape, post.quantiles.shape
+        ((1, 1), (1, 5, 1))
         """
         check_is_fitted(self, "ceiling_")
         X = validate_data(self, X, reset=False, dtype=np.float32)
         flux, error = split_X(X, getattr(self.grid_, "n_pix", None))
-        return self.ceiling_.posterior(flux, error)
+        return self.ceiling_.posterior(flux, error, quantiles=quantiles)
 
-    def predict(self, X) -> np.ndarray:
-        """Posterior mean of the target label.
+    def _columns(self, post: PosteriorSummary) -> list[int]:
+        return [post.index(t) for t in self.target_]
+
+    def _shape(self, values: np.ndarray) -> np.ndarray:
+        """(n, k) -> (n,) for a single-label target."""
+        return values[..., 0] if isinstance(self.target, str) else values
+
+    def predict(self, X, return_std: bool = False):
+        """Posterior mean (and standard deviation) of the target label(s).
 
         Parameters
         ----------
         X : array-like of shape (n, 2 * n_pix)
+        return_std : bool, default=False
+            Also return the posterior standard deviation (the
+            ``GaussianProcessRegressor`` convention).
 
         Returns
         -------
-        y_pred : ndarray of shape (n,)
+        y_mean : ndarray of shape (n,) or (n, k)
+            Shape (n, k) for a tuple target, in its order.
+        y_std : ndarray of the same shape
+            Only with ``return_std=True``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
+        >>> X = np.hstack([g.flux([[2.0]]), np.full((1, 8), 0.05)])
+        >>> est = BayesCeilingRegressor(g, noise="given", n_samples=64, random_state=0).fit(X)
+        >>> mean, std = est.predict(X, return_std=True)
+        >>> mean.round(1).tolist(), bool(0 < std[0] < 0.1)
+        ([2.0], True)
         """
         post = self.predict_posterior(X)
-        return post.mean[:, post.index(self.target)]
+        cols = self._columns(post)
+        mean = self._shape(post.mean[:, cols])
+        if not return_std:
+            return mean
+        return mean, self._shape(post.std[:, cols])
+
+    def predict_quantiles(self, X, quantiles=(0.15865525, 0.5, 0.84134475)) -> np.ndarray:
+        """Posterior quantiles of the target label(s).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, 2 * n_pix)
+        quantiles : sequence of float, default=(0.1587, 0.5, 0.8413)
+            Levels in (0, 1); the default gives the median and the central
+            68 % credible interval.
+
+        Returns
+        -------
+        ndarray of shape (n, n_quantiles) or (n, n_quantiles, k)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specreg.spectra import SpectralGrid
+        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
+        >>> X = np.hstack([g.flux([[2.0]]), np.full((1, 8), 0.05)])
+        >>> est = BayesCeilingRegressor(g, noise="given", n_samples=64, random_state=0).fit(X)
+        >>> q = est.predict_quantiles(X)
+        >>> q.shape, bool(q[0, 0] < 2.0 < q[0, 2])
+        ((1, 3), True)
+        """
+        post = self.predict_posterior(X, quantiles=quantiles)
+        return self._shape(post.quantiles[:, :, self._columns(post)])

@@ -345,6 +345,7 @@ def lm_refine(
     return {
         "theta": theta,
         "cov": cov,
+        "template": model,
         "chi2": chi2,
         "coef": coef,
         "n_iter": n_iter,

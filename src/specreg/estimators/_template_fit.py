@@ -17,9 +17,10 @@ from threadpoolctl import threadpool_limits
 
 from ..spectra import SpectralGrid, split_stacked
 from ..spectra._interp import axis_weights, weight_matrix
+from ..spectra._validation import check_noise_model, check_target_y, resolve_target
 from ._chi2 import coarse_chi2, fisher_matrix, legendre_basis, lm_refine
 
-__all__ = ["TemplateFitRegressor", "split_flux_error"]
+__all__ = ["OUT_OF_MODEL_Z", "TemplateFitRegressor", "split_flux_error"]
 
 # nodes per axis of the start lattice for spectral models that are not grids
 _LATTICE_POINTS = 5
@@ -32,6 +33,12 @@ _FAR_FRACTION = 0.5
 # 2000 spectra at mag 20.5-22.5, each of the 42 local minima of the single start had a
 # better valley with a node at most 11 above the best node.)
 _START_DCHI2 = 20.0
+
+#: ``fit_z`` above which :meth:`TemplateFitRegressor.predict_params` flags a spectrum as
+#: not described by the spectral model. ``fit_z = (chi2 - dof) / sqrt(2 dof)`` is about
+#: N(0, 1) for a spectrum the model describes, so 5 flags about one in 3 million of
+#: them by chance.
+OUT_OF_MODEL_Z = 5.0
 
 
 def split_flux_error(X: np.ndarray, n_pix: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -108,8 +115,19 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         ``None`` uses the embedded grid (:func:`specreg.datasets.load_grid`), which
         raises ``FileNotFoundError`` when it is not installed.
     params : tuple of str, default=("T_eff", "log_g", "M_H")
-        Labels fitted; must be the model's labels (in any order) and include
-        ``log_g``. They are reported in this order.
+        Labels fitted; must be the model's labels (in any order). They are
+        reported in this order by :meth:`predict_params`.
+    target : str or tuple of str, default="log_g"
+        The label(s) :meth:`predict` returns: one label (shape (n,)) or several
+        (e.g. ``("T_eff", "log_g", "M_H")``, shape (n, k) in this order); all
+        come from the same joint fit.
+    noise_model : PFSNoiseModel or None, default=None
+        The noise process of the spectra, for the uncertainties and the
+        goodness of fit: the error half of ``X`` then holds this model's
+        reported (reference) errors, and the chi-square of the fitted spectrum
+        is evaluated with the physical noise at the fitted flux. None: the
+        errors are the true per-pixel sigma. The fit itself always weights by
+        the error half.
     poly_degree : int, default=0
         Degree of the multiplicative polynomial; 0 fits a single amplitude.
     max_iter : int, default=30
@@ -194,6 +212,8 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         self,
         grid=None,
         params: tuple[str, ...] = ("T_eff", "log_g", "M_H"),
+        target: str | tuple[str, ...] = "log_g",
+        noise_model=None,
         poly_degree: int = 0,
         max_iter: int = 30,
         tol: float = 1e-3,
@@ -205,6 +225,8 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
     ):
         self.grid = grid
         self.params = params
+        self.target = target
+        self.noise_model = noise_model
         self.poly_degree = poly_degree
         self.max_iter = max_iter
         self.tol = tol
@@ -218,6 +240,9 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         # errors are part of X and must be > 0; no NaN (they would be silent zero weights)
         tags.input_tags.allow_nan = False
+        # several labels at once with a tuple target (y of shape (n, k))
+        tags.target_tags.multi_output = not isinstance(self.target, str)
+        tags.target_tags.single_output = isinstance(self.target, str)
         return tags
 
     # ------------------------------------------------------------------ checks
@@ -241,17 +266,11 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
                 f"params={params} must be the spectral model's labels {names} (in any "
                 "order); fitting a subset with the others fixed is not supported"
             )
-        if "log_g" not in params:
-            raise ValueError(f"params must include 'log_g' (the target); got {params}")
         return params
 
-    def _check_X(self, X, reset: bool, y=None):
+    def _check_X(self, X, reset: bool):
         kwargs = dict(reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1)
-        if y is None:
-            X = validate_data(self, X, **kwargs)
-        else:
-            X, y = validate_data(self, X, y, y_numeric=True, **kwargs)
-        return X, y
+        return validate_data(self, X, **kwargs)
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y=None):
@@ -261,8 +280,9 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, 2 * n_pix)
             ``[flux | error]``; errors > 0.
-        y : array-like of shape (n_samples,), optional
-            log g; checked to lie inside the model's log g range.
+        y : array-like of shape (n_samples,) or (n_samples, k), or DataFrame, optional
+            The target label(s); checked to lie inside the model's range (a
+            DataFrame's columns must be the target labels).
 
         Returns
         -------
@@ -277,37 +297,51 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         4
         """
         self._check_hyper_params()
-        X, y = self._check_X(X, reset=True, y=y)
+        X = self._check_X(X, reset=True)
         model = _resolve_model(self.grid)
         params = self._check_params_against(model)
+        names = tuple(model.param_names)
+        target = resolve_target(self.target, names)
+        if self.noise_model is not None:
+            check_noise_model(self.noise_model)
         n_pix = int(np.asarray(model.wave).shape[0])
         split_flux_error(X, n_pix)
         if y is not None:
-            lo, hi = model.bounds["log_g"]
-            y = np.asarray(y, dtype=float)
-            outside = (y < lo) | (y > hi)
-            if outside.any():
-                raise ValueError(
-                    f"{int(outside.sum())} log_g label(s) in y lie outside the spectral "
-                    f"model's range [{lo:g}, {hi:g}] (e.g. {y[outside][0]:g}); a template "
-                    "fit cannot return them"
-                )
+            y = check_target_y(y, self.target, X.shape[0], names).reshape(X.shape[0], -1)
+            for j, label in enumerate(target):
+                lo, hi = model.bounds[label]
+                outside = (y[:, j] < lo) | (y[:, j] > hi)
+                if outside.any():
+                    raise ValueError(
+                        f"{int(outside.sum())} {label} label(s) in y lie outside the "
+                        f"spectral model's range [{lo:g}, {hi:g}] (e.g. "
+                        f"{y[outside, j][0]:g}); a template fit cannot return them"
+                    )
         self.grid_ = model
         self.param_names_ = params
+        self.target_ = target
         self.n_pix_ = n_pix
         return self
 
     # ----------------------------------------------------------------- predict
-    def predict(self, X) -> np.ndarray:
-        """log g of the best-fitting model spectrum for each spectrum.
+    def predict(self, X, return_std: bool = False):
+        """The target label(s) of the best-fitting model spectrum for each spectrum.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, 2 * n_pix)
+        return_std : bool, default=False
+            Also return the 1-sigma uncertainty of each estimate (the
+            ``GaussianProcessRegressor`` convention): the formal error at the
+            fit, widened where the chi-square has several valleys (the
+            ``<label>_std`` column of :meth:`predict_params`).
 
         Returns
         -------
-        log_g : ndarray of shape (n_samples,)
+        y_pred : ndarray of shape (n_samples,) or (n_samples, k)
+            Shape (n_samples, k) for a tuple ``target``, in its order.
+        y_std : ndarray of the same shape
+            Only with ``return_std=True``.
 
         Examples
         --------
@@ -318,7 +352,13 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         >>> TemplateFitRegressor(grid, params=("log_g",)).fit(X).predict(X).round(4).tolist()
         [2.0]
         """
-        return self.predict_params(X)["log_g"].to_numpy()
+        res = self.predict_params(X)
+        mean = res[list(self.target_)].to_numpy()
+        single = isinstance(self.target, str)
+        if not return_std:
+            return mean[:, 0] if single else mean
+        std = res[[f"{t}_std" for t in self.target_]].to_numpy()
+        return (mean[:, 0], std[:, 0]) if single else (mean, std)
 
     def predict_params(self, X, *, init=None, return_cov: bool = False):
         """All fitted labels, their formal errors and the fit statistics.
@@ -337,11 +377,18 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         Returns
         -------
         result : DataFrame of n_samples rows
-            One column per label (``param_names_``), ``<label>_err`` (formal 1-sigma,
-            the square root of the diagonal of the inverse profiled normal matrix),
-            ``chi2``, ``dof`` (pixels minus labels minus polynomial coefficients),
-            ``amplitude`` (the constant term of the polynomial), ``n_iter`` and
-            ``converged`` (both of the winning start's fit).
+            One column per label (``param_names_``); ``<label>_err`` (formal 1-sigma,
+            the square root of the diagonal of the inverse profiled normal matrix);
+            ``<label>_std`` (the uncertainty :meth:`predict` returns: the formal
+            error, widened by the other chi-square minima found from the starts,
+            each weighted by its Laplace evidence); ``chi2``, ``dof`` (pixels minus
+            labels minus polynomial coefficients), ``amplitude`` (the constant term
+            of the polynomial), ``n_iter`` and ``converged`` (both of the winning
+            start's fit); and the goodness of fit: ``chi2_red`` (chi-square per
+            degree of freedom, with the physical noise of ``noise_model`` at the
+            fitted spectrum when one is set), ``fit_z`` (``(chi2 - dof) /
+            sqrt(2 dof)``, about N(0, 1) for a spectrum the model describes) and
+            ``out_of_model`` (``fit_z > OUT_OF_MODEL_Z``).
         cov : ndarray of shape (n_samples, n_params, n_params)
             Only with ``return_cov=True``; in ``param_names_`` order.
 
@@ -352,14 +399,14 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, [[1.0, 0.5], [1.0, 0.6], [1.0, 0.9]], [1.0, 2.0])
         >>> X = np.hstack([2 * grid.flux([[2.0]]), [[0.01, 0.01]]])
         >>> res = TemplateFitRegressor(grid, params=("log_g",)).fit(X).predict_params(X)
-        >>> list(res.columns)
-        ['log_g', 'log_g_err', 'chi2', 'dof', 'amplitude', 'n_iter', 'converged']
+        >>> list(res.columns)[:6]
+        ['log_g', 'log_g_err', 'log_g_std', 'chi2', 'dof', 'amplitude']
         >>> round(float(res["amplitude"][0]), 4)
         2.0
         """
         check_is_fitted(self)
         self._check_hyper_params()
-        X, _ = self._check_X(X, reset=False)
+        X = self._check_X(X, reset=False)
         flux, error = split_flux_error(X, self.n_pix_)
         model = self.grid_
         names = tuple(model.param_names)
@@ -371,21 +418,39 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         n = X.shape[0]
         batches = [slice(s, min(s + self.batch_size, n)) for s in range(0, n, self.batch_size)]
         job = _BatchFitter(
-            model, self.poly_degree, self.max_iter, self.tol, self.xtol, self.n_starts
+            model,
+            self.poly_degree,
+            self.max_iter,
+            self.tol,
+            self.xtol,
+            self.n_starts,
+            noise_model=self.noise_model,
         )
         results = self._run(job, flux, error, start, batches)
 
-        theta = np.concatenate([r["theta"] for r in results])[:, order]
-        cov = np.concatenate([r["cov"] for r in results])[:, order][:, :, order]
+        def stacked(key):
+            return np.concatenate([r[key] for r in results])
+
+        theta = stacked("theta")[:, order]
+        cov = stacked("cov")[:, order][:, :, order]
+        cov_modes = stacked("cov_modes")[:, order][:, :, order]
         out = pd.DataFrame(theta, columns=list(self.param_names_))
-        std = np.sqrt(np.clip(np.einsum("nii->ni", cov), 0.0, None))
+        err = np.sqrt(np.clip(np.einsum("nii->ni", cov), 0.0, None))
+        std = np.sqrt(np.clip(np.einsum("nii->ni", cov_modes), 0.0, None))
         for k, p in enumerate(self.param_names_):
-            out[f"{p}_err"] = std[:, k]
-        out["chi2"] = np.concatenate([r["chi2"] for r in results])
-        out["dof"] = self.n_pix_ - len(names) - (self.poly_degree + 1)
-        out["amplitude"] = np.concatenate([r["coef"][:, 0] for r in results])
-        out["n_iter"] = np.concatenate([r["n_iter"] for r in results])
-        out["converged"] = np.concatenate([r["converged"] for r in results])
+            out[f"{p}_err"] = err[:, k]
+        for k, p in enumerate(self.param_names_):
+            out[f"{p}_std"] = std[:, k]
+        dof = self.n_pix_ - len(names) - (self.poly_degree + 1)
+        out["chi2"] = stacked("chi2")
+        out["dof"] = dof
+        out["amplitude"] = stacked("coef")[:, 0]
+        out["n_iter"] = stacked("n_iter")
+        out["converged"] = stacked("converged")
+        chi2_fit = stacked("chi2_fit")
+        out["chi2_red"] = chi2_fit / max(dof, 1)
+        out["fit_z"] = (chi2_fit - dof) / np.sqrt(2.0 * max(dof, 1))
+        out["out_of_model"] = out["fit_z"].to_numpy() > OUT_OF_MODEL_Z
         return (out, cov) if return_cov else out
 
     def _check_init(self, init, n: int) -> np.ndarray:
@@ -465,8 +530,10 @@ class _BatchFitter:
         tol: float,
         xtol: float,
         n_starts: int = 1,
+        noise_model=None,
     ):
         self.model = model
+        self.noise_model = noise_model
         self.max_iter = max_iter
         self.tol = tol
         self.n_starts = int(n_starts)
@@ -701,12 +768,33 @@ class _BatchFitter:
     def __call__(self, flux, error, start=None) -> dict:
         flux = np.asarray(flux, dtype=np.float64)
         ivar = 1.0 / np.asarray(error, dtype=np.float64) ** 2
+        res = self._fit(flux, ivar, start)
+        # goodness of fit with the noise the spectra were drawn with (the fit itself
+        # weights by the reported errors); the fitted spectra are dropped here, so
+        # the results of many batches stay small
+        fitted = res.pop("template") * (res["coef"] @ self.basis.T)
+        if self.noise_model is None:
+            fit_ivar = ivar
+        else:
+            sigma = self.noise_model.true_error(fitted, error)
+            fit_ivar = 1.0 / np.asarray(sigma, dtype=np.float64) ** 2
+        res["chi2_fit"] = np.einsum("np,np->n", (flux - fitted) ** 2, fit_ivar)
+        return res
+
+    def _fit(self, flux, ivar, start=None) -> dict:
         if start is not None:
-            return self.refine(flux, ivar, start)
+            res = self.refine(flux, ivar, start)
+            res["cov_modes"] = res["cov"]
+            return res
+        return self._fit_from_nodes(flux, ivar)
+
+    def _fit_from_nodes(self, flux, ivar) -> dict:
         rows, start = self.starts(flux, ivar, self.n_starts)
         n = flux.shape[0]
         if rows.size == n:  # one start per spectrum: rows is arange(n)
-            return self.refine(flux, ivar, start)
+            res = self.refine(flux, ivar, start)
+            res["cov_modes"] = res["cov"]
+            return res
         res = self.refine(flux[rows], ivar[rows], start)
         # the lowest final chi-square per spectrum; ties go to the earlier (better
         # node) start, so a single valley gives the single-start answer
@@ -714,7 +802,54 @@ class _BatchFitter:
         first = np.ones(rows.size, dtype=bool)
         first[1:] = rows[order][1:] != rows[order][:-1]
         pick = order[first]
-        return {key: value[pick] for key, value in res.items()}
+        best = {key: value[pick] for key, value in res.items()}
+        best["cov_modes"] = _mode_mixture_cov(rows, pick, res)
+        return best
+
+
+def _mode_mixture_cov(rows: np.ndarray, pick: np.ndarray, res: dict) -> np.ndarray:
+    """Covariance of the best fit's error under a mixture of the chi-square's modes.
+
+    At low SNR the chi-square of a spectrum can have several valleys (a giant-like
+    and a dwarf-like solution); the formal covariance of the deepest one then
+    misses the chance that the truth lies in another. Each distinct minimum found
+    from the starts (more than one formal sigma from the best) is a Laplace
+    component with weight ``exp(-chi2 / 2) * sqrt(det cov)`` (its evidence under a
+    flat prior); the covariance about the best fit is
+    ``sum_k w_k (cov_k + (theta_k - theta_best)(theta_k - theta_best)^T)``.
+    With a single valley this is the formal covariance.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (m,)
+        Spectrum of each start.
+    pick : ndarray of shape (n,)
+        Index of each spectrum's best start.
+    res : dict
+        The LM results of all ``m`` starts (``theta``, ``cov``, ``chi2``).
+
+    Returns
+    -------
+    ndarray of shape (n, d, d)
+    """
+    theta, cov, chi2 = res["theta"], res["cov"], res["chi2"]
+    b = pick[rows]  # the best start of each start's spectrum (rows[pick] is arange(n))
+    delta = theta - theta[b]
+    prec = np.linalg.pinv(cov[b], hermitian=True)
+    dist2 = np.einsum("ma,mab,mb->m", delta, prec, delta)
+    distinct = (np.arange(rows.size) == b) | (dist2 > 1.0)
+    _, logdet = np.linalg.slogdet(cov)
+    _, logdet_b = np.linalg.slogdet(cov[b])
+    logw = -0.5 * (chi2 - chi2[b]) + 0.5 * (logdet - logdet_b)
+    w = np.where(distinct & np.isfinite(logw), np.exp(np.minimum(logw, 50.0)), 0.0)
+    w[np.arange(rows.size) == b] = 1.0
+    spread = cov + delta[:, :, None] * delta[:, None, :]
+    n = pick.size
+    total = np.zeros((n, *cov.shape[1:]))
+    norm = np.zeros(n)
+    np.add.at(total, rows, w[:, None, None] * spread)
+    np.add.at(norm, rows, w)
+    return total / norm[:, None, None]
 
 
 def _fisher_labels(model, theta, error, poly_degree: int = 0, coef=None) -> np.ndarray:

@@ -14,6 +14,8 @@ __all__ = [
     "check_noise_model",
     "check_real",
     "check_seed",
+    "check_target_y",
+    "resolve_target",
     "split_stacked",
 ]
 
@@ -287,3 +289,103 @@ def check_noise_model(noise_model, name: str = "noise_model") -> None:
             f"{name} must be a PFSNoiseModel (with true_error) or None; got "
             f"{type(noise_model).__name__}"
         )
+
+
+def resolve_target(target, names: tuple[str, ...], *, name: str = "target") -> tuple[str, ...]:
+    """The labels an estimator predicts, checked against the spectral model's.
+
+    Parameters
+    ----------
+    target : str or sequence of str
+        One label (predictions of shape (n,)) or several (shape (n, k)).
+    names : tuple of str
+        The spectral model's labels.
+    name : str, default="target"
+        The parameter's name in error messages.
+
+    Returns
+    -------
+    tuple of str
+        The target labels, in the order given.
+
+    Raises
+    ------
+    ValueError
+        An empty target, a repeated label, or a label the model lacks (the
+        message names it and the model's labels).
+
+    Examples
+    --------
+    >>> resolve_target(("log_g", "T_eff"), ("T_eff", "log_g", "M_H"))
+    ('log_g', 'T_eff')
+    """
+    labels = (target,) if isinstance(target, str) else tuple(target)
+    if not labels or not all(isinstance(t, str) for t in labels):
+        raise ValueError(f"{name} must be a label name or a tuple of them; got {target!r}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{name}={labels} repeats a label")
+    unknown = [t for t in labels if t not in names]
+    if unknown:
+        raise ValueError(
+            f"{name} label(s) {unknown} are not labels of the spectral model, which has "
+            f"{tuple(names)}"
+        )
+    return labels
+
+
+def check_target_y(
+    y, target, n_samples: int | None = None, names: tuple[str, ...] = ()
+) -> np.ndarray:
+    """``y`` as a float array matching ``target``: shape (n,) for one label, (n, k) for k.
+
+    A DataFrame (or a named Series) must name exactly the target labels; its
+    columns are reordered to ``target``. The input is never modified.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,) or (n, k), Series or DataFrame
+    target : str or tuple of str
+        As returned by :func:`resolve_target` (a 1-tuple or a str means one label).
+    n_samples : int, optional
+        Expected number of rows.
+    names : tuple of str, optional
+        The spectral model's labels: a Series named after another of them than
+        the target is refused (a mixed-up column).
+
+    Returns
+    -------
+    ndarray of shape (n,) or (n, k), float64
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> check_target_y(pd.DataFrame({"M_H": [0.0], "log_g": [2.0]}), ("log_g", "M_H"))
+    array([[2., 0.]])
+    """
+    labels = (target,) if isinstance(target, str) else tuple(target)
+    k = len(labels)
+    if isinstance(y, pd.DataFrame):
+        columns = [str(c) for c in y.columns]
+        if sorted(columns) != sorted(labels):
+            raise ValueError(
+                f"the columns of y {tuple(columns)} do not match target={labels}; name "
+                "the columns after the target labels or pass target= for these columns"
+            )
+        arr = y.loc[:, list(labels)].to_numpy(dtype=float)
+    else:
+        if isinstance(y, pd.Series) and y.name is not None and k == 1:
+            if str(y.name) != labels[0] and str(y.name) in names:
+                raise ValueError(
+                    f"y is the {y.name!r} column but target={labels[0]!r}; pass the "
+                    f"{labels[0]!r} column or target={str(y.name)!r}"
+                )
+        arr = np.array(y, dtype=float, copy=True)
+    if arr.ndim == 2 and arr.shape[1] == 1 and k == 1:
+        arr = arr[:, 0]
+    expected = "(n_samples,)" if k == 1 else f"(n_samples, {k})"
+    if (k == 1 and arr.ndim != 1) or (k > 1 and (arr.ndim != 2 or arr.shape[1] != k)):
+        raise ValueError(f"y must have shape {expected} for target={labels}; got {arr.shape}")
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise ValueError(f"y has {arr.shape[0]} rows for {n_samples} spectra")
+    check_finite(arr, "y")
+    return arr if k > 1 else arr.reshape(-1)
