@@ -257,6 +257,7 @@ def _make_model(
     jobs=1,
     verbose=False,
     checkpoint_dir=None,
+    labels=("log_g",),
 ):
     from .estimators import (
         SpecViTRegressor,
@@ -273,10 +274,20 @@ def _make_model(
         return make_ridge_baseline(alpha=alpha, noise_model=noise, random_state=seed)
     if name == "lightgbm":
         return make_lightgbm_baseline(
-            n_jobs=jobs, noise_model=noise, random_state=seed, **preset.lgbm_params
+            n_outputs=len(labels),
+            n_jobs=jobs,
+            noise_model=noise,
+            random_state=seed,
+            **preset.lgbm_params,
         )
     if name == "template_fit":
-        return TemplateFitRegressor(grid=grid, n_jobs=jobs, progress_bar=verbose)
+        return TemplateFitRegressor(
+            grid=grid,
+            target=_target(labels),
+            noise_model=noise,
+            n_jobs=jobs,
+            progress_bar=verbose,
+        )
     if name == "vit":
         # per-epoch checkpoints: a killed stage loses at most one epoch and resumes its own
         # run (the checkpoint's fingerprint covers the data and every training setting)
@@ -289,6 +300,21 @@ def _make_model(
             **params,
         )
     raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+
+
+def _target(labels: tuple[str, ...]):
+    """One label as a str (1-D y and predictions), several as a tuple."""
+    return labels[0] if len(labels) == 1 else tuple(labels)
+
+
+def _labels_of(spectra, labels: tuple[str, ...]) -> np.ndarray:
+    """The true labels of a set: shape (n,) for one label, (n, k) for several."""
+    y = spectra.params[list(labels)].to_numpy(dtype=float)
+    return y[:, 0] if len(labels) == 1 else y
+
+
+def _columns(values: np.ndarray) -> np.ndarray:
+    return values.reshape(values.shape[0], -1)
 
 
 def _data(stages, preset, grid, seed, log):
@@ -314,8 +340,25 @@ def _data(stages, preset, grid, seed, log):
     return sets["train"], sets["test"]
 
 
+def _has_std(name: str, model) -> bool:
+    """Whether the fitted model returns ``predict(X, return_std=True)``."""
+    return name == "template_fit" or getattr(model, "uncertainty", None) is not None
+
+
 def _fit_predict(
-    stages, name, preset, grid, train, test, device, seed, log, n_train=None, jobs=1, verbose=False
+    stages,
+    name,
+    preset,
+    grid,
+    train,
+    test,
+    device,
+    seed,
+    log,
+    n_train=None,
+    jobs=1,
+    verbose=False,
+    labels=("log_g",),
 ):
     n_train = len(train) if n_train is None else n_train
     tag = f"model_{name}.npz" if n_train == len(train) else f"lc_{name}_{n_train}.npz"
@@ -323,20 +366,33 @@ def _fit_predict(
         log(f"{name} (n={n_train}): reusing predictions")
         return dict(np.load(stages.path(tag)))
     checkpoints = stages.out / "stages" / "vit-checkpoints"
-    model = _make_model(name, preset, grid, device, seed, n_train, jobs, verbose, checkpoints)
+    model = _make_model(
+        name, preset, grid, device, seed, n_train, jobs, verbose, checkpoints, labels
+    )
     fit_params = {}
-    if name == "lightgbm" and verbose:
+    if name == "lightgbm" and verbose and len(labels) == 1:
         total = model.named_steps["lgbmregressor"].n_estimators
         fit_params["lgbmregressor__callbacks"] = [_lightgbm_progress(total, log)]
+    y_train, y_test = _labels_of(train, labels)[:n_train], _labels_of(test, labels)
     t0 = time.perf_counter()
-    model.fit(train.X[:n_train], train.y[:n_train], **fit_params)
+    model.fit(train.X[:n_train], y_train, **fit_params)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    y_pred = np.asarray(model.predict(test.X), dtype=float)
+    result = {}
+    if _has_std(name, model):
+        y_pred, y_std = model.predict(test.X, return_std=True)
+        result["y_std"] = np.asarray(y_std, dtype=float)
+    else:
+        y_pred = model.predict(test.X)
+    y_pred = np.asarray(y_pred, dtype=float)
     predict_s = time.perf_counter() - t0
-    r2 = 1 - np.mean((test.y - y_pred) ** 2) / np.var(test.y)
-    log(f"{name} (n={n_train}): fit {fit_s:.1f} s, predict {predict_s:.1f} s, R2 {r2:.3f}")
-    result = {"y_pred": y_pred, "fit_s": fit_s, "predict_s": predict_s}
+    err, truth = _columns(y_pred - y_test), _columns(y_test)
+    r2 = 1 - np.mean(err**2, axis=0) / np.var(truth, axis=0)
+    log(
+        f"{name} (n={n_train}): fit {fit_s:.1f} s, predict {predict_s:.1f} s, R2 "
+        + ", ".join(f"{label} {v:.3f}" for label, v in zip(labels, r2))
+    )
+    result.update(y_pred=y_pred, fit_s=fit_s, predict_s=predict_s)
 
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as fh:  # a file object: np.savez adds no ".npz"
@@ -374,69 +430,100 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _ceiling(stages, preset, grid, test, seed, log, verbose=False):
+def _ceiling(stages, preset, grid, test, seed, log, verbose=False, labels=("log_g",)):
     from .bounds import FisherCeiling
 
     path = stages.path("ceiling.csv")
+    target = _target(labels)
     if stages.done("ceiling.csv"):
         log("ceiling: reusing per-spectrum evaluation")
-        return pd.read_csv(path), FisherCeiling(grid, n_samples=preset.ceiling_samples)
+        return pd.read_csv(path), FisherCeiling(
+            grid, target=target, n_samples=preset.ceiling_samples
+        )
     ceiling = FisherCeiling(
-        grid, n_samples=preset.ceiling_samples, random_state=seed, progress=verbose
+        grid,
+        target=target,
+        n_samples=preset.ceiling_samples,
+        random_state=seed,
+        progress=verbose,
     )
     t0 = time.perf_counter()
     theta = test.params[list(grid.param_names)]
-    frame = ceiling.evaluate(test.X, test.y, theta=theta, snr=test.params["snr"].to_numpy())
+    frame = ceiling.evaluate(
+        test.X, test.params[list(labels)], theta=theta, snr=test.params["snr"].to_numpy()
+    )
     log(f"ceiling: {len(test)} spectra in {time.perf_counter() - t0:.1f} s")
     stages.write(path, lambda tmp: frame.to_csv(tmp, index=False))
     return frame, ceiling
 
 
-def _summary_rows(test, predictions, frame):
+#: Units of the labels in the results tables.
+UNITS = {"T_eff": "K", "log_g": "dex", "M_H": "dex", "a_M": "dex", "C_M": "dex"}
+
+
+def _label_frame(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The ceiling's per-spectrum rows of one label (aligned with the test set)."""
+    if "label" not in frame:
+        return frame
+    return frame[frame["label"] == label].reset_index(drop=True)
+
+
+def _summary_rows(test, predictions, frame, labels=("log_g",)):
     from .metrics import regression_scores
 
-    mse_bayes = float(np.mean((test.y - frame["posterior_mean"].to_numpy()) ** 2))
     rows = []
-    for name, res in predictions.items():
-        scores = regression_scores(test.y, res["y_pred"])
-        mse = float(np.mean((test.y - res["y_pred"]) ** 2))
-        rows.append(
-            {
-                "model": name,
-                "r2": scores["r2"],
-                "mae_dex": scores["mae"],
-                "rmse_dex": scores["rmse"],
-                "bias_dex": scores["bias"],
-                "fit_s": float(res["fit_s"]),
-                "predict_s": float(res["predict_s"]),
-                "efficiency": mse_bayes / mse if mse > 0 else np.nan,
-            }
-        )
-    bayes = regression_scores(test.y, frame["posterior_mean"].to_numpy())
-    rows.append(
-        {
-            "model": "bayes_ceiling",
-            "r2": bayes["r2"],
-            "mae_dex": bayes["mae"],
-            "rmse_dex": bayes["rmse"],
-            "bias_dex": bayes["bias"],
-            "fit_s": np.nan,
-            "predict_s": np.nan,
-            "efficiency": 1.0,
-        }
-    )
+    for j, label in enumerate(labels):
+        y = test.params[label].to_numpy(dtype=float)
+        bayes_mean = _label_frame(frame, label)["posterior_mean"].to_numpy()
+        mse_bayes = float(np.mean((y - bayes_mean) ** 2))
+        entries = [(name, _columns(res["y_pred"])[:, j], res) for name, res in predictions.items()]
+        entries.append(("bayes_ceiling", bayes_mean, None))
+        for name, y_pred, res in entries:
+            scores = regression_scores(y, y_pred)
+            mse = float(np.mean((y - y_pred) ** 2))
+            rows.append(
+                {
+                    "model": name,
+                    "label": label,
+                    "unit": UNITS.get(label, ""),
+                    "r2": scores["r2"],
+                    "mae": scores["mae"],
+                    "rmse": scores["rmse"],
+                    "bias": scores["bias"],
+                    "fit_s": np.nan if res is None else float(res["fit_s"]),
+                    "predict_s": np.nan if res is None else float(res["predict_s"]),
+                    "efficiency": mse_bayes / mse if mse > 0 else np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def _per_snr(test, predictions, frame, ceiling, bins, seed):
-    from .bounds import summarise_ceiling
-    from .metrics import assign_snr_bins, compare_to_ceiling, scores_by_snr, snr_bin_edges
+def _per_snr(test, predictions, frame, bins, seed, labels=("log_g",)):
+    """Per-SNR tables of every label, stacked (column ``label``)."""
+    from .metrics import snr_bin_edges
 
     snr = test.params["snr"].to_numpy()
     edges = snr_bin_edges(snr, bins)
+    tables, per_model, ceilings = [], {}, {}
+    for j, label in enumerate(labels):
+        preds = {name: _columns(res["y_pred"])[:, j] for name, res in predictions.items()}
+        y = test.params[label].to_numpy(dtype=float)
+        table, models, ceiling_table = _per_snr_label(
+            y, snr, edges, preds, _label_frame(frame, label), seed
+        )
+        table.insert(0, "label", label)
+        tables.append(table)
+        per_model[label], ceilings[label] = models, ceiling_table
+    return pd.concat(tables, ignore_index=True), per_model, ceilings
+
+
+def _per_snr_label(y, snr, edges, preds, frame, seed):
+    from .bounds import summarise_ceiling
+    from .metrics import assign_snr_bins, compare_to_ceiling, scores_by_snr
+
     per_model = {
-        name: scores_by_snr(test.y, res["y_pred"], snr, bins=edges, random_state=seed)
-        for name, res in predictions.items()
+        name: scores_by_snr(y, y_pred, snr, bins=edges, random_state=seed)
+        for name, y_pred in preds.items()
     }
     which = assign_snr_bins(snr, edges)
     ceil_rows = []
@@ -461,10 +548,10 @@ def _per_snr(test, predictions, frame, ceiling, bins, seed):
     table["r2_fisher_median"] = ceiling_table.get("r2_max_median")
     # model minus ceiling in units of the paired standard error (test-set sampling and
     # Monte-Carlo error): a z above 2-3 would mean a model beats the ceiling
-    for name, res in predictions.items():
+    for name, y_pred in preds.items():
         paired = compare_to_ceiling(
-            test.y,
-            res["y_pred"],
+            y,
+            y_pred,
             frame["posterior_mean"],
             snr,
             bayes_mc_se=frame["posterior_mean_se"],
@@ -475,49 +562,110 @@ def _per_snr(test, predictions, frame, ceiling, bins, seed):
     return table, per_model, ceiling_table
 
 
-def _figures(stages, test, predictions, per_model, ceiling_table, frame, lc=None):
+def _calibration(test, predictions, frame, bins, labels=("log_g",)):
+    """Coverage, z and PIT of every estimate with an uncertainty, overall and per SNR bin.
+
+    The Bayes estimator's intervals are its posterior's (PIT = posterior CDF at
+    the truth); the others' are Gaussian (mean +- std). The ratio of each std to
+    the exact posterior std is reported next to them.
+    """
+    from .metrics import calibration_by_snr, calibration_scores, snr_bin_edges
+
+    snr = test.params["snr"].to_numpy()
+    edges = snr_bin_edges(snr, bins)
+    overall, per_bin, curves = [], [], {}
+    for j, label in enumerate(labels):
+        y = test.params[label].to_numpy(dtype=float)
+        f = _label_frame(frame, label)
+        post_std = np.sqrt(f["posterior_var"].to_numpy())
+        sources = {
+            name: {"y_pred": _columns(res["y_pred"])[:, j], "y_std": _columns(res["y_std"])[:, j]}
+            for name, res in predictions.items()
+            if "y_std" in res
+        }
+        sources["bayes_ceiling"] = {
+            "y_pred": f["posterior_mean"].to_numpy(),
+            "y_std": post_std,
+            "pit": f["pit"].to_numpy() if "pit" in f else None,
+        }
+        for name, src in sources.items():
+            scores = calibration_scores(y, src["y_pred"], src["y_std"], pit=src.get("pit"))
+            scores.pop("pit_hist", None)
+            ratio = np.median(src["y_std"] / post_std)
+            overall.append({"model": name, "label": label, **scores, "std_ratio_median": ratio})
+            table = calibration_by_snr(
+                y, src["y_pred"], src["y_std"], snr, pit=src.get("pit"), bins=edges,
+                posterior_std=post_std,
+            )  # fmt: skip
+            table.insert(0, "label", label)
+            table.insert(0, "model", name)
+            per_bin.append(table)
+            if j == 0:
+                curves[name] = src
+    return pd.DataFrame(overall), pd.concat(per_bin, ignore_index=True), curves
+
+
+def _figures(stages, test, predictions, per_model, ceilings, frame, lc=None, curves=None,
+             labels=("log_g",)):  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .plotting import plot_learning_curve, plot_parity, plot_r2_vs_snr
+    from .plotting import plot_learning_curve, plot_parity, plot_r2_vs_snr, plot_reliability
 
     out = stages.out
 
     def save(fig, name: str, dpi: int) -> None:
         stages.write(out / name, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
         paths.append(out / name)
+        plt.close(fig)
 
     paths = []
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    plot_r2_vs_snr(per_model, ceiling_table, ax=ax)
-    ax.set_title("log g: models vs the Bayes-optimal ceiling (test set)")
-    fig.tight_layout()
-    save(fig, "r2_vs_snr.png", 120)
-    plt.close(fig)
+    for j, label in enumerate(labels):
+        suffix = "" if j == 0 else f"_{label}"
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        plot_r2_vs_snr(per_model[label], ceilings[label], ax=ax)
+        ax.set_title(f"{label}: models vs the Bayes-optimal ceiling (test set)")
+        fig.tight_layout()
+        save(fig, f"r2_vs_snr{suffix}.png", 120)
 
-    names = list(predictions) + ["bayes_ceiling"]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
-    crlb = frame["crlb"].to_numpy() if "crlb" in frame else None
-    for ax, name in zip(axes[0], names):
-        y_pred = (
-            frame["posterior_mean"].to_numpy()
-            if name == "bayes_ceiling"
-            else predictions[name]["y_pred"]
-        )
-        plot_parity(test.y, y_pred, crlb=crlb, ax=ax, label=name)
-        ax.set_title(name)
-    fig.tight_layout()
-    save(fig, "parity.png", 110)
-    plt.close(fig)
+        names = list(predictions) + ["bayes_ceiling"]
+        f = _label_frame(frame, label)
+        y = test.params[label].to_numpy(dtype=float)
+        fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
+        crlb = f["crlb"].to_numpy() if "crlb" in f else None
+        for ax, name in zip(axes[0], names):
+            y_pred = (
+                f["posterior_mean"].to_numpy()
+                if name == "bayes_ceiling"
+                else _columns(predictions[name]["y_pred"])[:, j]
+            )
+            plot_parity(y, y_pred, crlb=crlb, ax=ax, label=name)
+            ax.set_title(name)
+        fig.tight_layout()
+        save(fig, f"parity{suffix}.png", 110)
+
+    if curves:
+        from .metrics import reliability_curve
+
+        snr = test.params["snr"].to_numpy()
+        y = test.params[labels[0]].to_numpy(dtype=float)
+        fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3.6), squeeze=False)
+        for ax, (name, src) in zip(axes[0], curves.items()):
+            curve = reliability_curve(
+                y, src["y_pred"], src["y_std"], snr, pit=src.get("pit"), bins=4
+            )
+            plot_reliability(curve, ax=ax)
+            ax.set_title(f"{name}: {labels[0]}")
+        fig.tight_layout()
+        save(fig, "reliability.png", 110)
 
     if lc is not None:
         fig, ax = plt.subplots(figsize=(6.0, 4.2))
         plot_learning_curve(lc["sizes"], lc["r2"], ceiling=lc["ceiling"], ax=ax)
         fig.tight_layout()
         save(fig, "learning_curve.png", 120)
-        plt.close(fig)
     return paths
 
 
@@ -535,6 +683,7 @@ def run_benchmark(
     *,
     device: str = "auto",
     models: tuple[str, ...] = MODELS,
+    labels: tuple[str, ...] = ("log_g",),
     learning_curve: bool = False,
     grid=None,
     seed: int = 0,
@@ -555,6 +704,11 @@ def run_benchmark(
         Device of the ViT.
     models : tuple of str
         Subset of ``("ridge", "lightgbm", "template_fit", "vit")``.
+    labels : tuple of str, default=("log_g",)
+        The labels every model predicts (all at once: multi-output Ridge and
+        ViT, one LightGBM booster per label, one joint template fit) and the
+        ceiling is computed for, e.g. ``("T_eff", "log_g", "M_H")``; the tables
+        have one block of rows per label.
     learning_curve : bool, default=False
         Also train Ridge, LightGBM and the ViT on growing subsets (R2 vs N).
     grid : SpectralModel, optional
@@ -600,9 +754,13 @@ def run_benchmark(
     if "vit" in models and preset.name == "paper" and device != "cuda":
         raise ValueError("the paper preset trains the reference ViT: it needs a CUDA GPU")
     grid = load_grid() if grid is None else grid
+    from .spectra._validation import resolve_target
+
+    labels = resolve_target(tuple(labels), tuple(grid.param_names), name="labels")
     out = Path(out)
     config = {
         "preset": asdict(preset),
+        "labels": list(labels),
         "seed": seed,
         "grid": grid.metadata.get("name", repr(grid)),
         "specreg": __version__,
@@ -614,28 +772,45 @@ def run_benchmark(
     train, test = _data(stages, preset, grid, seed, log)
     predictions = {
         name: _fit_predict(
-            stages, name, preset, grid, train, test, device, seed, log, None, jobs, verbose
-        )
+            stages,
+            name,
+            preset,
+            grid,
+            train,
+            test,
+            device,
+            seed,
+            log,
+            None,
+            jobs,
+            verbose,
+            labels,
+        )  # fmt: skip
         for name in models
     }
-    frame, ceiling = _ceiling(stages, preset, grid, test, seed, log, verbose)
-    summary = _summary_rows(test, predictions, frame)
-    table, per_model, ceiling_table = _per_snr(
-        test, predictions, frame, ceiling, preset.bins, seed
+    frame, ceiling = _ceiling(stages, preset, grid, test, seed, log, verbose, labels)
+    summary = _summary_rows(test, predictions, frame, labels)
+    table, per_model, ceilings = _per_snr(test, predictions, frame, preset.bins, seed, labels)
+    calibration, calibration_snr, curves = _calibration(
+        test, predictions, frame, preset.bins, labels
     )
     lc = None
     if learning_curve:
         sizes = [n for n in preset.learning_curve_sizes if n <= len(train)]
-        lc = {"sizes": sizes, "r2": {}, "ceiling": float(summary.iloc[-1]["r2"])}
+        first = summary[summary["label"] == labels[0]]
+        lc = {"sizes": sizes, "r2": {}, "ceiling": float(first.iloc[-1]["r2"])}
+        y_test = _columns(_labels_of(test, labels))[:, 0]
         for name in [m for m in models if m != "template_fit"]:
             r2 = []
             for n in sizes:
                 res = _fit_predict(
-                    stages, name, preset, grid, train, test, device, seed, log, n, jobs, verbose
-                )
-                r2.append(1 - np.mean((test.y - res["y_pred"]) ** 2) / np.var(test.y))
+                    stages, name, preset, grid, train, test, device, seed, log, n, jobs,
+                    verbose, labels,
+                )  # fmt: skip
+                y_pred = _columns(res["y_pred"])[:, 0]
+                r2.append(1 - np.mean((y_test - y_pred) ** 2) / np.var(y_test))
             lc["r2"][name] = r2
-    figures = _figures(stages, test, predictions, per_model, ceiling_table, frame, lc)
+    figures = _figures(stages, test, predictions, per_model, ceilings, frame, lc, curves, labels)
 
     results = {
         "specreg": __version__,
@@ -647,8 +822,11 @@ def run_benchmark(
         "grid": grid.metadata.get("name", repr(grid)),
         "n_train": len(train),
         "n_test": len(test),
+        "labels": list(labels),
         "results": summary.to_dict(orient="records"),
         "per_snr": table.to_dict(orient="records"),
+        "calibration": calibration.to_dict(orient="records"),
+        "calibration_per_snr": calibration_snr.to_dict(orient="records"),
         "learning_curve": lc,
         "figures": [str(p) for p in figures],
         "wall_s": round(time.perf_counter() - started, 1),
@@ -656,7 +834,13 @@ def run_benchmark(
     results = _strict_json(results)
     text = json.dumps(results, indent=2, allow_nan=False) + "\n"
     stages.write(out / "results.json", lambda tmp: tmp.write_text(text))
-    for name, frame in (("results.csv", summary), ("per_snr.csv", table)):
+    tables = (
+        ("results.csv", summary),
+        ("per_snr.csv", table),
+        ("calibration.csv", calibration),
+        ("calibration_per_snr.csv", calibration_snr),
+    )
+    for name, frame in tables:
         stages.write(out / name, lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
     if verbose:
         print(format_results(results))
@@ -691,10 +875,25 @@ def format_results(results: dict) -> str:
     """
     summary = pd.DataFrame(results["results"])
     per_snr = pd.DataFrame(results["per_snr"])
-    lines = ["", "log g on the test set (efficiency = MSE_Bayes / MSE_model):"]
+    calibration = pd.DataFrame(results.get("calibration", []))
+    labels = ", ".join(results.get("labels", ["log_g"]))
+
+    def table(frame: pd.DataFrame) -> str:
+        return frame.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+    lines = ["", f"{labels} on the test set (efficiency = MSE_Bayes / MSE_model):"]
     if not summary.empty:
-        lines.append(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        lines.append(table(summary))
     lines += ["", "R2 per SNR bin (per-spectrum SNR, equal-count bins):"]
     if not per_snr.empty:
-        lines.append(per_snr.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        lines.append(table(per_snr))
+    if not calibration.empty:
+        keep = [
+            c
+            for c in ("model", "label", "coverage_68", "coverage_95", "z_std", "pit_ks",
+                      "std_ratio_median")
+            if c in calibration
+        ]  # fmt: skip
+        lines += ["", "Calibration of the uncertainties (nominal coverage 0.68 / 0.95):"]
+        lines.append(table(calibration[keep]))
     return "\n".join(lines)

@@ -112,6 +112,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         args.out,
         device=args.device,
         models=tuple(args.models),
+        labels=tuple(args.labels),
         learning_curve=args.learning_curve,
         grid=grid,
         seed=args.seed,
@@ -207,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=["ridge", "lightgbm", "template_fit", "vit"],
         choices=["ridge", "lightgbm", "template_fit", "vit"],
         help="models to run",
+    )
+    bench.add_argument(
+        "--labels",
+        nargs="+",
+        default=["log_g"],
+        metavar="LABEL",
+        help="labels every model predicts and the ceiling is computed for, e.g. "
+        "--labels T_eff log_g M_H (default: log_g)",
     )
     bench.add_argument(
         "--learning-curve",

@@ -116,3 +116,18 @@ def test_fixed_test_noise_protocol_pre_noised_test_flux_passes_unchanged(small_g
 def test_lightgbm_parameter_typos_are_refused():
     with pytest.raises(TypeError, match=r"unknown LightGBM parameter\(s\) \['n_estimator'\]"):
         make_lightgbm_baseline(n_estimator=3)
+
+
+def test_baselines_fit_several_labels_at_once():
+    rng = np.random.default_rng(1)
+    y = rng.uniform(0, 1, (80, 2))
+    flux = 0.5 + 0.05 * y @ rng.normal(size=(2, 16))
+    X = np.hstack([flux, np.full_like(flux, 1e-4)])
+    ridge = make_ridge_baseline(alpha=1e-3, random_state=0).fit(X, y)
+    assert ridge.predict(X).shape == (80, 2)
+    lgbm = make_lightgbm_baseline(n_outputs=2, n_estimators=20, random_state=0).fit(X, y)
+    pred = lgbm.predict(X)
+    assert pred.shape == (80, 2)
+    assert all(np.corrcoef(pred[:, k], y[:, k])[0, 1] > 0.8 for k in range(2))
+    with pytest.raises(ValueError, match="n_outputs must be a positive integer"):
+        make_lightgbm_baseline(n_outputs=0)

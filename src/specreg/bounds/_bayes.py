@@ -433,7 +433,9 @@ def _importance_sample(
     if truth is None:
         pit = np.full((n, d), np.nan)
     else:
-        pit = np.einsum("ns,nsd->nd", w, (theta <= truth[:, None, :]).astype(float))
+        below = (theta <= truth[:, None, :]).astype(float)
+        # the weights sum to 1 up to rounding: keep the CDF inside [0, 1]
+        pit = np.clip(np.einsum("ns,nsd->nd", w, below), 0.0, 1.0)
     return mean, var, mean_se, var_se, ess, quant, pit
 
 

@@ -14,6 +14,7 @@ the cores, or the run slows down (oversubscription); :func:`thread_budget` split
 
 from __future__ import annotations
 
+import numbers
 import os
 
 from sklearn.linear_model import Ridge
@@ -121,7 +122,9 @@ def make_ridge_baseline(
     Returns
     -------
     Pipeline
-        Input ``X = [flux | error]`` of shape (n, 2 * n_pix); predicts log g.
+        Input ``X = [flux | error]`` of shape (n, 2 * n_pix); predicts the
+        label(s) it is fitted on (Ridge is natively multi-output: y of shape
+        (n,) or (n, k)).
 
     Examples
     --------
@@ -150,6 +153,7 @@ def make_ridge_baseline(
 
 def make_lightgbm_baseline(
     *,
+    n_outputs: int = 1,
     n_jobs: int = 1,
     noise_level: float = 1.0,
     noisy_transform: bool = False,
@@ -161,6 +165,12 @@ def make_lightgbm_baseline(
 
     Parameters
     ----------
+    n_outputs : int, default=1
+        Labels predicted at once. LightGBM fits one label per model, so for
+        ``n_outputs > 1`` the last step is a
+        :class:`~sklearn.multioutput.MultiOutputRegressor` (one booster per
+        label, step name ``"multioutputregressor"``) and y has shape
+        (n, n_outputs).
     n_jobs : int, default=1
         LightGBM's OpenMP threads. Budget them against joblib's workers with
         :func:`thread_budget` (the default 1 is safe inside parallel CV).
@@ -179,7 +189,7 @@ def make_lightgbm_baseline(
     Returns
     -------
     Pipeline
-        Input ``X = [flux | error]``; predicts log g.
+        Input ``X = [flux | error]``; predicts the label(s) it is fitted on.
 
     Notes
     -----
@@ -204,6 +214,8 @@ def make_lightgbm_baseline(
     >>> pipe = make_lightgbm_baseline(n_estimators=10, n_jobs=1)
     >>> pipe.named_steps["lgbmregressor"].get_params()["num_leaves"]
     63
+    >>> [name for name, _ in make_lightgbm_baseline(n_outputs=3).steps]
+    ['heteroscedasticnoise', 'multioutputregressor']
     """
     from lightgbm import LGBMRegressor  # an optional-weight import, only when asked
 
@@ -214,8 +226,15 @@ def make_lightgbm_baseline(
             f"make_lightgbm_baseline got unknown LightGBM parameter(s) {unknown}; "
             f"LGBMRegressor takes {sorted(known)}"
         )
+    if not isinstance(n_outputs, numbers.Integral) or isinstance(n_outputs, bool) or n_outputs < 1:
+        raise ValueError(f"n_outputs must be a positive integer; got {n_outputs!r}")
     lgbm_params = dict(REFERENCE_LGBM_PARAMS)
     lgbm_params.update(params)
+    booster = LGBMRegressor(n_jobs=n_jobs, random_state=random_state, verbose=-1, **lgbm_params)
+    if n_outputs > 1:
+        from sklearn.multioutput import MultiOutputRegressor
+
+        booster = MultiOutputRegressor(booster)
     return make_pipeline(
         HeteroscedasticNoise(
             noise_level=noise_level,
@@ -223,5 +242,5 @@ def make_lightgbm_baseline(
             noise_model=noise_model,
             random_state=random_state,
         ),
-        LGBMRegressor(n_jobs=n_jobs, random_state=random_state, verbose=-1, **lgbm_params),
+        booster,
     )
