@@ -182,3 +182,35 @@ def test_the_likelihood_uses_the_generator_noise(small_grid, simulated):
     assert 0.75 < z.std() < 1.25
     with pytest.raises(ValueError, match="reference errors"):
         posterior_summary(small_grid, s.noisy, np.full_like(s.error, 0.01), noise_model=noise)
+
+
+def test_quantiles_and_pit_of_a_gaussian_posterior():
+    """A linear model with a wide flat prior: the posterior is Gaussian with known sigma."""
+    from scipy.stats import norm
+
+    from specreg.bounds import posterior_summary
+    from specreg.spectra import SpectralGrid
+
+    x = np.linspace(0.0, 1.0, 40)
+    grid = SpectralGrid(
+        {"a": [0.0, 10.0]}, np.array([0.0 * x, 10.0 * x]), x + 1.0, method="linear"
+    )
+    err = np.full((200, 40), 0.5)
+    truth = np.full((200, 1), 5.0)
+    rng = np.random.default_rng(0)
+    flux = grid.flux(truth) + err * rng.standard_normal(err.shape)
+    post = posterior_summary(grid, flux, err, n_samples=512, truth=truth, random_state=1)
+    sigma = 0.5 / np.sqrt(np.sum(x**2))
+    np.testing.assert_allclose(np.sqrt(post.var[:, 0]), sigma, rtol=0.15)
+    lo, hi = post.interval(0.68)
+    np.testing.assert_allclose(hi[:, 0] - lo[:, 0], 2 * sigma, rtol=0.25)
+    # the PIT of the truth is the Gaussian CDF at the truth
+    expected = norm.cdf((5.0 - post.mean[:, 0]) / sigma)
+    assert np.median(np.abs(post.pit[:, 0] - expected)) < 0.05
+    assert 0.55 < np.mean(np.abs(post.pit[:, 0] - 0.5) <= 0.34) < 0.8
+    with pytest.raises(ValueError, match="no 0.9 interval"):
+        post.interval(0.9)
+    with pytest.raises(ValueError, match="truth must have shape"):
+        posterior_summary(grid, flux, err, truth=truth[:3])
+    with pytest.raises(ValueError, match="quantiles must lie in"):
+        posterior_summary(grid, flux, err, quantiles=(0.5, 1.0))

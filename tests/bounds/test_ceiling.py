@@ -208,3 +208,25 @@ def test_random_state_error_names_the_parameter(small_grid):
     s = make_spectra(4, grid=small_grid, mag=20.0, noise="fixed", random_state=0)
     with pytest.raises(ValueError, match="random_state must be None, a non-negative int"):
         FisherCeiling(small_grid, n_samples=16, random_state=-1).ceiling(s.X, s.y)
+
+
+def test_a_tuple_target_gives_every_label_from_one_posterior(toy_grid):
+    from specreg.datasets import make_spectra
+
+    spectra = make_spectra(60, grid=toy_grid, mag=20.0, noise="fixed", random_state=4)
+    target = ("T_eff", "log_g")
+    ceiling = FisherCeiling(toy_grid, target=target, n_samples=48, random_state=0)
+    y = spectra.params[list(target)]
+    frame = ceiling.evaluate(spectra.X, y)
+    assert list(frame["label"].unique()) == list(target) and len(frame) == 120
+    assert frame["pit"].between(0, 1).all()
+    assert (frame["posterior_q16"] <= frame["posterior_q84"]).all()
+    rows = ceiling.ceiling(spectra.X, y)
+    assert set(rows) == set(target) and rows["T_eff"]["r2_bayes"] > 0.5
+    assert 0 < ceiling(None, spectra.X, y) <= 1
+    table = ceiling.table_by_snr(spectra.X, y, bins=2, n_bootstrap=0)
+    assert list(table["label"]) == ["T_eff", "T_eff", "log_g", "log_g"]
+    with pytest.raises(ValueError, match="this method is per label"):
+        ceiling.crlb(spectra.params[list(toy_grid.param_names)].to_numpy()[:2], spectra.error[:2])
+    with pytest.raises(ValueError, match="y must have shape"):
+        ceiling.evaluate(spectra.X, spectra.y)

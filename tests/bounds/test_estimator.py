@@ -70,3 +70,32 @@ def test_rejects_wrong_width_and_nan(small_grid, spectra):
 def test_bad_noise_is_refused_at_fit(small_grid, spectra):
     with pytest.raises(ValueError, match="noise must be"):
         BayesCeilingRegressor(small_grid, noise="fixed").fit(spectra.X)
+
+
+def test_several_labels_and_their_posterior_std(small_grid, noise, spectra):
+    target = ("T_eff", "log_g", "M_H")
+    est = BayesCeilingRegressor(
+        small_grid, noise=noise, target=target, n_samples=64, random_state=0
+    ).fit(spectra.X, spectra.params[list(target)])
+    mean, std = est.predict(spectra.X[:40], return_std=True)
+    assert mean.shape == std.shape == (40, 3) and np.all(std > 0)
+    truth = spectra.params[list(target)].to_numpy()[:40]
+    # the truth lies within 3 posterior sigma for nearly all spectra, in every label
+    assert np.mean(np.abs(mean - truth) < 3 * std, axis=0).min() > 0.9
+    q = est.predict_quantiles(spectra.X[:40], quantiles=(0.025, 0.5, 0.975))
+    assert q.shape == (40, 3, 3) and np.all(q[:, 0] <= q[:, 1]) and np.all(q[:, 1] <= q[:, 2])
+    one = BayesCeilingRegressor(small_grid, noise=noise, n_samples=64, random_state=0)
+    mean1, std1 = one.fit(spectra.X).predict(spectra.X[:5], return_std=True)
+    assert mean1.shape == std1.shape == (5,)
+    assert one.predict_quantiles(spectra.X[:5]).shape == (5, 3)
+
+
+def test_target_labels_and_y_columns_are_checked(small_grid, spectra):
+    with pytest.raises(ValueError, match=r"\['logg'\] are not labels of the spectral model"):
+        BayesCeilingRegressor(small_grid, target=("T_eff", "logg")).fit(spectra.X)
+    with pytest.raises(ValueError, match=r"columns of y \('T_eff', 'M_H'\) do not match"):
+        BayesCeilingRegressor(small_grid, target=("T_eff", "log_g")).fit(
+            spectra.X, spectra.params[["T_eff", "M_H"]]
+        )
+    with pytest.raises(ValueError, match="repeats a label"):
+        BayesCeilingRegressor(small_grid, target=("log_g", "log_g")).fit(spectra.X)

@@ -7,7 +7,7 @@ from ._baselines import (
     thread_budget,
 )
 from ._noise import HeteroscedasticNoise, MedianNormalizer
-from ._template_fit import TemplateFitRegressor
+from ._template_fit import OUT_OF_MODEL_Z, TemplateFitRegressor
 from ._vit import SpecViTRegressor
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "HeteroscedasticNoise",
     "MedianNormalizer",
     "TemplateFitRegressor",
+    "OUT_OF_MODEL_Z",
     "REFERENCE_LGBM_PARAMS",
     "make_lightgbm_baseline",
     "make_ridge_baseline",
