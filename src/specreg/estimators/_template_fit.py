@@ -815,7 +815,9 @@ def _mode_mixture_cov(rows: np.ndarray, pick: np.ndarray, res: dict) -> np.ndarr
     misses the chance that the truth lies in another. Each distinct minimum found
     from the starts (more than one formal sigma from the best) is a Laplace
     component with weight ``exp(-chi2 / 2) * sqrt(det cov)`` (its evidence under a
-    flat prior); the covariance about the best fit is
+    flat prior), the determinant capped at the best fit's (a minimum on the box's
+    wall has a nearly singular normal matrix, whose huge formal covariance would
+    otherwise outweigh a far better fit); the covariance about the best fit is
     ``sum_k w_k (cov_k + (theta_k - theta_best)(theta_k - theta_best)^T)``.
     With a single valley this is the formal covariance.
 
@@ -840,7 +842,7 @@ def _mode_mixture_cov(rows: np.ndarray, pick: np.ndarray, res: dict) -> np.ndarr
     distinct = (np.arange(rows.size) == b) | (dist2 > 1.0)
     _, logdet = np.linalg.slogdet(cov)
     _, logdet_b = np.linalg.slogdet(cov[b])
-    logw = -0.5 * (chi2 - chi2[b]) + 0.5 * (logdet - logdet_b)
+    logw = -0.5 * (chi2 - chi2[b]) + 0.5 * np.minimum(logdet - logdet_b, 0.0)
     w = np.where(distinct & np.isfinite(logw), np.exp(np.minimum(logw, 50.0)), 0.0)
     w[np.arange(rows.size) == b] = 1.0
     spread = cov + delta[:, :, None] * delta[:, None, :]
