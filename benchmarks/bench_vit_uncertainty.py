@@ -1,0 +1,216 @@
+"""Gaussian uncertainty head of SpecViTRegressor against MSE training, on the embedded grid.
+
+Trains the same small architecture (the cpu preset's: patch 32, hidden 64, depth 3, heads 4)
+at the same budget and seed twice, with ``uncertainty=None`` (MSE) and
+``uncertainty="gaussian"`` (beta-NLL), on noiseless training spectra with per-batch
+physical noise (``noise_model=PFSNoiseModel(grid.wave)``), and measures on a noisy test set:
+
+* test R^2 of log g of both models (target: the Gaussian head within 0.01 of MSE);
+* calibration of the predicted std: the coverage of ``mean +- std`` (ideal 68.3 %) and of
+  ``mean +- 1.96 std`` (ideal 95 %), and the std of ``z = (y - mean) / std`` (ideal 1),
+  overall and in equal-count bins of the test SNR;
+* the wall time of ``predict(X)`` against ``predict(X, return_std=True)`` (target <= 1.5).
+
+Usage (about 10-15 minutes on 2 CPU cores)::
+
+    python benchmarks/bench_vit_uncertainty.py [--n-train 16000] [--epochs 10]
+        [--out benchmarks/results/vit_uncertainty.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from specreg.datasets import load_grid, make_spectra
+from specreg.estimators import SpecViTRegressor
+from specreg.spectra import PFSNoiseModel
+
+# the cpu preset's architecture and optimiser (specreg.benchmark.PRESETS["cpu"].vit_params)
+ARCH = dict(
+    patch_size=32,
+    hidden_size=64,
+    depth=3,
+    heads=4,
+    batch_size=128,
+    lr=1e-3,
+    dropout=0.0,
+    warmup_epochs=1,
+)
+
+
+def r2(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(1 - np.mean((y - pred) ** 2) / np.var(y))
+
+
+def calibration(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict:
+    """Coverage of 1 and 1.96 sigma intervals and the spread of the normalised residuals."""
+    z = (y - mean) / std
+    return {
+        "n": int(len(y)),
+        "coverage_68": float(np.mean(np.abs(z) <= 1.0)),
+        "coverage_95": float(np.mean(np.abs(z) <= 1.96)),
+        "z_std": float(np.std(z)),
+        "z_mean": float(np.mean(z)),
+        "rmse": float(np.sqrt(np.mean((y - mean) ** 2))),
+        "median_std": float(np.median(std)),
+        "rms_std": float(np.sqrt(np.mean(std**2))),
+    }
+
+
+def best_time(fn, repeats: int = 3) -> float:
+    """The fastest of ``repeats`` calls (the least disturbed by other load)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def snr_bins(snr: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges of ``n_bins`` equal-count SNR bins and each spectrum's bin."""
+    edges = np.quantile(snr, np.linspace(0, 1, n_bins + 1))
+    which = np.clip(np.searchsorted(edges, snr, side="right") - 1, 0, n_bins - 1)
+    return edges, which
+
+
+def evaluate(reg, test, edges, which) -> dict:
+    """R^2 overall and per SNR bin; for a Gaussian head, calibration and predict timing."""
+    y = test.y
+    gaussian = reg.uncertainty == "gaussian"
+    if gaussian:
+        mean, std = reg.predict(test.X, return_std=True)
+        assert np.array_equal(mean, reg.predict(test.X))
+    else:
+        mean = reg.predict(test.X)
+    out = {
+        "r2_log_g": r2(y, mean),
+        "rmse_dex": float(np.sqrt(np.mean((y - mean) ** 2))),
+        "r2_per_snr_bin": [r2(y[which == b], mean[which == b]) for b in range(len(edges) - 1)],
+    }
+    if not gaussian:
+        return out
+    out["calibration"] = calibration(y, mean, std)
+    out["calibration_per_snr_bin"] = [
+        {"snr_low": float(edges[b]), "snr_high": float(edges[b + 1])}
+        | calibration(y[which == b], mean[which == b], std[which == b])
+        for b in range(len(edges) - 1)
+    ]
+    # does the predicted std follow the actual error? rank correlation with |residual|
+    ranks = [np.argsort(np.argsort(v)) for v in (std, np.abs(y - mean))]
+    out["spearman_std_vs_abs_residual"] = float(np.corrcoef(*ranks)[0, 1])
+    reg.predict(test.X[:256])  # warm-up
+    t_mean = best_time(lambda: reg.predict(test.X))
+    t_std = best_time(lambda: reg.predict(test.X, return_std=True))
+    out["predict_timing"] = {
+        "n_spectra": len(y),
+        "predict_s": t_mean,
+        "predict_return_std_s": t_std,
+        "ratio": t_std / t_mean,
+    }
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-train", type=int, default=16_000)
+    parser.add_argument("--n-test", type=int, default=2_000)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--nll-beta", type=float, nargs="+", default=[0.5], help="one Gaussian run per beta"
+    )
+    parser.add_argument("--bins", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reuse",
+        help="an earlier output of this script with the same settings: its models are not "
+        "trained again (CPU training with a fixed seed and thread count is bit-for-bit "
+        "reproducible) and its entries are kept",
+    )
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "vit_uncertainty.json")
+    )
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+
+    settings = {
+        "n_train": args.n_train,
+        "n_test": args.n_test,
+        "seed": args.seed,
+        "bins": args.bins,
+        "train_noise": "noiseless, per-batch PFSNoiseModel(grid.wave) noise",
+        "test_noise": "fixed",
+        "label": "log_g",
+        "vit": dict(ARCH, max_epochs=args.epochs, device="cpu"),
+    }
+    models = {}
+    if args.reuse:
+        earlier = json.loads(Path(args.reuse).read_text())
+        if earlier["settings"] != settings:
+            raise SystemExit(f"{args.reuse} was run with other settings; not reusing it")
+        for name, entry in earlier["models"].items():
+            models[name] = {**entry, "reused_from_run_of": entry.get("date", earlier["date"])}
+
+    grid = load_grid()
+    t0 = time.perf_counter()
+    train = make_spectra(args.n_train, grid=grid, random_state=args.seed)
+    test = make_spectra(args.n_test, grid=grid, noise="fixed", random_state=args.seed + 1)
+    print(f"data: {args.n_train} + {args.n_test} spectra in {time.perf_counter() - t0:.0f} s")
+    noise = PFSNoiseModel(grid.wave)
+    edges, which = snr_bins(np.asarray(test.params["snr"], float), args.bins)
+
+    runs = [("mse", {})] + [
+        (f"gaussian_beta{b:g}", {"uncertainty": "gaussian", "nll_beta": b}) for b in args.nll_beta
+    ]
+    for name, extra in runs:
+        if name in models:
+            print(name, "reused from", args.reuse)
+            continue
+        reg = SpecViTRegressor(
+            noise_model=noise, random_state=args.seed, **settings["vit"], **extra
+        )
+        t0 = time.perf_counter()
+        reg.fit(train.X, train.y)
+        entry = {
+            "params": extra,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "fit_s": time.perf_counter() - t0,
+            "final_train_loss": reg.history_[-1]["train_loss"],
+        }
+        entry.update(evaluate(reg, test, edges, which))
+        models[name] = entry
+        print(name, json.dumps({k: v for k, v in entry.items() if "per_snr" not in k}))
+
+    mse = models["mse"]["r2_log_g"]
+    out = {
+        "benchmark": "bench_vit_uncertainty",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "settings": settings,
+        "snr_bin_edges": [float(e) for e in edges],
+        "delta_r2_vs_mse": {
+            name: m["r2_log_g"] - mse for name, m in models.items() if name != "mse"
+        },
+        "models": models,
+        "wall_s": time.perf_counter() - started,
+    }
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out["delta_r2_vs_mse"]))
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
