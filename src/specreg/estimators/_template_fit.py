@@ -381,7 +381,8 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
             the square root of the diagonal of the inverse profiled normal matrix);
             ``<label>_std`` (the uncertainty :meth:`predict` returns: the formal
             error, widened by the other chi-square minima found from the starts,
-            each weighted by its Laplace evidence); ``chi2``, ``dof`` (pixels minus
+            each weighted by its Laplace evidence, then the RMS distance to the
+            truth under that Gaussian confined to the grid box); ``chi2``, ``dof`` (pixels minus
             labels minus polynomial coefficients), ``amplitude`` (the constant term
             of the polynomial), ``n_iter`` and ``converged`` (both of the winning
             start's fit); and the goodness of fit: ``chi2_red`` (chi-square per
@@ -437,6 +438,8 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         out = pd.DataFrame(theta, columns=list(self.param_names_))
         err = np.sqrt(np.clip(np.einsum("nii->ni", cov), 0.0, None))
         std = np.sqrt(np.clip(np.einsum("nii->ni", cov_modes), 0.0, None))
+        lo, hi = _box(model)
+        std = _box_rms(theta, std, lo[order], hi[order])
         for k, p in enumerate(self.param_names_):
             out[f"{p}_err"] = err[:, k]
         for k, p in enumerate(self.param_names_):
@@ -805,6 +808,38 @@ class _BatchFitter:
         best = {key: value[pick] for key, value in res.items()}
         best["cov_modes"] = _mode_mixture_cov(rows, pick, res)
         return best
+
+
+def _box_rms(theta: np.ndarray, std: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """RMS distance from the fit to the truth under its Laplace posterior within the box.
+
+    The truth lies in the grid box, so the Gaussian ``N(theta, std**2)`` of each label
+    is truncated to ``[lo, hi]``; its second moment about ``theta``,
+    ``std**2 * (1 + (a phi(a) - b phi(b)) / (Phi(b) - Phi(a)))`` with ``a, b`` the
+    box's edges in units of ``std``, is the expected squared error of the fit. It
+    equals ``std**2`` far from the edges and shrinks where the Gaussian reaches
+    beyond them (low SNR, where the formal error is comparable to the box).
+
+    Parameters
+    ----------
+    theta, std : ndarray of shape (n, d)
+    lo, hi : ndarray of shape (d,)
+
+    Returns
+    -------
+    ndarray of shape (n, d)
+    """
+    from scipy.special import ndtr
+
+    out = std.copy()
+    ok = std > 0
+    s = np.where(ok, std, 1.0)
+    a, b = (lo - theta) / s, (hi - theta) / s
+    phi_a, phi_b = np.exp(-0.5 * a**2), np.exp(-0.5 * b**2)
+    mass = ndtr(b) - ndtr(a)
+    moment = 1.0 + (a * phi_a - b * phi_b) / np.sqrt(2.0 * np.pi) / np.maximum(mass, 1e-300)
+    out[ok] = (s * np.sqrt(np.clip(moment, 0.0, None)))[ok]
+    return out
 
 
 def _mode_mixture_cov(rows: np.ndarray, pick: np.ndarray, res: dict) -> np.ndarray:
