@@ -565,9 +565,10 @@ def _per_snr_label(y, snr, edges, preds, frame, seed):
 def _calibration(test, predictions, frame, bins, labels=("log_g",)):
     """Coverage, z and PIT of every estimate with an uncertainty, overall and per SNR bin.
 
-    The Bayes estimator's intervals are its posterior's (PIT = posterior CDF at
-    the truth); the others' are Gaussian (mean +- std). The ratio of each std to
-    the exact posterior std is reported next to them.
+    Every estimate is judged by what ``predict(X, return_std=True)`` returns,
+    Gaussian intervals mean +- std (the Bayes estimator's: posterior mean and
+    standard deviation). The ratio of each std to the exact posterior std is
+    reported next to them.
     """
     from .metrics import calibration_by_snr, calibration_scores, snr_bin_edges
 
@@ -583,20 +584,15 @@ def _calibration(test, predictions, frame, bins, labels=("log_g",)):
             for name, res in predictions.items()
             if "y_std" in res
         }
-        sources["bayes_ceiling"] = {
-            "y_pred": f["posterior_mean"].to_numpy(),
-            "y_std": post_std,
-            "pit": f["pit"].to_numpy() if "pit" in f else None,
-        }
+        sources["bayes_ceiling"] = {"y_pred": f["posterior_mean"].to_numpy(), "y_std": post_std}
         for name, src in sources.items():
-            scores = calibration_scores(y, src["y_pred"], src["y_std"], pit=src.get("pit"))
+            scores = calibration_scores(y, src["y_pred"], src["y_std"])
             scores.pop("pit_hist", None)
             ratio = np.median(src["y_std"] / post_std)
             overall.append({"model": name, "label": label, **scores, "std_ratio_median": ratio})
             table = calibration_by_snr(
-                y, src["y_pred"], src["y_std"], snr, pit=src.get("pit"), bins=edges,
-                posterior_std=post_std,
-            )  # fmt: skip
+                y, src["y_pred"], src["y_std"], snr, bins=edges, posterior_std=post_std
+            )
             table.insert(0, "label", label)
             table.insert(0, "model", name)
             per_bin.append(table)
@@ -653,9 +649,7 @@ def _figures(stages, test, predictions, per_model, ceilings, frame, lc=None, cur
         y = test.params[labels[0]].to_numpy(dtype=float)
         fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3.6), squeeze=False)
         for ax, (name, src) in zip(axes[0], curves.items()):
-            curve = reliability_curve(
-                y, src["y_pred"], src["y_std"], snr, pit=src.get("pit"), bins=4
-            )
+            curve = reliability_curve(y, src["y_pred"], src["y_std"], snr, bins=4)
             plot_reliability(curve, ax=ax)
             ax.set_title(f"{name}: {labels[0]}")
         fig.tight_layout()
