@@ -5,7 +5,7 @@ the Bayes-optimal R2 (:class:`FisherCeiling`, aggregation ``"bayes"``) is the
 one no estimator can beat; the Fisher aggregations explain it.
 """
 
-from ._bayes import PosteriorSummary, posterior_summary, split_X
+from ._bayes import QUANTILE_LEVELS, PosteriorSummary, posterior_summary, split_X
 from ._ceiling import AGGREGATIONS, FisherCeiling, summarise_ceiling
 from ._estimator import BayesCeilingRegressor
 from ._fisher import (
@@ -22,6 +22,7 @@ from ._fisher import (
 
 __all__ = [
     "AGGREGATIONS",
+    "QUANTILE_LEVELS",
     "BayesCeilingRegressor",
     "FisherCeiling",
     "summarise_ceiling",
