@@ -570,7 +570,9 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         The beta of the beta-NLL loss, in ``[0, 1]`` (checked always); used only with
         ``uncertainty="gaussian"``. 0 is the plain Gaussian NLL (which trains the mean
         worse: it down-weights the residuals of spectra it finds hard); 1 gives the mean the
-        gradient of MSE training; 0.5 is the paper's recommended compromise.
+        gradient of MSE training; 0.5 is the paper's recommended compromise. On the embedded
+        grid both gave calibrated errors and a mean within about 0.01-0.02 R^2 of MSE
+        training (see the user guide).
     noise_level : float, default=1.0
         Scale of the per-batch Gaussian noise in units of the error column; 0 means ``X`` is
         flux only and no noise is added.
