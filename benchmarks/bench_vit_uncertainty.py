@@ -29,21 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from specreg.benchmark import PRESETS
 from specreg.datasets import load_grid, make_spectra
 from specreg.estimators import SpecViTRegressor
 from specreg.spectra import PFSNoiseModel
 
-# the cpu preset's architecture and optimiser (specreg.benchmark.PRESETS["cpu"].vit_params)
-ARCH = dict(
-    patch_size=32,
-    hidden_size=64,
-    depth=3,
-    heads=4,
-    batch_size=128,
-    lr=1e-3,
-    dropout=0.0,
-    warmup_epochs=1,
-)
+# the cpu preset's architecture and optimiser; the epochs are this script's --epochs
+ARCH = {k: v for k, v in PRESETS["cpu"].vit_params.items() if k != "max_epochs"}
 
 
 def r2(y: np.ndarray, pred: np.ndarray) -> float:

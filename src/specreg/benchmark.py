@@ -468,15 +468,28 @@ def _label_frame(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     return frame[frame["label"] == label].reset_index(drop=True)
 
 
+def _label_views(test, predictions, frame, labels):
+    """Per label: its name, the truth, the ceiling's rows and each model's predictions.
+
+    The predictions are ``{model: {"y_pred": (n,), "y_std": (n,)}}``, ``y_std``
+    only for models that return one.
+    """
+    for j, label in enumerate(labels):
+        preds = {
+            name: {key: _columns(res[key])[:, j] for key in ("y_pred", "y_std") if key in res}
+            for name, res in predictions.items()
+        }
+        yield label, test.params[label].to_numpy(dtype=float), _label_frame(frame, label), preds
+
+
 def _summary_rows(test, predictions, frame, labels=("log_g",)):
     from .metrics import regression_scores
 
     rows = []
-    for j, label in enumerate(labels):
-        y = test.params[label].to_numpy(dtype=float)
-        bayes_mean = _label_frame(frame, label)["posterior_mean"].to_numpy()
+    for label, y, f, preds in _label_views(test, predictions, frame, labels):
+        bayes_mean = f["posterior_mean"].to_numpy()
         mse_bayes = float(np.mean((y - bayes_mean) ** 2))
-        entries = [(name, _columns(res["y_pred"])[:, j], res) for name, res in predictions.items()]
+        entries = [(name, p["y_pred"], predictions[name]) for name, p in preds.items()]
         entries.append(("bayes_ceiling", bayes_mean, None))
         for name, y_pred, res in entries:
             scores = regression_scores(y, y_pred)
@@ -505,12 +518,9 @@ def _per_snr(test, predictions, frame, bins, seed, labels=("log_g",)):
     snr = test.params["snr"].to_numpy()
     edges = snr_bin_edges(snr, bins)
     tables, per_model, ceilings = [], {}, {}
-    for j, label in enumerate(labels):
-        preds = {name: _columns(res["y_pred"])[:, j] for name, res in predictions.items()}
-        y = test.params[label].to_numpy(dtype=float)
-        table, models, ceiling_table = _per_snr_label(
-            y, snr, edges, preds, _label_frame(frame, label), seed
-        )
+    for label, y, f, preds in _label_views(test, predictions, frame, labels):
+        y_preds = {name: p["y_pred"] for name, p in preds.items()}
+        table, models, ceiling_table = _per_snr_label(y, snr, edges, y_preds, f, seed)
         table.insert(0, "label", label)
         tables.append(table)
         per_model[label], ceilings[label] = models, ceiling_table
@@ -570,25 +580,20 @@ def _calibration(test, predictions, frame, bins, labels=("log_g",)):
     standard deviation). The ratio of each std to the exact posterior std is
     reported next to them.
     """
-    from .metrics import calibration_by_snr, calibration_scores, snr_bin_edges
+    from .metrics import calibration_by_snr, calibration_scores, snr_bin_edges, std_ratio
 
     snr = test.params["snr"].to_numpy()
     edges = snr_bin_edges(snr, bins)
     overall, per_bin, curves = [], [], {}
-    for j, label in enumerate(labels):
-        y = test.params[label].to_numpy(dtype=float)
-        f = _label_frame(frame, label)
+    views = _label_views(test, predictions, frame, labels)
+    for j, (label, y, f, preds) in enumerate(views):
         post_std = np.sqrt(f["posterior_var"].to_numpy())
-        sources = {
-            name: {"y_pred": _columns(res["y_pred"])[:, j], "y_std": _columns(res["y_std"])[:, j]}
-            for name, res in predictions.items()
-            if "y_std" in res
-        }
+        sources = {name: p for name, p in preds.items() if "y_std" in p}
         sources["bayes_ceiling"] = {"y_pred": f["posterior_mean"].to_numpy(), "y_std": post_std}
         for name, src in sources.items():
             scores = calibration_scores(y, src["y_pred"], src["y_std"])
             scores.pop("pit_hist", None)
-            ratio = np.median(src["y_std"] / post_std)
+            ratio = std_ratio(src["y_std"], post_std)["median"]
             overall.append({"model": name, "label": label, **scores, "std_ratio_median": ratio})
             table = calibration_by_snr(
                 y, src["y_pred"], src["y_std"], snr, bins=edges, posterior_std=post_std
@@ -618,7 +623,7 @@ def _figures(stages, test, predictions, per_model, ceilings, frame, lc=None, cur
         plt.close(fig)
 
     paths = []
-    for j, label in enumerate(labels):
+    for j, (label, y, f, preds) in enumerate(_label_views(test, predictions, frame, labels)):
         suffix = "" if j == 0 else f"_{label}"
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         plot_r2_vs_snr(per_model[label], ceilings[label], ax=ax)
@@ -626,17 +631,11 @@ def _figures(stages, test, predictions, per_model, ceilings, frame, lc=None, cur
         fig.tight_layout()
         save(fig, f"r2_vs_snr{suffix}.png", 120)
 
-        names = list(predictions) + ["bayes_ceiling"]
-        f = _label_frame(frame, label)
-        y = test.params[label].to_numpy(dtype=float)
-        fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
+        y_preds = {name: p["y_pred"] for name, p in preds.items()}
+        y_preds["bayes_ceiling"] = f["posterior_mean"].to_numpy()
+        fig, axes = plt.subplots(1, len(y_preds), figsize=(3.2 * len(y_preds), 3.4), squeeze=False)
         crlb = f["crlb"].to_numpy() if "crlb" in f else None
-        for ax, name in zip(axes[0], names):
-            y_pred = (
-                f["posterior_mean"].to_numpy()
-                if name == "bayes_ceiling"
-                else _columns(predictions[name]["y_pred"])[:, j]
-            )
+        for ax, (name, y_pred) in zip(axes[0], y_preds.items()):
             plot_parity(y, y_pred, crlb=crlb, ax=ax, label=name)
             ax.set_title(name)
         fig.tight_layout()
@@ -764,24 +763,14 @@ def run_benchmark(
     log(f"preset {preset.name}: {preset.n_train} training / {preset.n_test} test spectra -> {out}")
 
     train, test = _data(stages, preset, grid, seed, log)
-    predictions = {
-        name: _fit_predict(
-            stages,
-            name,
-            preset,
-            grid,
-            train,
-            test,
-            device,
-            seed,
-            log,
-            None,
-            jobs,
-            verbose,
+
+    def fit_predict(name: str, n_train: int | None = None) -> dict:
+        return _fit_predict(
+            stages, name, preset, grid, train, test, device, seed, log, n_train, jobs, verbose,
             labels,
         )  # fmt: skip
-        for name in models
-    }
+
+    predictions = {name: fit_predict(name) for name in models}
     frame, ceiling = _ceiling(stages, preset, grid, test, seed, log, verbose, labels)
     summary = _summary_rows(test, predictions, frame, labels)
     table, per_model, ceilings = _per_snr(test, predictions, frame, preset.bins, seed, labels)
@@ -797,10 +786,7 @@ def run_benchmark(
         for name in [m for m in models if m != "template_fit"]:
             r2 = []
             for n in sizes:
-                res = _fit_predict(
-                    stages, name, preset, grid, train, test, device, seed, log, n, jobs,
-                    verbose, labels,
-                )  # fmt: skip
+                res = fit_predict(name, n)
                 y_pred = _columns(res["y_pred"])[:, 0]
                 r2.append(1 - np.mean((y_test - y_pred) ** 2) / np.var(y_test))
             lc["r2"][name] = r2

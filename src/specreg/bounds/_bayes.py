@@ -39,9 +39,12 @@ from ..spectra._validation import as_generator, check_flux_error, check_real, sp
 
 __all__ = ["QUANTILE_LEVELS", "PosteriorSummary", "posterior_summary", "split_X"]
 
+# the Gaussian 1-sigma points: the "68 %" interval of the tables is this 0.6827 one
+_ONE_SIGMA = (0.15865525, 0.84134475)
+
 #: Posterior quantile levels kept by default: the median and the central 68 % and 95 %
 #: credible intervals (0.1587 and 0.8413 are the Gaussian 1-sigma points).
-QUANTILE_LEVELS = (0.025, 0.15865525, 0.5, 0.84134475, 0.975)
+QUANTILE_LEVELS = (0.025, _ONE_SIGMA[0], 0.5, _ONE_SIGMA[1], 0.975)
 
 
 @dataclass
@@ -116,7 +119,7 @@ class PosteriorSummary:
         levels = np.asarray(self.quantile_levels, dtype=float)
         # 0.68 stands for the 1-sigma interval (0.6827) as in every table of the docs
         if np.isclose(level, 0.68):
-            lo, hi = 0.15865525, 0.84134475
+            lo, hi = _ONE_SIGMA
         i = np.flatnonzero(np.isclose(levels, lo, atol=1e-6))
         j = np.flatnonzero(np.isclose(levels, hi, atol=1e-6))
         if i.size == 0 or j.size == 0:

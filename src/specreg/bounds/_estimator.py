@@ -6,8 +6,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..spectra._validation import check_target_y, resolve_target
-from ._bayes import QUANTILE_LEVELS, PosteriorSummary, split_X
+from ..spectra._validation import check_target_y, resolve_target, target_shaped
+from ._bayes import _ONE_SIGMA, QUANTILE_LEVELS, PosteriorSummary, split_X
 from ._ceiling import FisherCeiling
 
 __all__ = ["BayesCeilingRegressor"]
@@ -173,10 +173,6 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
     def _columns(self, post: PosteriorSummary) -> list[int]:
         return [post.index(t) for t in self.target_]
 
-    def _shape(self, values: np.ndarray) -> np.ndarray:
-        """(n, k) -> (n,) for a single-label target."""
-        return values[..., 0] if isinstance(self.target, str) else values
-
     def predict(self, X, return_std: bool = False):
         """Posterior mean (and standard deviation) of the target label(s).
 
@@ -207,12 +203,12 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         """
         post = self.predict_posterior(X)
         cols = self._columns(post)
-        mean = self._shape(post.mean[:, cols])
+        mean = target_shaped(post.mean[:, cols], self.target)
         if not return_std:
             return mean
-        return mean, self._shape(post.std[:, cols])
+        return mean, target_shaped(post.std[:, cols], self.target)
 
-    def predict_quantiles(self, X, quantiles=(0.15865525, 0.5, 0.84134475)) -> np.ndarray:
+    def predict_quantiles(self, X, quantiles=(_ONE_SIGMA[0], 0.5, _ONE_SIGMA[1])) -> np.ndarray:
         """Posterior quantiles of the target label(s).
 
         Parameters
@@ -238,4 +234,4 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         ((1, 3), True)
         """
         post = self.predict_posterior(X, quantiles=quantiles)
-        return self._shape(post.quantiles[:, :, self._columns(post)])
+        return target_shaped(post.quantiles[:, :, self._columns(post)], self.target)

@@ -17,7 +17,12 @@ from threadpoolctl import threadpool_limits
 
 from ..spectra import SpectralGrid, split_stacked
 from ..spectra._interp import axis_weights, weight_matrix
-from ..spectra._validation import check_noise_model, check_target_y, resolve_target
+from ..spectra._validation import (
+    check_noise_model,
+    check_target_y,
+    resolve_target,
+    target_shaped,
+)
 from ._chi2 import coarse_chi2, fisher_matrix, legendre_basis, lm_refine
 
 __all__ = ["OUT_OF_MODEL_Z", "TemplateFitRegressor", "split_flux_error"]
@@ -333,8 +338,8 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         return_std : bool, default=False
             Also return the 1-sigma uncertainty of each estimate (the
             ``GaussianProcessRegressor`` convention): the formal error at the
-            fit, widened where the chi-square has several valleys (the
-            ``<label>_std`` column of :meth:`predict_params`).
+            fit, widened where the chi-square has several valleys and confined
+            to the grid box (the ``<label>_std`` column of :meth:`predict_params`).
 
         Returns
         -------
@@ -353,12 +358,11 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         [2.0]
         """
         res = self.predict_params(X)
-        mean = res[list(self.target_)].to_numpy()
-        single = isinstance(self.target, str)
+        mean = target_shaped(res[list(self.target_)].to_numpy(), self.target)
         if not return_std:
-            return mean[:, 0] if single else mean
+            return mean
         std = res[[f"{t}_std" for t in self.target_]].to_numpy()
-        return (mean[:, 0], std[:, 0]) if single else (mean, std)
+        return mean, target_shaped(std, self.target)
 
     def predict_params(self, X, *, init=None, return_cov: bool = False):
         """All fitted labels, their formal errors and the fit statistics.

@@ -16,6 +16,7 @@ __all__ = [
     "check_seed",
     "check_target_y",
     "resolve_target",
+    "target_shaped",
     "split_stacked",
 ]
 
@@ -389,3 +390,19 @@ def check_target_y(
         raise ValueError(f"y has {arr.shape[0]} rows for {n_samples} spectra")
     check_finite(arr, "y")
     return arr if k > 1 else arr.reshape(-1)
+
+
+def target_shaped(values: np.ndarray, target) -> np.ndarray:
+    """Predictions of shape (n, k) as the target asks: (n,) for one label given as a str.
+
+    The inverse of :func:`check_target_y`'s shaping: a tuple target, even of one
+    label, keeps its label axis. Extra leading axes (e.g. quantile levels) are kept.
+
+    Examples
+    --------
+    >>> target_shaped(np.zeros((4, 1)), "log_g").shape
+    (4,)
+    >>> target_shaped(np.zeros((4, 2)), ("T_eff", "log_g")).shape
+    (4, 2)
+    """
+    return values[..., 0] if isinstance(target, str) else values
