@@ -30,6 +30,29 @@ def embedded_grid_path() -> Path:
     return Path(str(resources.files("specreg.datasets") / "data" / EMBEDDED_GRID_NAME))
 
 
+def resolve_model(model=None):
+    """The spectral model to use: ``model`` itself, or the embedded grid if ``None``.
+
+    The one place where "no model given" turns into the grid shipped with
+    specreg, so that every estimator, scorer and simulator agrees on the default.
+
+    Parameters
+    ----------
+    model : SpectralModel or None
+        A spectral model (for example a `SpectralGrid`), or ``None``.
+
+    Returns
+    -------
+    SpectralModel
+
+    Examples
+    --------
+    >>> resolve_model().param_names
+    ('T_eff', 'log_g', 'M_H')
+    """
+    return load_grid() if model is None else model
+
+
 def save_grid(grid: SpectralGrid, path) -> Path:
     """Write a grid in specreg's HDF5 grid format (atomically).
 
