@@ -1,0 +1,223 @@
+"""ResponseGrid: a fine grid times a coarser grid of responses to extra labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._grid import SpectralGrid
+
+__all__ = ["ResponseGrid"]
+
+
+class ResponseGrid(SpectralGrid):
+    """A spectral model ``base(theta[:k]) * response(theta)``: extra labels on a coarse grid.
+
+    The 5-D embedded model (``load_grid("5d")``) is one: the 3-D Turbospectrum grid
+    in (T_eff, log g, [M/H]) times the response ``F(T, g, M, a, c) / F(T, g, M, 0, 0)``
+    to [alpha/M] and [C/M], computed on a coarser sub-grid of the 3-D nodes. Both
+    factors are interpolated with the same scheme, and the Jacobian is the exact
+    derivative of the product.
+
+    As a `SpectralGrid`, its nodes are those of the response: ``axes``, ``node_flux``
+    (``base * response`` at the response nodes), ``node_jacobian`` and
+    ``stencil_valid`` describe that coarse grid, which is what a template fit
+    searches and what a snapped prior snaps to; ``flux``, ``continuum`` and
+    ``jacobian`` use the fine base grid in between.
+
+    Parameters
+    ----------
+    base : SpectralGrid
+        The fine grid; its labels are the first ``base.n_params`` labels.
+    ratio_axes : dict of str -> array-like
+        Axes of the response: the base's labels (with node values that are base
+        nodes) followed by the extra labels.
+    ratio : array-like of shape ``(*axis_lengths, n_pix)``
+        Flux ratio to the base at every response node (1 where the extra labels
+        are at their reference values).
+    continuum_ratio : array-like of shape ``(*axis_lengths, n_pix)``, optional
+        Continuum ratio (required if ``base`` has a continuum).
+    metadata : dict, optional
+        Provenance of the response.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specreg.spectra import SpectralGrid, ResponseGrid
+    >>> wave = np.linspace(7100.0, 8850.0, 5)
+    >>> t = np.array([4000.0, 5000.0, 6000.0])
+    >>> base = SpectralGrid({"T_eff": t}, 1 + t[:, None] / 1e4 * np.ones(5), wave)
+    >>> a = np.array([0.0, 0.2, 0.4])
+    >>> ratio = 1 - 0.1 * a[None, :, None] * np.ones((3, 3, 5))
+    >>> model = ResponseGrid(base, {"T_eff": t, "a_M": a}, ratio)
+    >>> model.param_names
+    ('T_eff', 'a_M')
+    >>> model.flux([[4500.0, 0.1]], method="linear").round(4)
+    array([[1.4355, 1.4355, 1.4355, 1.4355, 1.4355]], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        base: SpectralGrid,
+        ratio_axes: dict,
+        ratio,
+        *,
+        continuum_ratio=None,
+        metadata: dict | None = None,
+    ) -> None:
+        if not isinstance(base, SpectralGrid):
+            raise TypeError(f"base must be a SpectralGrid, got {type(base).__name__}")
+        names = tuple(ratio_axes)
+        k = base.n_params
+        if names[:k] != base.param_names or len(names) <= k:
+            raise ValueError(
+                f"the response axes {names} must start with the base grid's labels "
+                f"{base.param_names} and add at least one label"
+            )
+        self._ratio = SpectralGrid(
+            ratio_axes, ratio, base.wave, continuum=continuum_ratio, method=base.method
+        )
+        if (base.node_continuum is None) != (continuum_ratio is None):
+            raise ValueError("give continuum_ratio exactly when the base grid has a continuum")
+        for name in names[:k]:
+            lo, hi = base.bounds[name]
+            nodes = self._ratio.axes[name]
+            if nodes[0] > lo or nodes[-1] < hi:
+                raise ValueError(
+                    f"the response axis {name} spans [{nodes[0]:g}, {nodes[-1]:g}] but the "
+                    f"base grid spans [{lo:g}, {hi:g}]; the response must cover the base box"
+                )
+        self.base = base
+        nodes = self._ratio.nodes[:, :k]
+        node_flux = base.flux(nodes) * self._ratio.node_flux
+        cont = None
+        if continuum_ratio is not None:
+            cont = base.continuum(nodes) * self._ratio.node_continuum
+        shape = (*self._ratio.shape, base.n_pix)
+        super().__init__(
+            self._ratio.axes,
+            node_flux.reshape(shape),
+            base.wave,
+            continuum=None if cont is None else cont.reshape(shape),
+            method=base.method,
+            metadata={**base.metadata, **(metadata or {})},
+        )
+
+    def __repr__(self) -> str:
+        axes = ", ".join(f"{n}[{a[0]:g}..{a[-1]:g}]x{a.size}" for n, a in self.axes.items())
+        return f"ResponseGrid(base={self.base!r}, response: {axes})"
+
+    def _split(self, theta, out_of_bounds):
+        arr = self._labels(theta, out_of_bounds)
+        return arr, arr[:, : self.base.n_params]
+
+    def flux(self, theta, *, method=None, out_of_bounds="raise", on_hole="raise", chunk_size=4096):
+        """Interpolated noiseless spectra: base flux times the interpolated response.
+
+        Parameters are those of `SpectralGrid.flux`.
+
+        Returns
+        -------
+        flux : ndarray of shape (n, n_pix), float32
+
+        Examples
+        --------
+        >>> from specreg.datasets import load_grid
+        >>> model = load_grid("5d")  # doctest: +SKIP
+        >>> model.flux([[4500, 2.0, -1.0, 0.3, 0.1]]).shape  # doctest: +SKIP
+        (1, 4096)
+        """
+        method = self._check_options(method, on_hole)
+        arr, sub = self._split(theta, out_of_bounds)
+        kw = {"method": method, "on_hole": on_hole, "chunk_size": chunk_size}
+        return self.base.flux(sub, **kw) * self._ratio.flux(arr, **kw)
+
+    def continuum(self, theta, *, method=None, out_of_bounds="raise"):
+        """Interpolated continua: base continuum times the continuum response.
+
+        Examples
+        --------
+        >>> from specreg.datasets import load_grid
+        >>> load_grid("5d").continuum([[5000, 3, 0, 0, 0]]).shape  # doctest: +SKIP
+        (1, 4096)
+        """
+        method = self._check_options(method, "raise")
+        arr, sub = self._split(theta, out_of_bounds)
+        return self.base.continuum(sub, method=method) * self._ratio.continuum(arr, method=method)
+
+    def jacobian(
+        self, theta, *, method=None, out_of_bounds="raise", on_hole="raise", chunk_size=1024
+    ):
+        """Exact derivative of the product interpolant, shape (n, n_pix, n_params).
+
+        ``d(b r)/d theta = r db/d theta + b dr/d theta``, where the base depends on its
+        own labels only.
+
+        Examples
+        --------
+        >>> from specreg.datasets import load_grid
+        >>> load_grid("5d").jacobian([[5000, 3, 0, 0.1, 0.1]]).shape  # doctest: +SKIP
+        (1, 4096, 5)
+        """
+        method = self._check_options(method, on_hole)
+        arr, sub = self._split(theta, out_of_bounds)
+        kw = {"method": method, "on_hole": on_hole, "chunk_size": chunk_size}
+        b = self.base.flux(sub, **kw)
+        r = self._ratio.flux(arr, **kw)
+        out = self._ratio.jacobian(arr, **kw) * b[:, :, None]
+        out[:, :, : self.base.n_params] += self.base.jacobian(sub, **kw) * r[:, :, None]
+        return out
+
+    def stencil_valid(self, theta, method=None) -> np.ndarray:
+        """Whether both factors can be interpolated without a hole.
+
+        Examples
+        --------
+        >>> from specreg.datasets import load_grid
+        >>> load_grid("5d").stencil_valid([[5000, 3, 0, 0, 0]])  # doctest: +SKIP
+        array([ True])
+        """
+        arr, sub = self._split(theta, "clip")
+        return self.base.stencil_valid(sub, method) & self._ratio.stencil_valid(arr, method)
+
+    def normalized(self, value: float = 0.5, window=None) -> ResponseGrid:
+        """A copy normalised like `SpectralGrid.normalized`, at both grids' nodes.
+
+        The base nodes get median ``value``; each response node is rescaled so that
+        the product has median ``value`` there too. In between, the median is that of
+        an interpolation of normalised spectra (within about 0.1 % of ``value``).
+
+        Examples
+        --------
+        >>> from specreg.datasets import load_grid
+        >>> model = load_grid("5d", normalize=False)  # doctest: +SKIP
+        >>> float(np.median(model.normalized().node_flux[0]))  # doctest: +SKIP
+        0.5
+        """
+        base = self.base.normalized(value, window)
+        mask = np.ones(self.n_pix, dtype=bool)
+        if window is not None:
+            mask = (self.wave >= window[0]) & (self.wave <= window[1])
+        nodes = self._ratio.nodes[:, : base.n_params]
+        product = base.flux(nodes) * self._ratio.node_flux
+        scale = (value / np.median(product[:, mask], axis=1))[:, None]
+        shape = (*self._ratio.shape, self.n_pix)
+        cont = self._ratio.node_continuum
+        return ResponseGrid(
+            base,
+            self._ratio.axes,
+            (self._ratio.node_flux * scale).reshape(shape),
+            continuum_ratio=None if cont is None else (cont * scale).reshape(shape),
+            metadata=self.metadata,
+        )
+
+    @property
+    def ratio(self) -> SpectralGrid:
+        """The response grid itself (flux ratios to the base at its nodes).
+
+        Examples
+        --------
+        >>> from specreg.datasets import load_grid
+        >>> load_grid("5d").ratio.shape  # doctest: +SKIP
+        (5, 5, 5, 4, 5)
+        """
+        return self._ratio

@@ -1,0 +1,167 @@
+"""The [alpha/M] x [C/M] response: design, storage round trip, the 5-D product model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from specreg.grids._builder import node_filename
+from specreg.grids._response import (
+    LOG_RATIO_SCALE,
+    RESPONSE_AXES,
+    _compact,
+    assemble_response,
+    read_response,
+    response_plan,
+)
+from specreg.spectra import ResponseGrid, SpectralGrid
+
+
+def test_plan_covers_the_design_without_the_base_nodes():
+    plans = response_plan()
+    n_ac = len(RESPONSE_AXES["a_M"]) * len(RESPONSE_AXES["C_M"])
+    assert len(plans) == 125 * (n_ac - 1)
+    params = {p.params for p in plans}
+    assert len(params) == len(plans)
+    assert not any(p[3] == 0 and p[4] == 0 for p in params)
+    # every (T_eff, log g, [M/H]) of the design is a node of the embedded 3-D grid
+    from specreg.datasets import load_grid
+
+    grid = load_grid()
+    for name in ("T_eff", "log_g", "M_H"):
+        assert set(RESPONSE_AXES[name]) <= set(grid.axes[name])
+        assert min(RESPONSE_AXES[name]) == grid.bounds[name][0]
+        assert max(RESPONSE_AXES[name]) == grid.bounds[name][1]
+
+
+def test_compact_round_trips_below_the_accuracy_asked():
+    rng = np.random.default_rng(0)
+    wave = np.linspace(7100.2, 8849.8, 64)
+    raw = np.linspace(7100.0, 8850.0, 2000)
+    flux = 1 + 0.1 * rng.random(raw.size)
+    res = {"wave0": raw[0], "dwave": raw[1] - raw[0], "n": raw.size}
+    res |= {"flux": flux, "continuum": 1.05 * np.ones_like(flux)}
+    base = np.ones((2, wave.size))
+    stored = _compact(res, base, wave)
+    assert stored.dtype == np.int16
+    from specreg.grids import degrade_to_grid
+
+    truth = degrade_to_grid(raw, np.stack([flux, res["continuum"]]), wave, 5000.0)
+    back = np.exp(stored * LOG_RATIO_SCALE)
+    assert np.abs(back / truth - 1).max() < 2e-5
+
+
+def test_compact_refuses_a_ratio_it_cannot_store():
+    raw = np.linspace(7100.0, 8850.0, 200)
+    res = {"wave0": raw[0], "dwave": raw[1] - raw[0], "n": raw.size}
+    res |= {"flux": np.full(raw.size, 5.0), "continuum": np.ones(raw.size)}
+    with pytest.raises(ValueError, match="stored range"):
+        _compact(res, np.ones((2, 8)), np.linspace(7100.2, 8849.8, 8))
+
+
+def _fake_build(tmp_path, axes, base, skip=()):
+    """A build directory whose ratios are a known smooth function of the labels."""
+    (tmp_path / "nodes").mkdir(parents=True)
+    record = {"axes": {k: list(v) for k, v in axes.items()}, "log_ratio_scale": LOG_RATIO_SCALE}
+    record["base_grid"] = "test"
+    (tmp_path / "build.json").write_text(json.dumps(record))
+    for p in np.array(np.meshgrid(*axes.values(), indexing="ij")).reshape(5, -1).T:
+        if (p[3] == 0 and p[4] == 0) or tuple(p) in skip:
+            continue
+        lr = _true_log_ratio(p, base.n_pix)
+        q = np.round(np.stack([lr, 0.1 * lr]) / LOG_RATIO_SCALE).astype(np.int16)
+        np.savez(tmp_path / "nodes" / f"{node_filename(*p)}.npz", log_ratio=q)
+    return tmp_path
+
+
+def _true_log_ratio(p, n_pix):
+    # smooth in every label, zero at a = c = 0
+    pix = np.linspace(0, 1, n_pix)
+    return (p[3] * (1 + 1e-4 * (p[0] - 5000)) - 0.5 * p[4] ** 2 + 0.2 * p[3] * p[4]) * pix * 0.1
+
+
+@pytest.fixture
+def small_case(tmp_path):
+    wave = np.linspace(7100.0, 8850.0, 16)
+    t, g, m = np.array([4000.0, 5000.0, 6000.0]), np.array([1.0, 3.0, 5.0]), np.array([-1.0, 0.0])
+    rng = np.random.default_rng(1)
+    flux = 1 + rng.random((3, 3, 2, 16))
+    base = SpectralGrid(
+        {"T_eff": t, "log_g": g, "M_H": m}, flux, wave, continuum=2 * flux, method="linear"
+    )
+    axes = {"T_eff": t, "log_g": g, "M_H": m, "a_M": [-0.2, 0.0, 0.2], "C_M": [-0.5, 0.0, 0.5]}
+    return base, axes, tmp_path
+
+
+def test_assemble_and_read_give_the_product_model(small_case):
+    base, axes, tmp = small_case
+    path = assemble_response(_fake_build(tmp / "b", axes, base), tmp / "r.h5")
+    model = read_response(path, base)
+    assert isinstance(model, ResponseGrid)
+    assert model.param_names == ("T_eff", "log_g", "M_H", "a_M", "C_M")
+    node = np.array([[5000.0, 3.0, 0.0, 0.2, -0.5]])
+    expect = base.flux(node[:, :3]) * np.exp(_true_log_ratio(node[0], 16))
+    np.testing.assert_allclose(model.flux(node), expect, rtol=1e-4)
+    # at a = c = 0 the 3-D grid is reproduced anywhere in its box
+    off = np.array([[4400.0, 2.2, -0.3, 0.0, 0.0]])
+    np.testing.assert_allclose(model.flux(off), base.flux(off[:, :3]), rtol=1e-6)
+    assert model.continuum(node).shape == (1, 16)
+
+
+def test_assemble_refuses_an_unfinished_build(small_case):
+    base, axes, tmp = small_case
+    build = _fake_build(tmp / "b", axes, base, skip={(4000.0, 1.0, -1.0, 0.2, 0.5)})
+    with pytest.raises(ValueError, match="1 of .* no spectrum yet"):
+        assemble_response(build, tmp / "r.h5")
+    assert not (tmp / "r.h5").exists()
+
+
+def test_read_refuses_a_normalised_base(small_case):
+    base, axes, tmp = small_case
+    path = assemble_response(_fake_build(tmp / "b", axes, base), tmp / "r.h5")
+    with pytest.raises(ValueError, match="normalize=False"):
+        read_response(path, base.normalized())
+
+
+def test_jacobian_is_the_derivative_of_the_product(small_case):
+    base, axes, tmp = small_case
+    model = read_response(
+        assemble_response(_fake_build(tmp / "b", axes, base), tmp / "r.h5"), base
+    )
+    theta = np.array([[4700.0, 1.7, -0.4, 0.13, 0.21], [5600.0, 4.1, -0.8, -0.1, -0.3]])
+    jac = model.jacobian(theta)
+    for k, eps in enumerate([1.0, 1e-3, 1e-3, 1e-3, 1e-3]):
+        step = np.zeros(5)
+        step[k] = eps
+        num = (model.flux(theta + step).astype(float) - model.flux(theta - step)) / (2 * eps)
+        np.testing.assert_allclose(jac[:, :, k], num, atol=3e-4 * max(1, np.abs(num).max()))
+
+
+def test_normalised_product_has_the_median_at_the_nodes(small_case):
+    base, axes, tmp = small_case
+    model = read_response(
+        assemble_response(_fake_build(tmp / "b", axes, base), tmp / "r.h5"), base
+    )
+    norm = model.normalized()
+    np.testing.assert_allclose(np.median(norm.node_flux, axis=1), 0.5, rtol=1e-5)
+    np.testing.assert_allclose(np.median(norm.base.node_flux, axis=1), 0.5, rtol=1e-5)
+
+
+def test_labels_outside_the_box_name_the_label_and_the_box(small_case):
+    base, axes, tmp = small_case
+    model = read_response(
+        assemble_response(_fake_build(tmp / "b", axes, base), tmp / "r.h5"), base
+    )
+    with pytest.raises(ValueError, match=r"a_M=0.6 not in \[-0.2, 0.2\]"):
+        model.flux([[5000.0, 3.0, 0.0, 0.6, 0.0]])
+
+
+def test_response_axes_must_extend_the_base(small_case):
+    base, axes, _ = small_case
+    ratio = np.ones((3, 3, 2, 3, 16))
+    with pytest.raises(ValueError, match="must start with the base grid's labels"):
+        ResponseGrid(base, {"log_g": axes["log_g"], "T_eff": axes["T_eff"]}, ratio)
+    short = dict(axes, T_eff=[4000.0, 5000.0])
+    with pytest.raises(ValueError, match="must cover the base box"):
+        ones = np.ones((2, 3, 2, 3, 3, 16))
+        ResponseGrid(base, short, ones, continuum_ratio=ones)
