@@ -56,21 +56,64 @@ class LabelPrior:
         self.param_names = tuple(self.bounds)
 
     @classmethod
-    def from_grid(cls, grid, **kwargs) -> LabelPrior:
-        """The uniform prior over a grid's box (``snap=True`` snaps to its nodes).
+    def from_grid(
+        cls, grid, *, box: dict | None = None, snap: bool = False, **kwargs
+    ) -> LabelPrior:
+        """The uniform prior over a grid's box, or a sub-box of it.
+
+        Parameters
+        ----------
+        grid : SpectralModel
+            Gives the labels, their box and (with ``snap``) the node coordinates.
+        box : dict of str -> (float, float), optional
+            Narrower ranges for some labels; each must lie inside the grid's box.
+        snap : bool, default=False
+            Snap all but one label per draw to the grid's nodes inside the box.
+        **kwargs
+            Passed to `LabelPrior` (``taper``).
+
+        Raises
+        ------
+        ValueError
+            A label of ``box`` that the grid lacks, a range outside the grid's box,
+            or (with ``snap``) a range holding no grid node.
 
         Examples
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"x": [0.0, 1.0]}, np.ones((2, 1)), [1.0])
+        >>> g = SpectralGrid({"x": [0.0, 1.0, 2.0]}, np.ones((3, 1)), [1.0])
         >>> LabelPrior.from_grid(g).bounds
-        {'x': (0.0, 1.0)}
+        {'x': (0.0, 2.0)}
+        >>> LabelPrior.from_grid(g, box={"x": (0.5, 2.0)}, snap=True).snap_to
+        {'x': array([1., 2.])}
         """
-        snap = kwargs.pop("snap", False)
+        bounds = dict(grid.bounds)
+        for name, (lo, hi) in (box or {}).items():
+            if name not in bounds:
+                raise ValueError(
+                    f"the grid has no label {name!r} (its labels are {tuple(grid.param_names)})"
+                )
+            glo, ghi = bounds[name]
+            if not (glo <= lo < hi <= ghi):
+                raise ValueError(
+                    f"the range {name} = [{lo:g}, {hi:g}] must lie inside the grid's box "
+                    f"[{glo:g}, {ghi:g}] with LO < HI"
+                )
+            bounds[name] = (float(lo), float(hi))
         if snap:
-            kwargs["snap_to"] = grid.axes
-        return cls(grid.bounds, **kwargs)
+            snap_to = {}
+            for name, (lo, hi) in bounds.items():
+                nodes = np.asarray(grid.axes[name], float)
+                inside = nodes[(nodes >= lo) & (nodes <= hi)]
+                if inside.size == 0:
+                    raise ValueError(
+                        f"no grid node of {name} lies in [{lo:g}, {hi:g}] (nodes: "
+                        f"{', '.join(f'{v:g}' for v in nodes)}); widen the range or do not snap"
+                    )
+                snap_to[name] = inside
+            kwargs["snap_to"] = snap_to
+        return cls(bounds, **kwargs)
 
     def __repr__(self) -> str:
         return f"LabelPrior({self.bounds}, taper={self.taper}, snap={self.snap_to is not None})"
