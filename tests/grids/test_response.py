@@ -165,3 +165,16 @@ def test_response_axes_must_extend_the_base(small_case):
     with pytest.raises(ValueError, match="must cover the base box"):
         ones = np.ones((2, 3, 2, 3, 3, 16))
         ResponseGrid(base, short, ones, continuum_ratio=ones)
+
+
+def test_nodes_are_the_base_nodes_times_the_response_nodes(small_case, tmp_path):
+    base, axes, tmp = small_case
+    coarse = dict(axes, T_eff=[4000.0, 6000.0])
+    build = _fake_build(tmp / "b", coarse, base)
+    model = read_response(assemble_response(build, tmp / "r.h5"), base)
+    assert model.shape == (3, 3, 2, 3, 3)
+    assert set(model.axes["T_eff"]) == {4000.0, 5000.0, 6000.0}
+    # every node spectrum is the model evaluated at that node (5000 K is no response node)
+    rows = [0, 100, model.n_nodes - 1, int(np.ravel_multi_index((1, 2, 0, 2, 0), model.shape))]
+    np.testing.assert_allclose(model.node_flux[rows], model.flux(model.nodes[rows]), rtol=1e-5)
+    assert not model.node_flux.flags.writeable
