@@ -161,3 +161,41 @@ def test_an_out_that_is_a_directory_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("specreg simulate: error:") and "Traceback" not in err
     assert tmp_path.is_dir()
+
+
+def test_simulate_draws_inside_the_box_given_on_the_command_line(grid_file, tmp_path):
+    out = tmp_path / "box.h5"
+    args = ["simulate", "--n", "60", "--out", str(out), "--grid", str(grid_file), "--quiet"]
+    assert main([*args, "--logg", "2", "3", "--teff", "4500", "5500", "--seed", "0"]) == 0
+    params = read_spectra(out).params
+    assert params["log_g"].between(2, 3).all() and params["T_eff"].between(4500, 5500).all()
+    assert params["log_g"].std() > 0.1
+
+
+def test_simulate_snaps_to_nodes_inside_the_box(grid_file, toy_grid, tmp_path):
+    out = tmp_path / "snap.h5"
+    args = ["simulate", "--n", "200", "--out", str(out), "--grid", str(grid_file), "--quiet"]
+    assert main([*args, "--snap", "--logg", "2", "4", "--seed", "1"]) == 0
+    logg = read_spectra(out).params["log_g"]
+    nodes = toy_grid.axes["log_g"][(toy_grid.axes["log_g"] >= 2) & (toy_grid.axes["log_g"] <= 4)]
+    on_node = np.isin(logg, nodes)
+    assert 0.5 < on_node.mean() < 0.95 and logg.between(2, 4).all()
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--am", "0", "0.2"], r"--am sets a_M, but the grid has no a_M .*--grid 5d"),
+        (["--teff", "3000", "5000"], r"T_eff = \[3000, 5000\] must lie inside the grid's box"),
+        (["--logg", "3", "2"], "LO < HI"),
+    ],
+)
+def test_bad_label_ranges_name_the_label_and_the_box(grid_file, tmp_path, capsys, extra, match):
+    args = ["simulate", "--n", "5", "--out", str(tmp_path / "a.h5"), "--grid", str(grid_file)]
+    assert main([*args, *extra, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("specreg simulate: error:")
+    import re
+
+    assert re.search(match, err), err
+    assert not (tmp_path / "a.h5").exists()

@@ -16,7 +16,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,11 @@ class BenchmarkPreset:
         Training sizes of the learning curve (``--learning-curve``).
     bins : int
         Equal-count SNR bins of the per-SNR table.
+    grid : {None, "5d"}
+        The embedded model the preset runs on: None is the 3-D grid.
+    snap : bool
+        Draw the labels as the reference study did: all but one label of every
+        spectrum on a grid node (the Bayes ceiling then uses that prior).
 
     Examples
     --------
@@ -68,6 +73,8 @@ class BenchmarkPreset:
     ceiling_samples: int = 256
     learning_curve_sizes: tuple = ()
     bins: int = 8
+    grid: str | None = None
+    snap: bool = False
 
 
 PRESETS = {
@@ -122,6 +129,9 @@ PRESETS = {
         bins=8,
     ),
 }
+
+
+PRESETS["reference"] = replace(PRESETS["cpu"], name="reference", grid="5d", snap=True)
 
 
 def _config_hash(config: dict) -> str:
@@ -317,7 +327,7 @@ def _columns(values: np.ndarray) -> np.ndarray:
     return values.reshape(values.shape[0], -1)
 
 
-def _data(stages, preset, grid, seed, log):
+def _data(stages, preset, grid, prior, seed, log):
     from .datasets import make_spectra, read_spectra, write_spectra
 
     paths = {"train": stages.out / "train.h5", "test": stages.out / "test.h5"}
@@ -331,7 +341,7 @@ def _data(stages, preset, grid, seed, log):
             sets[kind] = read_spectra(paths[kind])
             continue
         t0 = time.perf_counter()
-        sets[kind] = make_spectra(n, grid=grid, noise=noise, random_state=s)
+        sets[kind] = make_spectra(n, grid=grid, prior=prior, noise=noise, random_state=s)
         write_spectra(
             sets[kind], stages.claim(paths[kind]), metadata={"seed": s, "preset": preset.name}
         )
@@ -430,7 +440,7 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _ceiling(stages, preset, grid, test, seed, log, verbose=False, labels=("log_g",)):
+def _ceiling(stages, preset, grid, prior, test, seed, log, verbose=False, labels=("log_g",)):
     from .bounds import FisherCeiling
 
     path = stages.path("ceiling.csv")
@@ -438,11 +448,12 @@ def _ceiling(stages, preset, grid, test, seed, log, verbose=False, labels=("log_
     if stages.done("ceiling.csv"):
         log("ceiling: reusing per-spectrum evaluation")
         return pd.read_csv(path), FisherCeiling(
-            grid, target=target, n_samples=preset.ceiling_samples
+            grid, target=target, prior=prior, n_samples=preset.ceiling_samples
         )
     ceiling = FisherCeiling(
         grid,
         target=target,
+        prior=prior,
         n_samples=preset.ceiling_samples,
         random_state=seed,
         progress=verbose,
@@ -679,6 +690,8 @@ def run_benchmark(
     labels: tuple[str, ...] = ("log_g",),
     learning_curve: bool = False,
     grid=None,
+    box: dict | None = None,
+    snap: bool | None = None,
     seed: int = 0,
     jobs: int | None = None,
     verbose: bool = True,
@@ -687,9 +700,10 @@ def run_benchmark(
 
     Parameters
     ----------
-    preset : {"smoke", "cpu", "paper"} or BenchmarkPreset, default="cpu"
+    preset : {"smoke", "cpu", "reference", "paper"} or BenchmarkPreset, default="cpu"
         ``smoke`` runs in about a minute (tests), ``cpu`` in under 20 minutes on 2
-        cores, ``paper`` is the reference set-up (1M training spectra; needs a GPU and
+        cores, ``reference`` is ``cpu`` with the reference study's sampling (the 5-D
+        grid, snapped labels, mag 20.5-22.5), ``paper`` is the reference set-up (1M training spectra; needs a GPU and
         about 64 GB of memory).
     out : str or Path, default="specreg-benchmark"
         Output directory; finished stages found there are reused.
@@ -705,7 +719,13 @@ def run_benchmark(
     learning_curve : bool, default=False
         Also train Ridge, LightGBM and the ViT on growing subsets (R2 vs N).
     grid : SpectralModel, optional
-        Default: the embedded grid.
+        Default: the preset's embedded model (the 3-D grid, or the 5-D one for the
+        ``reference`` preset).
+    box : dict of str -> (float, float), optional
+        Narrower label ranges to draw from, e.g. ``{"T_eff": (4500, 5500)}``; each
+        inside the grid's box (the ceiling's prior is the same box).
+    snap : bool, optional
+        Snap all but one label per spectrum to grid nodes; default the preset's.
     seed : int, default=0
         Seed of the training set (the test set uses ``seed + 1``) and of the models.
     jobs : int, optional
@@ -746,8 +766,12 @@ def run_benchmark(
     device = _resolve_device(device)
     if "vit" in models and preset.name == "paper" and device != "cuda":
         raise ValueError("the paper preset trains the reference ViT: it needs a CUDA GPU")
-    grid = load_grid() if grid is None else grid
+    grid = load_grid(preset.grid) if grid is None else grid
+    from .spectra import LabelPrior
     from .spectra._validation import resolve_target
+
+    snap = preset.snap if snap is None else bool(snap)
+    prior = LabelPrior.from_grid(grid, box=box, snap=snap)
 
     labels = resolve_target(tuple(labels), tuple(grid.param_names), name="labels")
     out = Path(out)
@@ -756,13 +780,14 @@ def run_benchmark(
         "labels": list(labels),
         "seed": seed,
         "grid": grid.metadata.get("name", repr(grid)),
+        "prior": repr(prior),
         "specreg": __version__,
         "errors": "reference",  # the reported errors of the simulated sets
     }
     stages = _Stages(out, config, log)
     log(f"preset {preset.name}: {preset.n_train} training / {preset.n_test} test spectra -> {out}")
 
-    train, test = _data(stages, preset, grid, seed, log)
+    train, test = _data(stages, preset, grid, prior, seed, log)
 
     def fit_predict(name: str, n_train: int | None = None) -> dict:
         return _fit_predict(
@@ -771,7 +796,7 @@ def run_benchmark(
         )  # fmt: skip
 
     predictions = {name: fit_predict(name) for name in models}
-    frame, ceiling = _ceiling(stages, preset, grid, test, seed, log, verbose, labels)
+    frame, ceiling = _ceiling(stages, preset, grid, prior, test, seed, log, verbose, labels)
     summary = _summary_rows(test, predictions, frame, labels)
     table, per_model, ceilings = _per_snr(test, predictions, frame, preset.bins, seed, labels)
     calibration, calibration_snr, curves = _calibration(

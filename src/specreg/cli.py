@@ -27,6 +27,40 @@ def _int_at_least(low: int):
     return parse
 
 
+#: Command-line options that narrow one label's range: option -> label name.
+BOX_OPTIONS = {"teff": "T_eff", "logg": "log_g", "mh": "M_H", "am": "a_M", "cm": "C_M"}
+
+
+def _add_box_options(parser: argparse.ArgumentParser) -> None:
+    """``--teff LO HI`` ... ``--cm LO HI``: the label box to draw from (default: the grid's)."""
+    for option, label in BOX_OPTIONS.items():
+        parser.add_argument(
+            f"--{option}",
+            type=float,
+            nargs=2,
+            metavar=("LO", "HI"),
+            default=None,
+            help=f"draw {label} in [LO, HI] (default: the grid's range"
+            + ("; a 5-D grid only)" if label in ("a_M", "C_M") else ")"),
+        )
+
+
+def _box(args: argparse.Namespace, model) -> dict:
+    """The ranges given on the command line, checked against the grid's labels."""
+    box = {}
+    for option, label in BOX_OPTIONS.items():
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        if label not in model.param_names:
+            raise ValueError(
+                f"--{option} sets {label}, but the grid has no {label} (its labels are "
+                f"{', '.join(model.param_names)}); use a grid with it, e.g. --grid 5d"
+            )
+        box[label] = (float(value[0]), float(value[1]))
+    return box
+
+
 def _simulate_job_key(args: argparse.Namespace) -> str:
     """What identifies a seeded sharded simulation: every setting that changes the spectra."""
     import hashlib
@@ -35,11 +69,12 @@ def _simulate_job_key(args: argparse.Namespace) -> str:
     job = {
         "version": __version__,
         "n": args.n,
-        "grid": None if args.grid is None else str(Path(args.grid).resolve()),
+        "grid": args.grid if args.grid in (None, "3d", "5d") else str(Path(args.grid).resolve()),
         "mag": list(args.mag),
         "noise": args.noise,
         "errors": args.errors,
         "snap": args.snap,
+        "box": {o: getattr(args, o) for o in BOX_OPTIONS if getattr(args, o) is not None},
         "chunk_size": args.chunk_size,
         "shard_size": args.shard_size,
         "seed": args.seed,
@@ -53,19 +88,21 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from .datasets import load_grid
     from .datasets._io import write_shards, write_spectra
     from .datasets._spectra import iter_spectra
+    from .spectra import LabelPrior
 
     if len(args.mag) not in (1, 2):
         raise ValueError(
             f"--mag takes one magnitude or a range LO HI, got {len(args.mag)} values {args.mag}"
         )
     grid = load_grid(args.grid)
+    prior = LabelPrior.from_grid(grid, box=_box(args, grid), snap=args.snap)
     chunks = iter_spectra(
         args.n,
         grid=grid,
+        prior=prior,
         mag=tuple(args.mag) if len(args.mag) == 2 else args.mag[0],
         noise=args.noise,
         errors=args.errors,
-        snap=args.snap,
         chunk_size=args.chunk_size,
         random_state=args.seed,
     )
@@ -103,18 +140,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from .benchmark import run_benchmark
+    from .benchmark import PRESETS, run_benchmark
     from .datasets import load_grid
 
-    grid = None if args.grid is None else load_grid(args.grid)
+    grid = load_grid(PRESETS[args.preset].grid if args.grid is None else args.grid)
     run_benchmark(
         args.preset,
         args.out,
+        grid=grid,
+        box=_box(args, grid),
+        snap=args.snap,
         device=args.device,
         models=tuple(args.models),
         labels=tuple(args.labels),
         learning_curve=args.learning_curve,
-        grid=grid,
         seed=args.seed,
         jobs=args.jobs,
         verbose=not args.quiet,
@@ -168,7 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="snap all but one label per spectrum to grid nodes (reference sampling)",
     )
-    sim.add_argument("--grid", type=Path, default=None, help="grid file (default: embedded)")
+    _add_box_options(sim)
+    sim.add_argument(
+        "--grid", default=None, help="'5d', or a grid file (default: the embedded 3-D grid)"
+    )
     sim.add_argument("--seed", type=int, default=None, help="random seed")
     sim.add_argument("--chunk-size", type=_int_at_least(1), default=8192, help="spectra per chunk")
     sim.add_argument(
@@ -189,9 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--preset",
-        choices=["smoke", "cpu", "paper"],
+        choices=["smoke", "cpu", "reference", "paper"],
         default="cpu",
-        help="smoke: ~1 min; cpu: <20 min on 2 cores; paper: 1M spectra, GPU",
+        help="smoke: ~1 min; cpu: <20 min on 2 cores; reference: the cpu sizes with the "
+        "reference study's sampling (5-D grid, snapped labels); paper: 1M spectra, GPU",
     )
     bench.add_argument(
         "--out",
@@ -222,7 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also train on growing subsets (R2 vs N figure)",
     )
-    bench.add_argument("--grid", type=Path, default=None, help="grid file (default: embedded)")
+    _add_box_options(bench)
+    bench.add_argument(
+        "--snap",
+        action="store_true",
+        default=None,
+        help="snap all but one label per spectrum to grid nodes (the reference preset does)",
+    )
+    bench.add_argument(
+        "--grid", default=None, help="'5d', or a grid file (default: the preset's, 3-D)"
+    )
     bench.add_argument("--seed", type=int, default=0, help="seed of the sets and models")
     bench.add_argument(
         "--jobs",
