@@ -4,6 +4,7 @@ Spectra are synthesised here (the real grid is not needed): Gaussian absorption 
 sloped continuum whose depths and widths depend on (T_eff, log g, M_H).
 """
 
+import json
 import os
 import pickle
 import re
@@ -25,7 +26,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from specreg.estimators import SpecViTRegressor
+from specreg.estimators import SpecViTRegressor, _vit_callbacks
 from specreg.estimators import _vit as vit_impl
 from specreg.estimators._vit import vit_expected_failed_checks
 
@@ -350,7 +351,7 @@ def test_cosine_schedule_with_warmup_reaches_min_lr(data):
     assert lrs[0] == pytest.approx(1e-3 / 2)  # halfway through the warm-up (4 of 8 steps)
     assert lrs[1] == pytest.approx(1e-3)  # peak at the end of the warm-up
     assert all(a >= b for a, b in zip(lrs[1:], lrs[2:], strict=False))
-    sched = vit_impl._WarmupCosineLR(1e-3, 1e-5, warmup_steps=8, total_steps=24)
+    sched = _vit_callbacks._WarmupCosineLR(1e-3, 1e-5, warmup_steps=8, total_steps=24)
     assert sched.lr_at(24) == pytest.approx(1e-5)
 
 
@@ -433,6 +434,17 @@ def test_gradient_clipping_is_applied(data, monkeypatch):
     assert norms == []
 
 
+def test_checkpoint_writes_leave_no_temporary_files(data, tmp_path):
+    X, y, _ = data
+    reg = tiny(checkpoint_dir=tmp_path, validation_fraction=0.25).fit(X, y)
+    run = reg.checkpoint_path_.parent
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "fingerprint.json", "last.pt"]
+    assert (
+        json.loads((run / "fingerprint.json").read_text())
+        == torch.load(run / "last.pt", weights_only=False)["fingerprint"]
+    )
+
+
 @pytest.mark.slow
 def test_torch_compile(data):
     X, y, _ = data
@@ -481,14 +493,14 @@ def test_resume_after_crash_matches_uninterrupted_run(data, tmp_path, monkeypatc
     params = dict(max_epochs=5, dropout=0.1, checkpoint_dir=tmp_path / "ckpt", resume=True)
     full = tiny(**{**params, "checkpoint_dir": tmp_path / "full"}).fit(X, y)
 
-    real = vit_impl._EpochCheckpoint.on_epoch_end
+    real = _vit_callbacks._EpochCheckpoint.on_epoch_end
 
     def crash_after_epoch_3(self, net, **kwargs):
         real(self, net, **kwargs)
         if len(net.history) == 3:
             raise _Crash
 
-    monkeypatch.setattr(vit_impl._EpochCheckpoint, "on_epoch_end", crash_after_epoch_3)
+    monkeypatch.setattr(_vit_callbacks._EpochCheckpoint, "on_epoch_end", crash_after_epoch_3)
     with pytest.raises(_Crash):
         tiny(**params).fit(X, y)
     monkeypatch.undo()

@@ -9,8 +9,10 @@ Layering (compose, don't rebuild):
 * :class:`_SpecViTNet` is a ``skorch.NeuralNetRegressor`` that adds what skorch does not do:
   per-batch noise drawn on the device, autocast + grad scaler, gradient clipping after
   unscaling, ``inference_mode`` for prediction, fast tensor-slicing batches and optional DDP.
-* Callbacks: warm-up + cosine learning rate per batch, an atomic per-epoch checkpoint that
-  ``resume=True`` continues from, skorch's EarlyStopping and ProgressBar.
+* Callbacks (:mod:`specreg.estimators._vit_callbacks`): warm-up + cosine learning rate per
+  batch, an atomic per-epoch checkpoint that ``resume=True`` continues from; skorch's
+  EarlyStopping and ProgressBar. Batches are cut from whole tensors
+  (:mod:`specreg.estimators._vit_batches`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import hashlib
 import json
 import math
 import numbers
-import os
 import warnings
 from pathlib import Path
 
@@ -34,13 +35,18 @@ from skorch.history import History
 from skorch.utils import TeeGenerator, to_tensor
 
 from ..spectra._validation import check_noise_model, check_real, check_seed, split_stacked
+from ._vit_batches import _TensorBatches
+from ._vit_callbacks import (
+    CHECKPOINT_NAME,
+    FINGERPRINT_NAME,
+    _EpochCheckpoint,
+    _noop,
+    _WarmupCosineLR,
+)
 from ._vit_module import BetaNLLLoss, SpecViT, gaussian_variance
 
 __all__ = ["SpecViTRegressor", "vit_expected_failed_checks"]
 
-_CHECKPOINT_NAME = "last.pt"
-_BEST_NAME = "best.pt"
-_FINGERPRINT_NAME = "fingerprint.json"
 # bumped when the fingerprint's content changes: older run folders then simply stop matching
 _FINGERPRINT_VERSION = 2
 # constructor parameters that do not change what a run trains: left out of the checkpoint
@@ -81,10 +87,6 @@ def _resolve_device(device: str) -> torch.device:
             "(torch.cuda.is_available() is False); use device='cpu' or device='auto'."
         )
     return dev
-
-
-def _noop(*args, **kwargs):
-    """A picklable sink that prints nothing (lambdas cannot be pickled)."""
 
 
 def _array_digest(a) -> dict:
@@ -176,163 +178,6 @@ def _differences(mine: dict, theirs: dict) -> list[str]:
     elif names:
         out.append(f"parameters {', '.join(names)} differ")
     return out
-
-
-class _TensorBatches:
-    """Mini-batches by slicing whole tensors instead of collating rows one by one.
-
-    skorch passes its Dataset (or a ``torch.utils.data.Subset`` of it after the validation
-    split); we read ``X``/``y`` from it once and yield ``(X_batch, y_batch)`` tensors. Row
-    collation through ``DataLoader`` costs a Python call per spectrum, which dominates the
-    step time of a small transformer. On CUDA, a data set that fits in 40 % of the free GPU
-    memory is moved to the GPU once, so batches are gathered on the device. Shuffling uses the global torch RNG (seeded by the
-    estimator) or, under DDP, a generator seeded by ``seed + epoch`` so that every rank draws
-    the same permutation and takes its own strided share of it.
-    """
-
-    def __init__(
-        self,
-        dataset,
-        batch_size: int = 256,
-        shuffle: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-        seed: int = 0,
-        device: str = "cpu",
-    ):
-        indices = None
-        if isinstance(dataset, torch.utils.data.Subset):
-            indices = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
-            dataset = dataset.dataset
-        with warnings.catch_warnings():
-            # read-only (e.g. memory-mapped) arrays are shared, not copied; we never write
-            warnings.filterwarnings("ignore", message=".*not writable.*")
-            X = torch.as_tensor(dataset.X)
-            y = None if dataset.y is None else torch.as_tensor(dataset.y)
-        if indices is not None:
-            X, y = X[indices], None if y is None else y[indices]
-        dev = torch.device(device)
-        if dev.type == "cuda":
-            # a training set that fits comfortably in GPU memory is moved there once: the
-            # per-batch gather and host-to-device copy would otherwise bound the step rate
-            free, _ = torch.cuda.mem_get_info(dev)
-            nbytes = X.nelement() * X.element_size()
-            if nbytes < 0.4 * free:
-                X = X.to(dev)
-                y = None if y is None else y.to(dev)
-        self.X, self.y = X, y
-        self.batch_size, self.shuffle = int(batch_size), shuffle
-        self.rank, self.world_size, self.seed = rank, world_size, seed
-        self.epoch = 0
-
-    def _order(self) -> torch.Tensor:
-        n = len(self.X)
-        if not self.shuffle:
-            order = torch.arange(n)
-        elif self.world_size == 1:
-            order = torch.randperm(n)
-        else:
-            gen = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=gen).to(self.X.device)
-        if self.world_size > 1:
-            # pad (as DistributedSampler does) so that every rank runs the same number of
-            # steps; DDP would deadlock otherwise
-            total = math.ceil(n / self.world_size) * self.world_size
-            order = torch.cat([order, order[: total - n]])[self.rank :: self.world_size]
-        return order
-
-    def __len__(self) -> int:
-        n = math.ceil(len(self.X) / self.world_size) if self.world_size > 1 else len(self.X)
-        return math.ceil(n / self.batch_size)
-
-    def __iter__(self):
-        order = self._order()
-        self.epoch += 1
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            xb = self.X[idx]
-            yb = torch.zeros(len(idx), device=xb.device) if self.y is None else self.y[idx]
-            yield xb, yb
-
-
-class _WarmupCosineLR(Callback):
-    """Linear warm-up, then cosine decay from ``lr`` to ``min_lr``, set every batch.
-
-    The step counter is rebuilt from the history in ``on_train_begin``, so a resumed run
-    continues the schedule where the checkpoint left it.
-    """
-
-    def __init__(self, lr: float, min_lr: float, warmup_steps: int, total_steps: int):
-        self.lr, self.min_lr = lr, min_lr
-        self.warmup_steps, self.total_steps = warmup_steps, total_steps
-
-    def lr_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        span = max(self.total_steps - self.warmup_steps, 1)
-        t = min(max(step - self.warmup_steps, 0) / span, 1.0)
-        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-    def on_train_begin(self, net, **kwargs):
-        self.step_ = int(sum(row.get("train_batch_count", 0) for row in net.history))
-
-    def on_batch_begin(self, net, training=False, **kwargs):
-        if training:
-            lr = self.lr_at(self.step_)
-            for group in net.optimizer_.param_groups:
-                group["lr"] = lr
-
-    def on_batch_end(self, net, training=False, **kwargs):
-        if training:
-            self.step_ += 1
-
-    def on_epoch_end(self, net, **kwargs):
-        net.history.record("lr", net.optimizer_.param_groups[0]["lr"])
-
-
-class _EpochCheckpoint(Callback):
-    """Write ``last.pt`` atomically at the end of every epoch (rank 0 only).
-
-    ``dirname`` is the run's own folder, ``checkpoint_dir/<digest>``. The file holds the
-    module, optimizer and grad-scaler state, the skorch history, the torch RNG state and the
-    run's fingerprint (data digest and training parameters), so that a killed run restarted
-    with ``resume=True`` loses at most the epoch in progress. ``torch.save`` to a temporary
-    file then ``os.replace`` means a kill during the write leaves the previous checkpoint
-    intact. ``best.pt`` (module weights only) tracks the best validation loss when there is
-    one; ``fingerprint.json`` repeats the fingerprint in a form that is cheap to read.
-    """
-
-    def __init__(self, dirname: str, fingerprint: dict, rank: int = 0):
-        self.dirname, self.fingerprint, self.rank = dirname, fingerprint, rank
-
-    def on_train_begin(self, net, **kwargs):
-        if self.rank == 0:
-            path = Path(self.dirname)
-            path.mkdir(parents=True, exist_ok=True)
-            tmp = path / (_FINGERPRINT_NAME + ".tmp")
-            tmp.write_text(json.dumps(self.fingerprint, indent=1, sort_keys=True))
-            os.replace(tmp, path / _FINGERPRINT_NAME)
-
-    @staticmethod
-    def _save(obj, path: Path):
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-
-    def on_epoch_end(self, net, **kwargs):
-        if self.rank != 0:
-            return
-        state = {
-            "fingerprint": self.fingerprint,
-            "module": net.module_.state_dict(),
-            "optimizer": net.optimizer_.state_dict(),
-            "grad_scaler": net.grad_scaler_.state_dict(),
-            "history": net.history.to_list(),
-            "torch_rng": torch.get_rng_state(),
-        }
-        self._save(state, Path(self.dirname) / _CHECKPOINT_NAME)
-        if net.history[-1].get("valid_loss_best", False):
-            self._save(net.module_.state_dict(), Path(self.dirname) / _BEST_NAME)
 
 
 # --------------------------------------------------------------------------------------
@@ -1050,7 +895,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             fingerprint = self._fingerprint(X_given, y, seed)
             run_dir = Path(self.checkpoint_dir) / self._digest(fingerprint)
             checkpoint = (run_dir, fingerprint)
-            self.checkpoint_path_ = run_dir / _CHECKPOINT_NAME
+            self.checkpoint_path_ = run_dir / CHECKPOINT_NAME
             if self.resume:
                 state = self._load_checkpoint(run_dir, fingerprint)
         fork_devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
@@ -1089,7 +934,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         Only ``run_dir/last.pt`` is ever loaded, and only if its stored fingerprint equals
         ``fingerprint``; nothing in ``checkpoint_dir`` is deleted.
         """
-        path = run_dir / _CHECKPOINT_NAME
+        path = run_dir / CHECKPOINT_NAME
         if not path.exists():
             self._warn_fresh_start(run_dir, fingerprint)
             return None
@@ -1116,7 +961,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         """Say why ``resume=True`` trains from scratch when ``checkpoint_dir`` holds other runs."""
         root = run_dir.parent
         notes = []
-        legacy = root / _CHECKPOINT_NAME
+        legacy = root / CHECKPOINT_NAME
         if legacy.exists():
             notes.append(
                 f"{legacy} is ignored (and left untouched): it was written by an older "
@@ -1125,7 +970,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             )
         others = []
         for sub in root.iterdir() if root.is_dir() else ():
-            meta, ckpt = sub / _FINGERPRINT_NAME, sub / _CHECKPOINT_NAME
+            meta, ckpt = sub / FINGERPRINT_NAME, sub / CHECKPOINT_NAME
             if sub == run_dir or not (meta.is_file() and ckpt.is_file()):
                 continue
             try:
