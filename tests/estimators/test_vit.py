@@ -25,6 +25,7 @@ from sklearn.model_selection import GridSearchCV, cross_validate, learning_curve
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from skorch.callbacks import GradientNormClipping
 
 from specreg.estimators import SpecViTRegressor, _vit_callbacks
 from specreg.estimators import _vit as vit_impl
@@ -420,18 +421,38 @@ def test_progress_bar_and_verbose(data, capsys):
 def test_gradient_clipping_is_applied(data, monkeypatch):
     X, y, _ = data
     norms = []
-    real = torch.nn.utils.clip_grad_norm_
+    real = torch.optim.AdamW.step
 
-    def spy(params, max_norm, *a, **k):
-        norms.append(max_norm)
-        return real(params, max_norm, *a, **k)
+    def spy(self, *a, **k):
+        # the global gradient norm that the optimizer steps with
+        grads = [p.grad for group in self.param_groups for p in group["params"]]
+        norms.append(float(torch.linalg.vector_norm(torch.cat([g.ravel() for g in grads]))))
+        return real(self, *a, **k)
 
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
-    tiny(grad_clip=0.25, max_epochs=1).fit(X, y)
-    assert norms and set(norms) == {0.25}
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    reg = tiny(grad_clip=0.25, max_epochs=1).fit(X, y)
+    assert len(norms) == 5 and max(norms) <= 0.25 * (1 + 1e-5)
+    assert isinstance(dict(reg.net_.callbacks)["gradient_clipping"], GradientNormClipping)
     norms.clear()
-    tiny(grad_clip=None, max_epochs=1).fit(X, y)
-    assert norms == []
+    reg = tiny(grad_clip=None, max_epochs=1).fit(X, y)
+    assert len(norms) == 5 and max(norms) > 0.25
+    assert "gradient_clipping" not in dict(reg.net_.callbacks)
+
+
+def test_training_uses_skorchs_train_step(data, monkeypatch):
+    # one override point for the gradients (train_step_single), skorch's loop around it
+    X, y, _ = data
+    assert "train_step" not in vars(vit_impl._SpecViTNet)
+    calls = []
+    real = vit_impl._SpecViTNet.train_step_single
+
+    def spy(net, batch, **fit_params):
+        calls.append(len(batch[0]))
+        return real(net, batch, **fit_params)
+
+    monkeypatch.setattr(vit_impl._SpecViTNet, "train_step_single", spy)
+    tiny(max_epochs=1).fit(X, y)
+    assert calls == [32] * 5
 
 
 def test_checkpoint_writes_leave_no_temporary_files(data, tmp_path):

@@ -6,12 +6,13 @@ Layering (compose, don't rebuild):
   standardises the labels, seeds torch, and builds a fresh :class:`_SpecViTNet`.
   Composition rather than subclassing keeps ``get_params``/``clone`` limited to our own
   constructor parameters (a skorch subclass would expose dozens of extra ones).
-* :class:`_SpecViTNet` is a ``skorch.NeuralNetRegressor`` that adds what skorch does not do:
-  per-batch noise drawn on the device, autocast + grad scaler, gradient clipping after
-  unscaling, ``inference_mode`` for prediction, fast tensor-slicing batches and optional DDP.
+* :class:`_SpecViTNet` is a ``skorch.NeuralNetRegressor`` that adds what skorch does not do,
+  through skorch's own override points: per-batch noise drawn on the device (``infer``),
+  autocast and a grad scaler (``train_step_single``, ``_step_optimizer``),
+  ``inference_mode`` for prediction, and optional DDP.
 * Callbacks (:mod:`specreg.estimators._vit_callbacks`): warm-up + cosine learning rate per
   batch, an atomic per-epoch checkpoint that ``resume=True`` continues from; skorch's
-  EarlyStopping and ProgressBar. Batches are cut from whole tensors
+  GradientNormClipping, EarlyStopping and ProgressBar. Batches are cut from whole tensors
   (:mod:`specreg.estimators._vit_batches`).
 """
 
@@ -29,10 +30,10 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetRegressor
-from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping, ProgressBar
 from skorch.dataset import ValidSplit, unpack_data
 from skorch.history import History
-from skorch.utils import TeeGenerator, to_tensor
+from skorch.utils import to_tensor
 
 from ..spectra._validation import check_noise_model, check_real, check_seed, split_stacked
 from ._vit_batches import _TensorBatches
@@ -184,12 +185,17 @@ def _differences(mine: dict, theirs: dict) -> list[str]:
 # the skorch net
 # --------------------------------------------------------------------------------------
 class _SpecViTNet(NeuralNetRegressor):
-    """skorch regressor for :class:`SpecViT` with noise augmentation, AMP, clipping and DDP.
+    """skorch regressor for :class:`SpecViT` with noise augmentation, AMP and DDP.
 
     Extra parameters (next to skorch's): ``n_pix`` (flux width; ``X`` columns beyond it are
-    the 1-sigma errors), ``noise_level``, ``amp`` (None, "bf16", "fp16"), ``grad_clip``,
-    ``world_size``/``rank`` (DDP). Targets must be 2-D ``(batch, n_outputs)`` float32: the
+    the 1-sigma errors), ``noise_level``, ``amp`` (None, "bf16", "fp16"), ``world_size``
+    (DDP) and ``compile_module``. Targets must be 2-D ``(batch, n_outputs)`` float32: the
     loss refuses mismatched shapes instead of broadcasting ``(N, 1)`` against ``(N,)``.
+
+    A training step is skorch's ``train_step``: zero the gradients, run
+    :meth:`train_step_single` (forward with fresh noise, loss, scaled backward, unscale),
+    notify ``on_grad_computed`` (where skorch's ``GradientNormClipping`` clips the unscaled
+    gradients), then :meth:`_step_optimizer` (the grad scaler's step and update).
     """
 
     def __init__(
@@ -198,9 +204,7 @@ class _SpecViTNet(NeuralNetRegressor):
         n_pix: int | None = None,
         noise_level: float = 0.0,
         amp: str | None = None,
-        grad_clip: float | None = None,
         world_size: int = 1,
-        rank: int = 0,
         compile_module: bool = False,
         **kwargs,
     ):
@@ -209,9 +213,7 @@ class _SpecViTNet(NeuralNetRegressor):
         self.n_pix = n_pix
         self.noise_level = noise_level
         self.amp = amp
-        self.grad_clip = grad_clip
         self.world_size = world_size
-        self.rank = rank
 
     # --- setup -------------------------------------------------------------------------
     def initialize(self):
@@ -308,26 +310,24 @@ class _SpecViTNet(NeuralNetRegressor):
             value /= self.world_size
         return value
 
-    def train_step(self, batch, **fit_params):
+    def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         Xi, yi = unpack_data(batch)
-        self.optimizer_.zero_grad(set_to_none=True)
         y_pred = self.infer(Xi, **fit_params)
         loss = self.get_loss(y_pred, yi, X=Xi, training=True)
         self.grad_scaler_.scale(loss).backward()
-        # unscale before clipping, or the clip threshold would apply to scaled gradients
+        # unscale before on_grad_computed, or gradient clipping would apply its threshold
+        # to the scaled gradients
         self.grad_scaler_.unscale_(self.optimizer_)
-        self.notify(
-            "on_grad_computed",
-            named_parameters=TeeGenerator(self.get_all_learnable_params()),
-            batch=batch,
-            training=True,
-        )
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.module_.parameters(), self.grad_clip)
+        return {"loss": self._all_reduce_mean(loss.detach()), "y_pred": y_pred.detach()}
+
+    def _step_optimizer(self, step_fn):
+        # skorch passes the step as a closure to optimizer.step; the grad scaler takes no
+        # closure, so run it first, then let the scaler step (it skips a step whose fp16
+        # gradients overflowed) and update its scale
+        step_fn()
         self.grad_scaler_.step(self.optimizer_)
         self.grad_scaler_.update()
-        return {"loss": self._all_reduce_mean(loss.detach()), "y_pred": y_pred.detach()}
 
     def validation_step(self, batch, **fit_params):
         step = super().validation_step(batch, **fit_params)
@@ -744,6 +744,9 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
                 ),
             )
         ]
+        if self.grad_clip is not None:
+            # on_grad_computed: after train_step_single has unscaled the AMP gradients
+            callbacks.append(("gradient_clipping", GradientNormClipping(self.grad_clip)))
         validate = self.validation_fraction is not None
         if self.early_stopping:
             callbacks.append(
@@ -808,9 +811,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             n_pix=self.n_pix_,
             noise_level=float(self.noise_level),
             amp=self.amp,
-            grad_clip=self.grad_clip,
             world_size=world_size,
-            rank=rank,
         )
 
     def fit(self, X, y):
