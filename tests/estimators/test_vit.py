@@ -4,6 +4,7 @@ Spectra are synthesised here (the real grid is not needed): Gaussian absorption 
 sloped continuum whose depths and widths depend on (T_eff, log g, M_H).
 """
 
+import inspect
 import json
 import os
 import pickle
@@ -30,6 +31,7 @@ from skorch.callbacks import GradientNormClipping
 from specreg.estimators import SpecViTRegressor, _vit_callbacks
 from specreg.estimators import _vit as vit_impl
 from specreg.estimators._vit import vit_expected_failed_checks
+from specreg.estimators._vit_module import ARCHITECTURE_PARAMS, SpecViT
 
 CUDA = torch.cuda.is_available()
 
@@ -453,6 +455,48 @@ def test_training_uses_skorchs_train_step(data, monkeypatch):
     monkeypatch.setattr(vit_impl._SpecViTNet, "train_step_single", spy)
     tiny(max_epochs=1).fit(X, y)
     assert calls == [32] * 5
+
+
+def test_architecture_parameters_are_the_modules(data):
+    # the regressor has every SpecViT architecture keyword, with the same default, and
+    # passes it on unchanged
+    module = inspect.signature(SpecViT).parameters
+    regressor = inspect.signature(SpecViTRegressor).parameters
+    assert [n for n in module if n in ARCHITECTURE_PARAMS] == list(ARCHITECTURE_PARAMS)
+    for name in ARCHITECTURE_PARAMS:
+        assert regressor[name].default == module[name].default, name
+    X, y, _ = data
+    wave = np.linspace(5000.0, 5500.0, 64)
+    arch = dict(tokenizer="sliding", stride=4, pooling="mean", pos_encoding="wavelength")
+    reg = tiny(mlp_ratio=2.0, dropout=0.0, wave=list(wave), max_epochs=1, **arch).fit(X, y)
+    params = reg.net_.get_params()
+    for name in ARCHITECTURE_PARAMS:
+        expected = getattr(reg, name)
+        if name == "wave":
+            np.testing.assert_array_equal(params["module__wave"], wave)
+            assert params["module__wave"].dtype == np.float64
+        else:
+            assert params[f"module__{name}"] == expected, name
+    assert reg.module_.tokenizer.stride == 4 and reg.module_.pooling == "mean"
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"tokenizer": "fft"}, "tokenizer must be one of"),
+        ({"pooling": "max"}, "pooling must be one of"),
+        ({"pos_encoding": "rope"}, "pos_encoding must be one of"),
+        ({"tokenizer": "sliding", "stride": 17}, "stride must be in [1, patch_size=16]"),
+        ({"depth": 0}, "depth must be a positive integer"),
+    ],
+)
+def test_architecture_is_checked_before_training(data, monkeypatch, kw, match):
+    X, y, _ = data
+    built = []
+    monkeypatch.setattr(vit_impl, "_SpecViTNet", lambda *a, **k: built.append(k))
+    with pytest.raises(ValueError, match=re.escape(match)):
+        tiny(**kw).fit(X, y)
+    assert built == []
 
 
 def test_checkpoint_writes_leave_no_temporary_files(data, tmp_path):

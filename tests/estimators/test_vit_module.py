@@ -1,15 +1,20 @@
 """Tests of the SpecViT torch module (tokenizers, positional encodings, encoder)."""
 
+import inspect
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from specreg.estimators import _vit_module
 from specreg.estimators._vit_module import (
+    ARCHITECTURE_PARAMS,
     VAR_FLOOR,
     BetaNLLLoss,
     SlidingTokenizer,
     SpecViT,
+    check_architecture,
     count_parameters,
     gaussian_variance,
     n_tokens,
@@ -86,6 +91,44 @@ def test_bad_configuration_is_named():
         small(tokenizer="fft")
     with pytest.raises(ValueError, match="wave"):
         small(pos_encoding="wavelength", wave=np.arange(7.0))
+
+
+def test_architecture_params_are_the_signatures_keywords():
+    names = list(inspect.signature(SpecViT).parameters)
+    assert [n for n in names if n in ARCHITECTURE_PARAMS] == list(ARCHITECTURE_PARAMS)
+    # everything else is data-dependent (set by the estimator) or the head's kind
+    rest = {"n_pix", "n_outputs", "flux_mean", "flux_scale", "uncertainty"}
+    assert set(names) - set(ARCHITECTURE_PARAMS) == rest
+
+
+def _defaults():
+    sig = inspect.signature(SpecViT).parameters
+    return {name: sig[name].default for name in ARCHITECTURE_PARAMS}
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"patch_size": 0}, "patch_size must be a positive integer; got 0."),
+        ({"hidden_size": 16.0}, "hidden_size must be a positive integer; got 16.0."),
+        ({"heads": 3}, "hidden_size=256 must be divisible by heads=3."),
+        ({"mlp_ratio": -1.0}, "mlp_ratio must be a finite number > 0.0; got -1.0."),
+        ({"dropout": 2.0}, "dropout must be a finite number >= 0.0 and <= 1.0; got 2.0."),
+        ({"pooling": "max"}, "pooling must be one of ('cls', 'mean'); got 'max'."),
+        ({"tokenizer": "sliding", "stride": 0}, "stride must be in [1, patch_size=16]; got 0."),
+    ],
+)
+def test_check_architecture_names_the_bad_keyword(kw, match):
+    check_architecture(_defaults())
+    with pytest.raises(ValueError, match=re.escape(match)):
+        check_architecture({**_defaults(), **kw})
+    with pytest.raises(ValueError, match=re.escape(match)):
+        SpecViT(n_pix=64, **kw)
+
+
+def test_conv_tokenizer_ignores_stride():
+    check_architecture({**_defaults(), "stride": 1000})
+    assert SpecViT(n_pix=64, patch_size=8, hidden_size=16, heads=2, stride=1000).n_tokens == 8
 
 
 @pytest.mark.parametrize("tokenizer", ["conv", "sliding"])

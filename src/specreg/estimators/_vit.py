@@ -5,7 +5,9 @@ Layering (compose, don't rebuild):
 * :class:`SpecViTRegressor` is a plain sklearn estimator. ``fit`` validates the data,
   standardises the labels, seeds torch, and builds a fresh :class:`_SpecViTNet`.
   Composition rather than subclassing keeps ``get_params``/``clone`` limited to our own
-  constructor parameters (a skorch subclass would expose dozens of extra ones).
+  constructor parameters (a skorch subclass would expose dozens of extra ones). Its
+  architecture parameters are :data:`~specreg.estimators._vit_module.ARCHITECTURE_PARAMS`,
+  passed on to the module as they are.
 * :class:`_SpecViTNet` is a ``skorch.NeuralNetRegressor`` that adds what skorch does not do,
   through skorch's own override points: per-batch noise drawn on the device (``infer``),
   autocast and a grad scaler (``train_step_single``, ``_step_optimizer``),
@@ -44,7 +46,13 @@ from ._vit_callbacks import (
     _noop,
     _WarmupCosineLR,
 )
-from ._vit_module import BetaNLLLoss, SpecViT, gaussian_variance
+from ._vit_module import (
+    ARCHITECTURE_PARAMS,
+    BetaNLLLoss,
+    SpecViT,
+    check_architecture,
+    gaussian_variance,
+)
 
 __all__ = ["SpecViTRegressor", "vit_expected_failed_checks"]
 
@@ -179,6 +187,11 @@ def _differences(mine: dict, theirs: dict) -> list[str]:
     elif names:
         out.append(f"parameters {', '.join(names)} differ")
     return out
+
+
+def _prefixed(prefix: str, params: dict) -> dict:
+    """skorch's routing of ``params`` to one of its parts: ``{"<prefix>__<name>": value}``."""
+    return {f"{prefix}__{name}": value for name, value in params.items()}
 
 
 # --------------------------------------------------------------------------------------
@@ -640,24 +653,19 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         vf = self.validation_fraction
         if vf is not None and not (0.0 < vf < 1.0):
             raise ValueError(f"validation_fraction must be None or in (0, 1); got {vf!r}.")
-        for name in ("patch_size", "hidden_size", "depth", "heads", "max_epochs", "batch_size"):
+        check_architecture(self._architecture())
+        for name in ("max_epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-        if self.hidden_size % self.heads:
-            raise ValueError(
-                f"hidden_size={self.hidden_size} must be divisible by heads={self.heads}."
-            )
         if not np.isfinite(self.noise_level):
             raise ValueError(f"noise_level must be finite; got {self.noise_level!r}.")
         check_real(self.lr, "lr", low=0.0, low_open=True)
         check_real(self.min_lr, "min_lr", low=0.0)
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr={self.min_lr!r} must be <= lr={self.lr!r}.")
-        check_real(self.mlp_ratio, "mlp_ratio", low=0.0, low_open=True)
         check_real(self.weight_decay, "weight_decay", low=0.0)
         check_real(self.warmup_epochs, "warmup_epochs", low=0.0)
-        check_real(self.dropout, "dropout", low=0.0, high=1.0)
         if self.grad_clip is not None:
             check_real(self.grad_clip, "grad_clip", low=0.0, low_open=True)
         if self.noise_level > 0:
@@ -670,6 +678,13 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
                 )
             return n_features // 2
         return n_features
+
+    def _architecture(self) -> dict:
+        """The :class:`SpecViT` keywords of this estimator (``wave`` as float64 or None)."""
+        arch = {name: getattr(self, name) for name in ARCHITECTURE_PARAMS}
+        if arch["wave"] is not None:
+            arch["wave"] = np.asarray(arch["wave"], np.float64)
+        return arch
 
     def _noise_sigma_input(self, X: np.ndarray, chunk: int = 8192) -> np.ndarray:
         """``[flux | sigma of the per-batch noise]``: the error half, or the model's noise."""
@@ -729,9 +744,10 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
     ) -> _SpecViTNet:
         per_rank_batch = max(1, self.batch_size // world_size)
         if self.uncertainty == "gaussian":
-            criterion = {"criterion": BetaNLLLoss, "criterion__beta": float(self.nll_beta)}
+            criterion, criterion_params = BetaNLLLoss, {"beta": float(self.nll_beta)}
         else:
-            criterion = {"criterion": torch.nn.MSELoss if self.loss == "mse" else torch.nn.L1Loss}
+            criterion = torch.nn.MSELoss if self.loss == "mse" else torch.nn.L1Loss
+            criterion_params = {}
         steps_per_epoch = math.ceil(math.ceil(n_train / world_size) / per_rank_batch)
         callbacks: list[tuple[str, Callback]] = [
             (
@@ -771,41 +787,33 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             if validate
             else None
         )
+        module_params = {
+            "n_pix": self.n_pix_,
+            "n_outputs": self.n_outputs_,
+            **self._architecture(),
+            "flux_mean": self._flux_mean,
+            "flux_scale": self._flux_scale,
+            "uncertainty": self.uncertainty,
+        }
+        device = str(self.device_)
+        train_batches = {"shuffle": True, "rank": rank, "world_size": world_size, "seed": seed}
         return _SpecViTNet(
             SpecViT,
-            module__n_pix=self.n_pix_,
-            module__n_outputs=self.n_outputs_,
-            module__patch_size=self.patch_size,
-            module__hidden_size=self.hidden_size,
-            module__depth=self.depth,
-            module__heads=self.heads,
-            module__mlp_ratio=self.mlp_ratio,
-            module__dropout=self.dropout,
-            module__tokenizer=self.tokenizer,
-            module__stride=self.stride,
-            module__pooling=self.pooling,
-            module__pos_encoding=self.pos_encoding,
-            module__wave=None if self.wave is None else np.asarray(self.wave, np.float64),
-            module__flux_mean=self._flux_mean,
-            module__flux_scale=self._flux_scale,
-            module__uncertainty=self.uncertainty,
-            **criterion,
+            **_prefixed("module", module_params),
+            criterion=criterion,
+            **_prefixed("criterion", criterion_params),
             optimizer=torch.optim.AdamW,
             optimizer__weight_decay=self.weight_decay,
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=per_rank_batch,
             iterator_train=_TensorBatches,
-            iterator_train__shuffle=True,
-            iterator_train__rank=rank,
-            iterator_train__world_size=world_size,
-            iterator_train__seed=seed,
-            iterator_train__device=str(self.device_),
+            **_prefixed("iterator_train", {**train_batches, "device": device}),
             iterator_valid=_TensorBatches,
-            iterator_valid__device=str(self.device_),
+            iterator_valid__device=device,
             train_split=train_split,
             callbacks=callbacks,
-            device=str(self.device_),
+            device=device,
             compile_module=self.compile,
             verbose=self.verbose if rank == 0 else 0,
             n_pix=self.n_pix_,

@@ -6,12 +6,14 @@ output per label, turned into a variance by :func:`gaussian_variance` and traine
 :class:`BetaNLLLoss`.
 Everything that depends on the data (noise, label scaling, the error half of ``X``) lives
 in the estimator (:mod:`specreg.estimators._vit`); this file is plain PyTorch.
+:data:`ARCHITECTURE_PARAMS` names the keywords that the estimator passes on unchanged.
 
-Why the sliding tokenizer of the reference collapsed, and what is done here instead
-(REFERENCE.md section 6.2): its ``nn.Linear`` patch projection was re-initialised by
-HuggingFace's ``_init_weights`` to std 0.02, so patch tokens had ~1/7 of the scale of the
-Conv1d tokens, while the learned positional embedding was drawn with std 1. The input signal
-was swamped by a constant, so the network learned the label mean. Here
+Why the sliding tokenizer of the reference study collapsed, and what is done here instead
+(see the ViT user guide, "Architecture options"): its ``nn.Linear`` patch projection was
+re-initialised by HuggingFace's ``_init_weights`` to std 0.02, so patch tokens had ~1/7 of
+the scale of the Conv1d tokens, while the learned positional embedding was drawn with
+std 1. The input signal was swamped by a constant, so the network learned the label mean.
+Here
 
 * both tokenizers use the same fan-in scaled initialisation for the patch projection
   (Conv1d with ``kernel == stride`` *is* a Linear on non-overlapping windows, so they start
@@ -26,16 +28,21 @@ was swamped by a constant, so the network learned the label mean. Here
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..spectra._validation import check_real
+
 __all__ = [
+    "ARCHITECTURE_PARAMS",
     "VAR_FLOOR",
     "BetaNLLLoss",
     "SpecViT",
+    "check_architecture",
     "count_parameters",
     "gaussian_variance",
     "n_tokens",
@@ -46,6 +53,24 @@ _POOLINGS = ("cls", "mean")
 _TOKENIZERS = ("conv", "sliding")
 _POS_ENCODINGS = ("learned", "sinusoidal", "wavelength", "none")
 _UNCERTAINTIES = (None, "gaussian")
+
+#: The architecture keywords of :class:`SpecViT`, in its signature's order.
+#: :class:`~specreg.SpecViTRegressor` has a constructor parameter of the same name and
+#: default for each one, checks them with :func:`check_architecture` before training and
+#: passes them on to the module unchanged (``wave`` as a float64 array).
+ARCHITECTURE_PARAMS: tuple[str, ...] = (
+    "patch_size",
+    "hidden_size",
+    "depth",
+    "heads",
+    "mlp_ratio",
+    "dropout",
+    "tokenizer",
+    "stride",
+    "pooling",
+    "pos_encoding",
+    "wave",
+)
 
 #: Smallest variance of the Gaussian head (standardised label units, i.e. a floor of
 #: 0.001 label standard deviations on the predicted std).
@@ -102,6 +127,58 @@ def count_parameters(module: nn.Module) -> int:
     10
     """
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def check_architecture(params: Mapping[str, object]) -> None:
+    """Check the architecture keywords of :class:`SpecViT`; name the first bad one.
+
+    Parameters
+    ----------
+    params : mapping of str to object
+        A value for every name in :data:`ARCHITECTURE_PARAMS`. ``wave`` is checked
+        against the pixel grid when the wavelength encoding is built; ``stride`` only
+        with ``tokenizer="sliding"`` (the Conv1d tokenizer ignores it).
+
+    Raises
+    ------
+    ValueError
+        If a value is out of its range or not one of its choices.
+
+    Examples
+    --------
+    >>> arch = dict(zip(ARCHITECTURE_PARAMS, (16, 32, 2, 4, 4.0, 0.1, "conv")))
+    >>> arch.update(stride=None, pooling="cls", pos_encoding="learned", wave=None)
+    >>> check_architecture(arch)
+    >>> check_architecture({**arch, "heads": 3})
+    Traceback (most recent call last):
+    ...
+    ValueError: hidden_size=32 must be divisible by heads=3.
+    """
+    for name in ("patch_size", "hidden_size", "depth", "heads"):
+        value = params[name]
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    if params["hidden_size"] % params["heads"]:
+        raise ValueError(
+            f"hidden_size={params['hidden_size']} must be divisible by heads={params['heads']}."
+        )
+    check_real(params["mlp_ratio"], "mlp_ratio", low=0.0, low_open=True)
+    check_real(params["dropout"], "dropout", low=0.0, high=1.0)
+    for name, allowed in (
+        ("tokenizer", _TOKENIZERS),
+        ("pooling", _POOLINGS),
+        ("pos_encoding", _POS_ENCODINGS),
+    ):
+        if params[name] not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}; got {params[name]!r}.")
+    stride, patch_size = params["stride"], params["patch_size"]
+    if params["tokenizer"] == "sliding" and stride is not None:
+        _check_stride(stride, patch_size)
+
+
+def _check_stride(stride, patch_size: int) -> None:
+    if not 1 <= stride <= patch_size:
+        raise ValueError(f"stride must be in [1, patch_size={patch_size}]; got {stride}.")
 
 
 def _pad_right(x: torch.Tensor, n_pix: int, patch_size: int, stride: int) -> torch.Tensor:
@@ -234,8 +311,7 @@ class SlidingTokenizer(nn.Module):
 
     def __init__(self, n_pix: int, patch_size: int, hidden_size: int, stride: int):
         super().__init__()
-        if not 1 <= stride <= patch_size:
-            raise ValueError(f"stride must be in [1, patch_size={patch_size}]; got {stride}.")
+        _check_stride(stride, patch_size)
         self.n_pix, self.patch_size, self.stride = n_pix, patch_size, stride
         self.proj = nn.Linear(patch_size, hidden_size)
 
@@ -379,14 +455,10 @@ class SpecViT(nn.Module):
         uncertainty: str | None = None,
     ):
         super().__init__()
-        for name, value, allowed in (
-            ("tokenizer", tokenizer, _TOKENIZERS),
-            ("pooling", pooling, _POOLINGS),
-            ("pos_encoding", pos_encoding, _POS_ENCODINGS),
-            ("uncertainty", uncertainty, _UNCERTAINTIES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}; got {value!r}.")
+        arch = locals()
+        check_architecture({name: arch[name] for name in ARCHITECTURE_PARAMS})
+        if uncertainty not in _UNCERTAINTIES:
+            raise ValueError(f"uncertainty must be one of {_UNCERTAINTIES}; got {uncertainty!r}.")
         self.pooling = pooling
         self.uncertainty = uncertainty
         self.n_outputs = n_outputs
