@@ -10,3 +10,11 @@ def test_fixed_names_are_re_exported_at_the_top_level():
         assert getattr(specreg, cls.__name__) is cls
         assert cls.__name__ in specreg.__all__
     assert isinstance(specreg.__version__, str)
+
+
+def test_fit_distributed_has_a_public_import_path():
+    import specreg.estimators
+    from specreg.estimators import _ddp, fit_distributed
+
+    assert "fit_distributed" in specreg.estimators.__all__
+    assert fit_distributed is _ddp.fit_distributed

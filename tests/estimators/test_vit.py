@@ -866,7 +866,7 @@ def test_resume_after_sigkill(data, tmp_path):
 # --------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_gives_same_kind_of_model():
-    from specreg.estimators._ddp import fit_distributed
+    from specreg.estimators import fit_distributed
 
     flux, _, labels = make_synthetic_spectra(1500, n_pix=256, seed=0)
     X_train, y_train = flux[:1200], labels[:1200, 1]

@@ -20,13 +20,18 @@ import os
 import socket
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import joblib
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from numpy.typing import ArrayLike
 from sklearn.base import clone
+
+if TYPE_CHECKING:  # the estimator imports this module lazily (only with distributed=True)
+    from ._vit import SpecViTRegressor
 
 __all__ = ["fit_distributed", "setup_distributed"]
 
@@ -58,7 +63,7 @@ def setup_distributed(device: torch.device) -> tuple[int, int, int]:
             raise RuntimeError(
                 "distributed=True needs an initialised torch.distributed process group or "
                 "the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); "
-                "launch with torchrun or use specreg.estimators._ddp.fit_distributed."
+                "launch with torchrun or use specreg.estimators.fit_distributed."
             )
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
@@ -102,14 +107,14 @@ def _worker(rank, world_size, port, backend, est_path, x_path, y_path, out_dir, 
 
 
 def fit_distributed(
-    estimator,
-    X,
-    y,
+    estimator: SpecViTRegressor,
+    X: ArrayLike,
+    y: ArrayLike,
     n_procs: int = 2,
     backend: str | None = None,
     threads_per_proc: int | None = 1,
     return_replicas: bool = False,
-):
+) -> SpecViTRegressor | tuple[SpecViTRegressor, list[np.ndarray]]:
     """Fit a clone of ``estimator`` with DDP in ``n_procs`` spawned local processes.
 
     Each process trains on a disjoint ``1 / n_procs`` share of every epoch with a per-process
@@ -143,10 +148,11 @@ def fit_distributed(
     Examples
     --------
     >>> import numpy as np
-    >>> from specreg.estimators import SpecViTRegressor
+    >>> from specreg.estimators import SpecViTRegressor, fit_distributed
     >>> X = np.random.default_rng(0).random((64, 32), dtype=np.float32)
-    >>> reg = SpecViTRegressor(patch_size=8, hidden_size=16, depth=1, heads=2, max_epochs=2,
-    ...                        noise_level=0, device="cpu", random_state=0)
+    >>> reg = SpecViTRegressor(patch_size=8, hidden_size=16, depth=1, heads=2,
+    ...                        max_epochs=2, noise_level=0, device="cpu",
+    ...                        random_state=0)
     >>> fitted = fit_distributed(reg, X, X[:, 0], n_procs=2)  # doctest: +SKIP
     """
     est = clone(estimator).set_params(distributed=True)

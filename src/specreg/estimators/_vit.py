@@ -483,7 +483,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         the compiled wrapper is rebuilt lazily after unpickling).
     distributed : bool, default=False
         Data-parallel training with PyTorch DDP. Launch one process per device (``torchrun``
-        or :func:`specreg.estimators._ddp.fit_distributed`); the process group is initialised
+        or :func:`specreg.estimators.fit_distributed`); the process group is initialised
         from the ``torchrun`` environment if it is not already.
     progress_bar : bool, default=False
         Show a tqdm progress bar per epoch.
