@@ -42,8 +42,8 @@ def test_compact_round_trips_below_the_accuracy_asked():
     res = {"wave0": raw[0], "dwave": raw[1] - raw[0], "n": raw.size}
     res |= {"flux": flux, "continuum": 1.05 * np.ones_like(flux)}
     base = np.ones((2, wave.size))
-    stored = _compact(res, base, wave)
-    assert stored.dtype == np.int16
+    stored, scale = _compact(res, base, wave)
+    assert stored.dtype == np.int16 and scale == LOG_RATIO_SCALE
     from specreg.grids import degrade_to_grid
 
     truth = degrade_to_grid(raw, np.stack([flux, res["continuum"]]), wave, 5000.0)
@@ -51,10 +51,14 @@ def test_compact_round_trips_below_the_accuracy_asked():
     assert np.abs(back / truth - 1).max() < 2e-5
 
 
-def test_compact_refuses_a_ratio_it_cannot_store():
+def test_compact_widens_the_step_for_strong_responses_and_refuses_absurd_ones():
     raw = np.linspace(7100.0, 8850.0, 200)
     res = {"wave0": raw[0], "dwave": raw[1] - raw[0], "n": raw.size}
     res |= {"flux": np.full(raw.size, 5.0), "continuum": np.ones(raw.size)}
+    stored, scale = _compact(res, np.ones((2, 8)), np.linspace(7100.2, 8849.8, 8))
+    assert scale == 2.0**-14  # ln 5 / 2**-14 = 26,400 fits in int16
+    np.testing.assert_allclose(np.exp(stored[0] * scale), 5.0, rtol=1e-4)
+    res["flux"] = np.full(raw.size, 1e60)
     with pytest.raises(ValueError, match="stored range"):
         _compact(res, np.ones((2, 8)), np.linspace(7100.2, 8849.8, 8))
 
@@ -65,12 +69,15 @@ def _fake_build(tmp_path, axes, base, skip=()):
     record = {"axes": {k: list(v) for k, v in axes.items()}, "log_ratio_scale": LOG_RATIO_SCALE}
     record["base_grid"] = "test"
     (tmp_path / "build.json").write_text(json.dumps(record))
-    for p in np.array(np.meshgrid(*axes.values(), indexing="ij")).reshape(5, -1).T:
+    grid = np.array(np.meshgrid(*axes.values(), indexing="ij")).reshape(5, -1).T
+    for i, p in enumerate(grid):
         if (p[3] == 0 and p[4] == 0) or tuple(p) in skip:
             continue
         lr = _true_log_ratio(p, base.n_pix)
-        q = np.round(np.stack([lr, 0.1 * lr]) / LOG_RATIO_SCALE).astype(np.int16)
-        np.savez(tmp_path / "nodes" / f"{node_filename(*p)}.npz", log_ratio=q)
+        # a few nodes stored with a coarser step, as strong responses are
+        step = LOG_RATIO_SCALE * (4 if i % 3 == 0 else 1)
+        q = np.round(np.stack([lr, 0.1 * lr]) / step).astype(np.int16)
+        np.savez(tmp_path / "nodes" / f"{node_filename(*p)}.npz", log_ratio=q, scale=step)
     return tmp_path
 
 

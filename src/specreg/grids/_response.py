@@ -16,8 +16,9 @@ Layout of a response build directory ``DIR``::
     DIR/failures.log               JSON lines: node, error
 
 A node file holds ``log_ratio`` of shape (2, n_pix), ``round(ln(F / F_3d) / scale)``
-as int16 with ``scale = 2**-15`` (a rounding error of 1.5e-5, far below the 1e-3
-accuracy asked of the model), so a full build fits in about 30 MB and can be kept
+as int16, and ``scale``: ``2**-15`` (a rounding error of 1.5e-5, far below the 1e-3
+accuracy asked of the model) or, for the few responses too strong for that range
+(carbon-rich cool giants), the smallest power of two that holds them, so a full build fits in about 30 MB and can be kept
 under version control while it grows over several working days. Every file is
 written atomically and a re-run skips finished nodes, so a killed build loses only
 the spectra in flight.
@@ -37,7 +38,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._atomic import atomic_path, write_json_atomic
-from ._builder import NodePlan, _task, _worker_init, node_filename, plan_node, synthesize_node
+from ._builder import (
+    PARAM_NAMES,
+    NodePlan,
+    _task,
+    _worker_init,
+    node_filename,
+    plan_node,
+    synthesize_node,
+)
 from ._lsf import degrade_to_grid
 
 if TYPE_CHECKING:
@@ -54,7 +63,6 @@ __all__ = [
 
 RESPONSE_FORMAT = "specreg-response"
 RESPONSE_SCHEMA_VERSION = 1
-_NAMES = ("T_eff", "log_g", "M_H", "a_M", "C_M")
 
 #: Sub-grid of the response: every (T_eff, log g, [M/H]) is a node of the 3-D grid.
 RESPONSE_AXES: dict[str, tuple[float, ...]] = {
@@ -103,10 +111,9 @@ def response_plan(axes: dict[str, Sequence[float]] | None = None) -> list[NodePl
     2375
     """
     axes = RESPONSE_AXES if axes is None else axes
-    names = ("T_eff", "log_g", "M_H", "a_M", "C_M")
     plans = [
         plan_node(*p)
-        for p in itertools.product(*(axes[n] for n in names))
+        for p in itertools.product(*(axes[n] for n in PARAM_NAMES))
         if not (p[3] == 0.0 and p[4] == 0.0)
     ]
 
@@ -131,7 +138,7 @@ def validation_labels(n: int, seed: int, box: dict[str, tuple[float, float]]) ->
     seed : int
         Seed of the generator.
     box : dict
-        ``(low, high)`` per label of ``("T_eff", "log_g", "M_H", "a_M", "C_M")``.
+        ``(low, high)`` per label of `PARAM_NAMES` (the five labels).
 
     Returns
     -------
@@ -145,9 +152,8 @@ def validation_labels(n: int, seed: int, box: dict[str, tuple[float, float]]) ->
     (3, 5)
     """
     rng = np.random.default_rng(seed)
-    names = ("T_eff", "log_g", "M_H", "a_M", "C_M")
-    lo = np.array([box[k][0] for k in names])
-    hi = np.array([box[k][1] for k in names])
+    lo = np.array([box[k][0] for k in PARAM_NAMES])
+    hi = np.array([box[k][1] for k in PARAM_NAMES])
     labels = lo + (hi - lo) * rng.random((n, 5))
     # the node file name keeps 0 decimals of T_eff and 3 of the rest
     return np.column_stack([np.round(labels[:, 0]), np.round(labels[:, 1:], 3)])
@@ -156,7 +162,7 @@ def validation_labels(n: int, seed: int, box: dict[str, tuple[float, float]]) ->
 def _validation_plans(n_per_cell: int, n_box: int) -> list[NodePlan]:
     plans = []
     for i, cell in enumerate(EARLY_CELLS):
-        box = dict(zip(("T_eff", "log_g", "M_H"), cell))
+        box = dict(zip(PARAM_NAMES[:3], cell))
         box.update(a_M=(-0.2, 0.4), C_M=(-0.5, 0.5))
         plans += [plan_node(*p) for p in validation_labels(n_per_cell, 100 + i, box)]
     box = {k: (min(v), max(v)) for k, v in RESPONSE_AXES.items()}
@@ -164,15 +170,24 @@ def _validation_plans(n_per_cell: int, n_box: int) -> list[NodePlan]:
     return plans
 
 
-def _compact(res: dict, base: np.ndarray, wave: np.ndarray) -> np.ndarray:
-    """int16 log-ratios of the degraded (flux, continuum) to the 3-D node's."""
+def _compact(res: dict, base: np.ndarray, wave: np.ndarray) -> tuple[np.ndarray, float]:
+    """int16 log-ratios of the degraded (flux, continuum) to the 3-D node's, and their step.
+
+    The step is `LOG_RATIO_SCALE` unless the response is too strong for it (a carbon-rich
+    cool giant's C2 and CN bands): then the smallest power of two that holds it.
+    """
     raw_wave = res["wave0"] + res["dwave"] * np.arange(res["n"])
     both = np.stack([res["flux"].astype(float), res["continuum"].astype(float)])
     out = degrade_to_grid(raw_wave, both, wave, 5000.0)
-    log_ratio = np.log(out / base) / LOG_RATIO_SCALE
-    if not np.all(np.isfinite(log_ratio)) or np.abs(log_ratio).max() > 32000:
-        raise ValueError("response outside the stored range (|ln ratio| > 0.98)")
-    return np.round(log_ratio).astype(np.int16)
+    log_ratio = np.log(out / base)
+    if not np.all(np.isfinite(log_ratio)):
+        raise ValueError("non-finite response")
+    scale = LOG_RATIO_SCALE
+    while np.abs(log_ratio).max() / scale > 32000:
+        scale *= 2
+        if scale > 2.0**-8:  # |ln ratio| > 125: not a spectrum of the same star
+            raise ValueError("response outside the stored range (|ln ratio| > 125)")
+    return np.round(log_ratio / scale).astype(np.int16), scale
 
 
 def _save_npz(path: Path, **arrays) -> None:
@@ -271,7 +286,11 @@ def build_response(
         if kinds[name] == "nodes":
             theta = params[None, :3]
             ref = np.stack([base.flux(theta)[0], base.continuum(theta)[0]])
-            _save_npz(out / "nodes" / f"{name}.npz", log_ratio=_compact(res, ref, wave), meta=meta)
+            try:
+                log_ratio, scale = _compact(res, ref, wave)
+            except ValueError as exc:  # logged like a failed synthesis; the build goes on
+                return handle(name, None, f"{type(exc).__name__}: {exc}")
+            _save_npz(out / "nodes" / f"{name}.npz", log_ratio=log_ratio, scale=scale, meta=meta)
         else:
             both = np.stack([res["flux"].astype(float), res["continuum"].astype(float)])
             spec = degrade_to_grid(raw_wave, both, wave, 5000.0).astype(np.float32)
@@ -338,13 +357,14 @@ def assemble_response(build_dir: str | os.PathLike, path: str | os.PathLike) -> 
 
     build_dir = Path(build_dir)
     record = json.loads((build_dir / "build.json").read_text())
-    axes = {k: np.asarray(record["axes"][k], float) for k in _NAMES}
+    axes = {k: np.asarray(record["axes"][k], float) for k in PARAM_NAMES}
     shape = tuple(a.size for a in axes.values())
     n_pix = None
     cube = None
     missing = []
+    scales = {}
     for idx in np.ndindex(*shape):
-        p = [float(axes[k][i]) for k, i in zip(_NAMES, idx)]
+        p = [float(axes[k][i]) for k, i in zip(PARAM_NAMES, idx)]
         if p[3] == 0.0 and p[4] == 0.0:
             continue  # the base grid's own node: ratio 1, stored as 0
         f = build_dir / "nodes" / f"{node_filename(*p)}.npz"
@@ -352,17 +372,23 @@ def assemble_response(build_dir: str | os.PathLike, path: str | os.PathLike) -> 
             missing.append(f.stem)
             continue
         with np.load(f) as d:
-            log_ratio = d["log_ratio"]
+            step = float(d["scale"]) if "scale" in d else float(record["log_ratio_scale"])
+            log_ratio = d["log_ratio"].astype(np.float64) * step
         if cube is None:
             n_pix = log_ratio.shape[1]
-            cube = np.zeros((*shape, 2, n_pix), dtype=np.int16)
+            cube = np.zeros((*shape, 2, n_pix))
         cube[idx] = log_ratio
+        scales[step] = scales.get(step, 0) + 1
     if missing:
         raise ValueError(
             f"{len(missing)} of {int(np.prod(shape)) - int(np.prod(shape[:3]))} response "
             f"nodes have no spectrum yet in {build_dir} (e.g. {missing[0]}); finish the "
             "build first (it resumes where it stopped)"
         )
+    # one step for the file: the coarsest any node needed (a rounding error of at most
+    # step / 2 in ln(ratio), 6e-5 at 2**-13, still far below the model's accuracy)
+    step = max(scales)
+    stored = np.round(cube / step).astype(np.int16)
     metadata = {
         "design": "3-D grid x response to [alpha/M] and [C/M] on a sub-grid of its nodes",
         "build": record,
@@ -371,15 +397,15 @@ def assemble_response(build_dir: str | os.PathLike, path: str | os.PathLike) -> 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = RESPONSE_FORMAT
         f.attrs["schema_version"] = RESPONSE_SCHEMA_VERSION
-        f.attrs["param_names"] = list(_NAMES)
-        f.attrs["log_ratio_scale"] = float(record["log_ratio_scale"])
+        f.attrs["param_names"] = list(PARAM_NAMES)
+        f.attrs["log_ratio_scale"] = step
         f.attrs["base_grid"] = record["base_grid"]
         f.attrs["metadata"] = json.dumps(metadata)
         for name, values in axes.items():
             f.create_dataset(f"axes/{name}", data=values)
         f.create_dataset(
             "log_ratio",
-            data=cube,
+            data=stored,
             chunks=(*(1,) * len(shape), 2, n_pix),
             compression="gzip",
             shuffle=True,
