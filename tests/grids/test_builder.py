@@ -16,7 +16,7 @@ from specreg.grids import (
     plan_grid,
     plan_node,
 )
-from specreg.grids._assemble import default_wave
+from specreg.spectra import pfs_mr_wave
 
 
 @pytest.mark.parametrize(
@@ -135,11 +135,13 @@ def test_assemble_writes_the_grid_format(tmp_path):
         meta = json.loads(f.attrs["metadata"])
         assert meta["lsf"]["R"] == 5000.0
         assert "Gustafsson" in " ".join(meta["citations"])
-        np.testing.assert_array_equal(f["wave"][()], default_wave())
+        np.testing.assert_array_equal(f["wave"][()], pfs_mr_wave())
         np.testing.assert_array_equal(f["axes/T_eff"][()], [4500.0, 5000.0])
         flux, cont, valid = f["flux"], f["continuum"][()], f["valid"][()]
         assert flux.shape == (2, 2, 2, 4096) and flux.dtype == np.float32
         assert flux.chunks == (1, 1, 1, 4096) and flux.compression == "gzip"
+        # written by save_grid, the one writer of the format: every dataset checksummed
+        assert all(f[n].fletcher32 for n in ("wave", "axes/T_eff", "flux", "continuum", "valid"))
         assert valid.dtype == bool and valid.sum() == 7 and not valid[0, 0, 0]
         flux = flux[()]
         assert np.all(flux[0, 0, 0] == 0)
@@ -180,3 +182,25 @@ def test_build_command_accepts_negative_ranges_without_equals_sign():
     assert parse_axis(ns.alpha) == [-0.2]
     with pytest.raises(SystemExit):  # a real unknown option is still an error
         parser.parse_args([*argv, "--bogus", "--out", "d"])
+
+
+def test_the_marcs_library_does_not_import_the_model_interpolation():
+    """One direction only: _interpolate builds on _marcs (no import loop)."""
+    import inspect
+
+    from specreg.grids import _interpolate, _marcs
+
+    assert "_interpolate" not in inspect.getsource(_marcs)
+    assert _interpolate.MarcsLibrary is _marcs.MarcsLibrary
+
+
+def test_geometry_limits_have_one_home():
+    from specreg.grids import _builder, _marcs
+
+    assert _builder.SPHERICAL_MAX_LOGG is _marcs.SPHERICAL_MAX_LOGG
+    assert _builder.PLANE_PARALLEL_MIN_LOGG is _marcs.PLANE_PARALLEL_MIN_LOGG
+    assert [_marcs.geometry_of(g) for g in (3.0, 3.25, 3.5)] == [
+        "spherical",
+        None,
+        "plane-parallel",
+    ]

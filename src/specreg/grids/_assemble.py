@@ -1,10 +1,8 @@
 """Assemble per-spectrum build results into one specreg grid file (HDF5).
 
-The grid file layout is the one ``specreg.datasets.load_grid`` reads:
-root attributes ``format="specreg-grid"``, ``schema_version=1``,
-``param_names``, ``metadata`` (JSON); datasets ``wave``, ``axes/<name>``,
-``flux`` and ``continuum`` (*axis_lengths, n_pix) float32 gzip+shuffle with
-one chunk per spectrum, and ``valid`` (*axis_lengths,) bool.
+The node spectra become a `~specreg.spectra.SpectralGrid`, written by
+`specreg.datasets.save_grid`: the one writer of the grid format, whose
+docstring gives the layout.
 """
 
 from __future__ import annotations
@@ -18,12 +16,10 @@ import numpy as np
 
 from ._builder import PARAM_NAMES, node_filename
 from ._lsf import degrade_to_grid
+from ._marcs import PLANE_PARALLEL_MIN_LOGG, SPHERICAL_MAX_LOGG
 from ._provision import LINELIST_WINDOW, PACKAGES
 
-__all__ = ["assemble_grid", "default_wave"]
-
-GRID_FORMAT = "specreg-grid"
-GRID_SCHEMA_VERSION = 1
+__all__ = ["assemble_grid"]
 
 CITATIONS = [
     "Plez 2012, ascl:1205.004 (Turbospectrum)",
@@ -32,24 +28,6 @@ CITATIONS = [
     "Heiter et al. 2021, A&A 645, A106 (Gaia-ESO line list)",
     "Placco et al. 2021, RNAAS 5, 92 (linemake)",
 ]
-
-
-def default_wave() -> np.ndarray:
-    """The PFS MR-like pixel grid: 4096 linear pixels, 7100.2-8849.8 Å.
-
-    Returns
-    -------
-    ndarray, shape (4096,)
-
-    Examples
-    --------
-    >>> from specreg.grids import assemble_grid
-    >>> from specreg.grids._assemble import default_wave
-    >>> w = default_wave()
-    >>> w.size, float(w[0]), float(w[-1])
-    (4096, 7100.2, 8849.8)
-    """
-    return np.linspace(7100.2, 8849.8, 4096)
 
 
 def assemble_grid(
@@ -66,8 +44,8 @@ def assemble_grid(
     convolved with a Gaussian LSF of FWHM λ/R on a uniform ln λ grid and
     interpolated linearly onto ``wave``.  Nodes without a result file (not
     yet built, or failed) get ``valid=False`` and zero flux.  The file is
-    written to ``path + ".tmp"`` and renamed, so readers never see a partial
-    file.
+    written by `specreg.datasets.save_grid` (atomically: readers never see a
+    partial file).
 
     Parameters
     ----------
@@ -76,7 +54,8 @@ def assemble_grid(
     path : path-like
         Output HDF5 file.
     wave : ndarray, optional
-        Output pixel grid in Å; default `default_wave`.
+        Output pixel grid in Å; default the PFS MR-like grid
+        (`specreg.spectra.pfs_mr_wave`).
     resolution : float, default 5000
         Resolving power of the Gaussian LSF.
     axes : dict, optional
@@ -95,14 +74,16 @@ def assemble_grid(
     >>> assemble_grid("/work/gridbuild", "grid.h5")  # doctest: +SKIP
     PosixPath('grid.h5')
     """
-    import h5py
+    # the grid classes import pandas and scipy: only when a grid is assembled
+    from ..datasets._grid_io import save_grid
+    from ..spectra import SpectralGrid, pfs_mr_wave
 
     build_dir, path = Path(build_dir), Path(path)
     record = json.loads((build_dir / "build.json").read_text())
     all_axes = {k: sorted(float(v) for v in vals) for k, vals in (axes or record["axes"]).items()}
     for name in PARAM_NAMES:
         all_axes.setdefault(name, [0.0])
-    wave = default_wave() if wave is None else np.asarray(wave, dtype=float)
+    wave = pfs_mr_wave() if wave is None else np.asarray(wave, dtype=float)
     names = [n for n in PARAM_NAMES if len(all_axes[n]) > 1]
     fixed = {n: all_axes[n][0] for n in PARAM_NAMES if len(all_axes[n]) == 1}
     shape = tuple(len(all_axes[n]) for n in names)
@@ -154,9 +135,11 @@ def assemble_grid(
             **record.get("settings", {}),
             "mode": "flux, LTE, 1-D",
             "babsma_range": "LAMBDA_MIN - 1 A .. LAMBDA_MAX + 1 A",
-            "geometry": "spherical radiative transfer for MARCS s-models (log g <= 3.0), "
-            "plane-parallel for p-models (log g >= 3.5); 3.0 < log g < 3.5 is "
-            "synthesised at both sides and interpolated linearly in log g",
+            "geometry": "spherical radiative transfer for MARCS s-models "
+            f"(log g <= {SPHERICAL_MAX_LOGG}), plane-parallel for p-models "
+            f"(log g >= {PLANE_PARALLEL_MIN_LOGG}); {SPHERICAL_MAX_LOGG} < log g < "
+            f"{PLANE_PARALLEL_MIN_LOGG} is synthesised at both sides and interpolated "
+            "linearly in log g",
             "microturbulence": "xi = 2.478 - 0.325 * log_g km/s",
             "abundances": "Grevesse+2007 solar (MARCS headers); [M/H] added to all "
             "metals; [a/M] to O, Ne, Mg, Si, S, Ar, Ca, Ti; [C/M] to C; "
@@ -199,20 +182,12 @@ def assemble_grid(
         "citations": CITATIONS,
     }
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(path) + ".tmp")
-    opts = dict(compression="gzip", compression_opts=6, shuffle=True)
-    with h5py.File(tmp, "w") as h5:
-        h5.attrs["format"] = GRID_FORMAT
-        h5.attrs["schema_version"] = GRID_SCHEMA_VERSION
-        h5.attrs["param_names"] = np.array(names, dtype=h5py.string_dtype())
-        h5.attrs["metadata"] = json.dumps(metadata)
-        h5["wave"] = wave.astype(np.float64)
-        for n in names:
-            h5[f"axes/{n}"] = np.asarray(all_axes[n], dtype=np.float64)
-        chunks = (*([1] * len(shape)), wave.size)
-        h5.create_dataset("flux", data=flux, chunks=chunks, **opts)
-        h5.create_dataset("continuum", data=cont, chunks=chunks, **opts)
-        h5["valid"] = valid
-    os.replace(tmp, path)
-    return path
+    grid = SpectralGrid(
+        {n: all_axes[n] for n in names},
+        flux,
+        wave,
+        continuum=cont,
+        valid=valid,
+        metadata=metadata,
+    )
+    return save_grid(grid, path)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._builder import PARAM_NAMES
 from ._lsf import degrade_to_grid, resample_linear
 
 __all__ = ["parse_bosz_name", "read_bosz_directory", "read_bosz_file"]
@@ -26,9 +27,6 @@ _BOSZ_RE = re.compile(
     r"t(?P<t>\d+)g(?P<gs>-?)(?P<g>\d+)v(?P<v>\d+)mod(?P<mod>[a-z0-9]*?)b(?P<b>\d+)"
     r"rs\.asc(?:\.bz2|\.gz)?$"
 )
-
-#: Parameter order used for BOSZ grids (same names as the builder's grids).
-BOSZ_PARAMS = ("T_eff", "log_g", "M_H", "a_M", "C_M")
 
 
 def parse_bosz_name(name: str | os.PathLike) -> dict[str, float]:
@@ -154,9 +152,9 @@ def read_bosz_directory(
             continue
     if not entries:
         raise FileNotFoundError(f"no BOSZ files in {path}")
-    values = {k: sorted({p[k] for p, _ in entries}) for k in BOSZ_PARAMS}
-    names = [k for k in BOSZ_PARAMS if len(values[k]) > 1]
-    fixed = {k: values[k][0] for k in BOSZ_PARAMS if len(values[k]) == 1}
+    values = {k: sorted({p[k] for p, _ in entries}) for k in PARAM_NAMES}
+    names = [k for k in PARAM_NAMES if len(values[k]) > 1]
+    fixed = {k: values[k][0] for k in PARAM_NAMES if len(values[k]) == 1}
     shape = tuple(len(values[k]) for k in names)
 
     flux = cont = None

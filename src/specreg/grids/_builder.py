@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._marcs import PLANE_PARALLEL_MIN_LOGG, SPHERICAL_MAX_LOGG
+
 __all__ = [
     "Component",
     "NodePlan",
@@ -39,11 +41,8 @@ __all__ = [
     "pending_nodes",
 ]
 
-#: MARCS geometry limits in the shipped set: spherical up to log g 3.0,
-#: plane-parallel from 3.5 on, no overlap.
-SPHERICAL_MAX_LOGG = 3.0
-PLANE_PARALLEL_MIN_LOGG = 3.5
-
+#: The labels of every grid specreg builds or reads, in node order: the order of
+#: `node_filename`'s and `plan_node`'s parameters and of the grid axes.
 PARAM_NAMES = ("T_eff", "log_g", "M_H", "a_M", "C_M")
 
 
@@ -133,7 +132,7 @@ def plan_node(
     ----------
     teff, logg, mh, am, cm : float
         Node parameters.
-    sph_max, pp_min : float, default 3.0, 3.5
+    sph_max, pp_min : float, default `SPHERICAL_MAX_LOGG`, `PLANE_PARALLEL_MIN_LOGG`
         Geometry limits of the model set.
 
     Returns
@@ -275,7 +274,7 @@ def synthesize_node(plan: NodePlan) -> dict:
     >>> _worker_init(None, {})  # doctest: +SKIP
     >>> res = synthesize_node(plan_node(5000, 2.0, 0.0))  # doctest: +SKIP
     """
-    from ._marcs import get_model
+    from ._interpolate import get_model
     from ._turbospectrum import microturbulence, run_turbospectrum
 
     tools = _WORKER_STATE["tools"]
@@ -443,13 +442,8 @@ def build_grid(
         "lambda_max": lambda_max,
         "tio_below_teff": tio_below_teff,
     }
-    axes = {
-        "T_eff": [float(v) for v in teff],
-        "log_g": [float(v) for v in logg],
-        "M_H": [float(v) for v in mh],
-        "a_M": [float(v) for v in alpha],
-        "C_M": [float(v) for v in carbon],
-    }
+    values = (teff, logg, mh, alpha, carbon)
+    axes = {name: [float(v) for v in vals] for name, vals in zip(PARAM_NAMES, values)}
     _write_build_json(out, axes, settings)
     plans = plan_grid(teff, logg, mh, alpha, carbon, tio_below_teff)
     todo = pending_nodes(plans, out)

@@ -1,4 +1,9 @@
-"""Off-grid MARCS models with Masseron's ``interpol_modeles``.
+"""Model atmospheres for any (T_eff, log g, [M/H]): node, stand-in or interpolated.
+
+`get_model` takes the node's own MARCS model when the shipped set has one,
+borrows the nearest [M/H] at a hole, and otherwise interpolates with
+Masseron's ``interpol_modeles`` (`interpolate_model`).  This module sits on
+top of `_marcs` (the library of shipped models), never the other way round.
 
 The interpolator takes the 8 corner models of a (T_eff, log g, [M/H]) cell,
 all of one geometry, and writes a model in Turbospectrum's own format
@@ -22,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._marcs import MarcsLibrary, MarcsModel
+from ._marcs import MarcsLibrary, MarcsModel, geometry_of
 
-__all__ = ["bracket", "interpolate_model"]
+__all__ = ["bracket", "get_model", "interpolate_model"]
 
 
 def bracket(values: np.ndarray, x: float) -> list[tuple[float, float]]:
@@ -119,8 +124,9 @@ def interpolate_model(
     teff, logg, mh : float
         Target parameters.
     geometry : {"auto", "spherical", "plane-parallel"}
-        "auto" picks spherical for log g <= 3.0 and plane-parallel for
-        log g >= 3.5; in between it must be given (see `plan_node`).
+        "auto" picks the geometry of the shipped models at ``logg``
+        (`geometry_of`); inside the gap between the spherical and the
+        plane-parallel models it must be given (see `plan_node`).
 
     Returns
     -------
@@ -143,18 +149,16 @@ def interpolate_model(
     'interpolated'
     """
     if geometry == "auto":
-        if logg <= 3.0:
-            geometry = "spherical"
-        elif logg >= 3.5:
-            geometry = "plane-parallel"
-        else:
-            raise ValueError("3.0 < log g < 3.5: choose a geometry (see plan_node)")
-    want_sph = geometry == "spherical"
+        geometry = geometry_of(logg)
+        if geometry is None:
+            raise ValueError(
+                f"log g = {logg} lies between the spherical and the plane-parallel MARCS "
+                "models: choose a geometry (see plan_node)"
+            )
     slots = library.slots
     # Only slots of the wanted geometry can be corners (the interpolator stops
     # on mixed geometries).  Geometry is a function of log g in this set.
-    geo_ok = slots[:, 1] <= 3.0 if want_sph else slots[:, 1] >= 3.5
-    slots = slots[geo_ok]
+    slots = slots[np.array([geometry_of(g) == geometry for g in slots[:, 1]], dtype=bool)]
     have = {tuple(np.round(s, 2)) for s in slots}
     t_vals, g_vals, m_vals = (np.unique(slots[:, i]) for i in range(3))
     tried = []
@@ -198,3 +202,65 @@ def interpolate_model(
         "reason": "interpolation returned NaN or no complete cell",
         "tried": tried,
     }
+
+
+def get_model(
+    library: MarcsLibrary,
+    tools,
+    teff: float,
+    logg: float,
+    mh: float,
+    geometry: str = "auto",
+) -> tuple[MarcsModel, dict]:
+    """Model atmosphere for (T_eff, log g, [M/H]) with hole handling.
+
+    Uses the slot's own model when the index has one of the requested
+    geometry; a hole (missing slot) borrows the nearest [M/H] at the same
+    T_eff and log g; off-grid parameters are interpolated (see
+    `interpolate_model`).
+
+    Parameters
+    ----------
+    library : MarcsLibrary
+    tools : Toolchain
+        For the interpolator executable.
+    teff, logg, mh : float
+    geometry : {"auto", "spherical", "plane-parallel"}
+        Required geometry family ("auto": whatever the slot has).
+
+    Returns
+    -------
+    model : MarcsModel
+    info : dict
+        How the model was obtained: ``source`` ("node", "filled",
+        "borrowed-mh", "interpolated"), ``model`` (name) and details.
+
+    Examples
+    --------
+    >>> model, info = get_model(lib, tools, 5000, 2.0, 0.0)  # doctest: +SKIP
+    >>> info["source"]  # doctest: +SKIP
+    'node'
+    """
+    want_sph = {"spherical": True, "plane-parallel": False}.get(geometry)
+    if library.has(teff, logg, mh):
+        model = library.get(teff, logg, mh)
+        if want_sph is None or model.spherical == want_sph:
+            source = "filled" if model.filled else "node"
+            return model, {"source": source, "model": model.name, "slot": model.slot}
+    node_t = np.isin(round(float(teff), 1), library.axis_values()["teff"])
+    node_g = np.isin(round(float(logg), 2), library.axis_values()["logg"])
+    if node_t and node_g:
+        # A hole in [M/H] at an existing (T_eff, log g): borrow the nearest
+        # [M/H] model of the right geometry (abundances still follow the
+        # node's own [M/H] in the synthesis).
+        mhs = [s[2] for s in library.slots if abs(s[0] - teff) < 0.05 and abs(s[1] - logg) < 0.005]
+        for cand in sorted(mhs, key=lambda v: (abs(v - mh), v)):
+            model = library.get(teff, logg, cand)
+            if want_sph is None or model.spherical == want_sph:
+                return model, {
+                    "source": "borrowed-mh",
+                    "model": model.name,
+                    "slot": model.slot,
+                    "borrowed_mh": float(cand),
+                }
+    return interpolate_model(library, tools, teff, logg, mh, geometry)

@@ -23,7 +23,19 @@ import numpy as np
 
 from ._fits import read_fits_table
 
-__all__ = ["MarcsLibrary", "MarcsModel", "parse_marcs_name"]
+__all__ = [
+    "PLANE_PARALLEL_MIN_LOGG",
+    "SPHERICAL_MAX_LOGG",
+    "MarcsLibrary",
+    "MarcsModel",
+    "geometry_of",
+    "parse_marcs_name",
+]
+
+#: MARCS geometry limits of the shipped set: spherical models up to log g 3.0,
+#: plane-parallel ones from 3.5 on, nothing in between.
+SPHERICAL_MAX_LOGG = 3.0
+PLANE_PARALLEL_MIN_LOGG = 3.5
 
 # e.g. s3900_g+0.5_m1.0_t02_x3_z+0.00_a+0.00_c+0.00_n+0.00_o+0.00_r+0.00_s+0.00
 _NAME_RE = re.compile(
@@ -31,6 +43,33 @@ _NAME_RE = re.compile(
     r"_t(?P<vt>\d+)_\w+?_z(?P<mh>[+-]\d+\.\d+)_a(?P<am>[+-]\d+\.\d+)"
     r"_c(?P<cm>[+-]\d+\.\d+)"
 )
+
+
+def geometry_of(logg: float) -> str | None:
+    """The geometry of the shipped MARCS models at ``logg``; None inside the gap.
+
+    Parameters
+    ----------
+    logg : float
+        Surface gravity (cgs, dex).
+
+    Returns
+    -------
+    {"spherical", "plane-parallel"} or None
+        None for ``SPHERICAL_MAX_LOGG < logg < PLANE_PARALLEL_MIN_LOGG``, where
+        the set has no model (see `plan_node`).
+
+    Examples
+    --------
+    >>> from specreg.grids._marcs import geometry_of
+    >>> geometry_of(2.0), geometry_of(3.2), geometry_of(4.5)
+    ('spherical', None, 'plane-parallel')
+    """
+    if logg <= SPHERICAL_MAX_LOGG:
+        return "spherical"
+    if logg >= PLANE_PARALLEL_MIN_LOGG:
+        return "plane-parallel"
+    return None
 
 
 def parse_marcs_name(name: str) -> dict[str, float | str]:
@@ -102,7 +141,7 @@ class MarcsModel:
 
     @property
     def spherical(self) -> bool:
-        """Whether the model is spherical (``s`` models, log g <= 3)."""
+        """Whether the model is spherical (``s`` models, log g <= `SPHERICAL_MAX_LOGG`)."""
         if self.geometry:
             return self.geometry == "spherical"
         return self.name.startswith("s")
@@ -208,67 +247,3 @@ class MarcsLibrary:
 def _key(teff: float, logg: float, mh: float) -> tuple[float, float, float]:
     # Round so that 0.1 + 0.2-style float noise from np.arange still matches.
     return (round(float(teff), 1), round(float(logg), 2), round(float(mh), 2))
-
-
-def get_model(
-    library: MarcsLibrary,
-    tools,
-    teff: float,
-    logg: float,
-    mh: float,
-    geometry: str = "auto",
-) -> tuple[MarcsModel, dict]:
-    """Model atmosphere for (T_eff, log g, [M/H]) with hole handling.
-
-    Uses the slot's own model when the index has one of the requested
-    geometry; a hole (missing slot) borrows the nearest [M/H] at the same
-    T_eff and log g; off-grid parameters are interpolated (see
-    `interpolate_model`).
-
-    Parameters
-    ----------
-    library : MarcsLibrary
-    tools : Toolchain
-        For the interpolator executable.
-    teff, logg, mh : float
-    geometry : {"auto", "spherical", "plane-parallel"}
-        Required geometry family ("auto": whatever the slot has).
-
-    Returns
-    -------
-    model : MarcsModel
-    info : dict
-        How the model was obtained: ``source`` ("node", "filled",
-        "borrowed-mh", "interpolated"), ``model`` (name) and details.
-
-    Examples
-    --------
-    >>> model, info = get_model(lib, tools, 5000, 2.0, 0.0)  # doctest: +SKIP
-    >>> info["source"]  # doctest: +SKIP
-    'node'
-    """
-    want_sph = {"spherical": True, "plane-parallel": False}.get(geometry)
-    if library.has(teff, logg, mh):
-        model = library.get(teff, logg, mh)
-        if want_sph is None or model.spherical == want_sph:
-            source = "filled" if model.filled else "node"
-            return model, {"source": source, "model": model.name, "slot": model.slot}
-    node_t = np.isin(round(float(teff), 1), library.axis_values()["teff"])
-    node_g = np.isin(round(float(logg), 2), library.axis_values()["logg"])
-    if node_t and node_g:
-        # A hole in [M/H] at an existing (T_eff, log g): borrow the nearest
-        # [M/H] model of the right geometry (abundances still follow the
-        # node's own [M/H] in the synthesis).
-        mhs = [s[2] for s in library.slots if abs(s[0] - teff) < 0.05 and abs(s[1] - logg) < 0.005]
-        for cand in sorted(mhs, key=lambda v: (abs(v - mh), v)):
-            model = library.get(teff, logg, cand)
-            if want_sph is None or model.spherical == want_sph:
-                return model, {
-                    "source": "borrowed-mh",
-                    "model": model.name,
-                    "slot": model.slot,
-                    "borrowed_mh": float(cand),
-                }
-    from ._interpolate import interpolate_model
-
-    return interpolate_model(library, tools, teff, logg, mh, geometry)
