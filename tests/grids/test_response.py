@@ -130,10 +130,19 @@ def test_read_refuses_a_normalised_base(small_case):
         read_response(path, base.normalized())
 
 
-def test_jacobian_is_the_derivative_of_the_product(small_case):
+@pytest.mark.parametrize("ratio_method", ["linear", "cubic"])
+def test_jacobian_is_the_derivative_of_the_product(small_case, ratio_method):
     base, axes, tmp = small_case
-    model = read_response(
+    built = read_response(
         assemble_response(_fake_build(tmp / "b", axes, base), tmp / "r.h5"), base
+    )
+    shape = (*built.ratio.shape, built.n_pix)
+    model = ResponseGrid(
+        base,
+        built.ratio.axes,
+        built.ratio.node_flux.reshape(shape),
+        continuum_ratio=built.ratio.node_continuum.reshape(shape),
+        ratio_method=ratio_method,
     )
     theta = np.array([[4700.0, 1.7, -0.4, 0.13, 0.21], [5600.0, 4.1, -0.8, -0.1, -0.3]])
     jac = model.jacobian(theta)
