@@ -146,7 +146,7 @@ def test_jacobian_is_the_derivative_of_the_product(small_case, ratio_method):
     )
     theta = np.array([[4700.0, 1.7, -0.4, 0.13, 0.21], [5600.0, 4.1, -0.8, -0.1, -0.3]])
     jac = model.jacobian(theta)
-    for k, eps in enumerate([1.0, 1e-3, 1e-3, 1e-3, 1e-3]):
+    for k, eps in enumerate([10.0, 1e-2, 1e-2, 1e-2, 1e-2]):  # float32 flux: not smaller
         step = np.zeros(5)
         step[k] = eps
         num = (model.flux(theta + step).astype(float) - model.flux(theta - step)) / (2 * eps)
