@@ -25,7 +25,7 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, cross_validate, learning_curve
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import _check_name, estimator_checks_generator
 from skorch.callbacks import GradientNormClipping
 
 from specreg.estimators import SpecViTRegressor, _vit_callbacks
@@ -103,40 +103,46 @@ def data():
 
 
 # --------------------------------------------------------------------------------------
-# scikit-learn common checks
+# scikit-learn common checks (they run once, for noise_level=0, in tests/test_common.py)
 # --------------------------------------------------------------------------------------
-CHECK_KW = dict(
-    patch_size=4,
-    hidden_size=16,
-    depth=1,
-    heads=2,
-    max_epochs=20,
-    lr=1e-2,
-    batch_size=64,
-    dropout=0.0,
-    device="cpu",
-)
-
-
-@parametrize_with_checks(
-    [
-        SpecViTRegressor(noise_level=0, **CHECK_KW),
-        SpecViTRegressor(noise_level=1.0, **CHECK_KW),
-        # the Gaussian head passes every check too (~6 s); flux-only X, as the first one
-        SpecViTRegressor(noise_level=0, uncertainty="gaussian", **CHECK_KW),
-    ],
-    expected_failed_checks=vit_expected_failed_checks,
-)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        check(estimator)
-
-
 def test_expected_failures_only_for_odd_widths_and_negative_errors():
-    assert vit_expected_failed_checks(SpecViTRegressor(noise_level=0)) == {}
-    failed = vit_expected_failed_checks(SpecViTRegressor(noise_level=1.0))
+    assert SpecViTRegressor(noise_level=0)._expected_failed_checks() == {}
+    failed = SpecViTRegressor(noise_level=1.0)._expected_failed_checks()
     assert failed and all(("odd" in r) or ("negative" in r) for r in failed.values())
+
+
+def test_expected_failures_with_noise_are_the_stacked_input_refusals():
+    # the checks listed for noise_level > 0 fail, and for the reason given: X is refused
+    # (odd width, negative errors) before anything trains
+    est = SpecViTRegressor(noise_level=1.0, patch_size=4, hidden_size=8, depth=1, heads=2)
+    expected = est._expected_failed_checks()
+    refusal = re.compile(r"odd width|not >= 0")
+    seen = set()
+    for estimator, check in estimator_checks_generator(est, legacy=True):
+        name = _check_name(check)
+        if name not in expected:
+            continue
+        seen.add(name)
+        with warnings.catch_warnings(), pytest.raises(Exception) as info:
+            warnings.simplefilter("ignore", UserWarning)
+            check(estimator)
+        # the refusal itself, or the check's AssertionError raised from it
+        errors, exc = [], info.value
+        while exc is not None:
+            errors.append(exc)
+            exc = exc.__cause__ or exc.__context__
+        assert any(isinstance(e, ValueError) and refusal.search(str(e)) for e in errors), (
+            name,
+            errors,
+        )
+    assert seen == set(expected)
+
+
+def test_vit_expected_failed_checks_is_deprecated():
+    est = SpecViTRegressor(noise_level=1.0)
+    with pytest.warns(FutureWarning, match="vit_expected_failed_checks is deprecated"):
+        table = vit_expected_failed_checks(est)
+    assert table == est._expected_failed_checks()
 
 
 def test_negative_errors_are_refused_with_rows_and_pixels(data):

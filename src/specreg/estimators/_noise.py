@@ -18,6 +18,52 @@ from ..spectra._validation import check_noise_model, check_real, check_seed, spl
 
 __all__ = ["HeteroscedasticNoise", "MedianNormalizer"]
 
+# reasons for the checks of scikit-learn's estimator suite that the transformers fail (found
+# by running every check with check_estimator(on_fail=None) and reading each exception)
+_ODD_WIDTH = (
+    "X must be [flux | error] with an even number of columns; the check feeds an "
+    "odd-width X (3 or 5 features) and the estimator refuses it by design"
+)
+_NEGATIVE_ERROR = (
+    "the check's X has negative values in its second half, which is the 1-sigma error "
+    "half of [flux | error]; negative errors are refused by design (the estimator does "
+    "not claim positive_only: the flux half may be negative, noisy flux often is)"
+)
+_NONPOSITIVE_MEDIAN = (
+    "the check's X has rows whose flux median is <= 0, which cannot be "
+    "median-normalised; refused by design (the estimator does not claim positive_only: "
+    "only the median must be positive)"
+)
+# checks that fit on odd-width X, or on X with negative values in its second half
+_NOISE_ODD_WIDTH_CHECKS = (
+    "check_fit_score_takes_y",
+    "check_dont_overwrite_parameters",
+    "check_estimators_dtypes",
+    "check_estimators_nan_inf",
+    "check_estimators_pickle",
+    "check_f_contiguous_array_estimator",
+    "check_transformer_data_not_an_array",
+    "check_transformer_general",
+    "check_transformer_preserve_dtypes",
+    "check_dict_unchanged",
+    "check_fit2d_predict1d",
+)
+_NEGATIVE_SECOND_HALF_CHECKS = (
+    "check_estimators_overwrite_params",
+    "check_estimators_fit_returns_self",
+    "check_readonly_memmap_input",
+    "check_n_features_in_after_fitting",
+    "check_positive_only_tag_during_fit",
+)
+# MedianNormalizer is stateless (transform without fit), so more checks reach its refusal
+_MEDIAN_ODD_WIDTH_CHECKS = (
+    *_NOISE_ODD_WIDTH_CHECKS,
+    "check_pipeline_consistency",
+    "check_transformers_unfitted_stateless",
+    "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance",
+)
+
 
 class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
     """Add Gaussian noise with per-pixel sigma from the error half, for training only.
@@ -112,6 +158,30 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         tags.non_deterministic = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+    def _expected_failed_checks(self) -> dict[str, str]:
+        """Checks of scikit-learn's estimator suite that this transformer fails, and why.
+
+        ``X`` is ``[flux | error]``: the checks' odd-width data and their negative values
+        in the error half are refused by design. Pass ``expected_failed_checks=lambda est:
+        est._expected_failed_checks()`` to
+        :func:`sklearn.utils.estimator_checks.parametrize_with_checks`.
+
+        Returns
+        -------
+        dict of str to str
+            Check name -> reason.
+
+        Examples
+        --------
+        >>> table = HeteroscedasticNoise()._expected_failed_checks()
+        >>> "check_transformer_general" in table
+        True
+        """
+        return {
+            **dict.fromkeys(_NOISE_ODD_WIDTH_CHECKS, _ODD_WIDTH),
+            **dict.fromkeys(_NEGATIVE_SECOND_HALF_CHECKS, _NEGATIVE_ERROR),
+        }
 
     def _validate(self, X, reset: bool) -> np.ndarray:
         check_real(self.noise_level, "noise_level", low=0)
@@ -275,6 +345,31 @@ class MedianNormalizer(TransformerMixin, BaseEstimator):
         tags.requires_fit = False
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+    def _expected_failed_checks(self) -> dict[str, str]:
+        """Checks of scikit-learn's estimator suite that this transformer fails, and why.
+
+        With ``stacked=True`` (the default) ``X`` is ``[flux | error]``, so the checks'
+        odd-width data are refused; rows whose flux median is <= 0 cannot be scaled to a
+        positive median. Pass ``expected_failed_checks=lambda est:
+        est._expected_failed_checks()`` to
+        :func:`sklearn.utils.estimator_checks.parametrize_with_checks`.
+
+        Returns
+        -------
+        dict of str to str
+            Check name -> reason.
+
+        Examples
+        --------
+        >>> table = MedianNormalizer()._expected_failed_checks()
+        >>> "check_transformer_general" in table
+        True
+        """
+        return {
+            **dict.fromkeys(_MEDIAN_ODD_WIDTH_CHECKS, _ODD_WIDTH),
+            **dict.fromkeys(_NEGATIVE_SECOND_HALF_CHECKS, _NONPOSITIVE_MEDIAN),
+        }
 
     def fit(self, X, y=None):
         """Check ``X`` (nothing is learned).
