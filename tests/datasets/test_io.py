@@ -2,12 +2,14 @@ import json
 import os
 import re
 import warnings
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
 
+from specreg._atomic import temp_name
 from specreg.datasets import (
     ShardedSpectra,
     Spectra,
@@ -102,6 +104,42 @@ def test_interrupted_shard_write_is_not_a_complete_set(toy_grid, tmp_path):
         write_shards(chunks(), tmp_path / "s", shard_size=20)
     with pytest.raises(ValueError, match="no index.json"):
         ShardedSpectra(tmp_path / "s")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_shards_are_on_disk_before_the_index_names_them(toy_grid, tmp_path, monkeypatch):
+    """Each shard file, and the directory holding their names, is synced before the swap."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(src), str(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    chunks = iter_spectra(30, grid=toy_grid, chunk_size=10, random_state=0)
+    directory = write_shards(chunks, tmp_path / "set", shard_size=12)
+    monkeypatch.undo()
+
+    directory = directory.resolve()
+    index_file = directory / "index.json"
+    index = events.index(("replace", str(temp_name(index_file)), str(index_file)))
+    names = [s["file"] for s in json.loads((directory / "index.json").read_text())["shards"]]
+    assert len(names) == 3
+    last_shard = 0
+    for name in names:
+        final, tmp = str(directory / name), str(temp_name(directory / name))
+        synced = events.index(("fsync", tmp))
+        renamed = events.index(("replace", tmp, final))
+        assert synced < renamed < index
+        last_shard = max(last_shard, renamed)
+    dir_synced = [i for i, e in enumerate(events) if e == ("fsync", str(directory))]
+    assert any(last_shard < i < index for i in dir_synced)
 
 
 def _write_pfsspec(path, spectra, with_nan=True):

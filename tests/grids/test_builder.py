@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
+from specreg._atomic import temp_name
 from specreg.grids import (
     assemble_grid,
     build_grid,
@@ -94,13 +95,15 @@ def test_build_is_resumable_and_logs_failures(tmp_path):
     assert (tmp_path / "failures.log").exists()
     assert "FAIL" in (tmp_path / "build.log").read_text()
     # A killed run may leave a temporary file: it must not count as done.
-    (tmp_path / "spectra" / "junk.npz.tmp.npz").write_bytes(b"partial")
+    junk = temp_name(tmp_path / "spectra" / f"{node_filename(5000.0, 4.0, 0.0)}.npz")
+    junk.write_bytes(b"partial")
 
     calls.clear()
     rep2 = build_grid(*axes, out=tmp_path, progress=False, synthesize=_make_fake(calls))
     assert calls == [node_filename(5000.0, 4.0, 0.0)]  # only the failed node re-runs
     assert (rep2.n_done, rep2.n_skipped, rep2.n_failed) == (1, 7, 0)
     assert pending_nodes(plan_grid(*axes), tmp_path) == []
+    assert not list((tmp_path / "spectra").glob("*.tmp-*"))
 
 
 def test_build_refuses_different_settings_in_same_dir(tmp_path):

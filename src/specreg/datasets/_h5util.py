@@ -18,6 +18,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .._atomic import atomic_path, temp_name
+
 __all__ = [
     "atomic_h5",
     "checked_opts",
@@ -96,11 +98,13 @@ def _tmp_pattern(name: str) -> str:
 def atomic_h5(path, mode: str = "w"):
     """Open ``path + '.tmp-<pid>'`` for writing; rename onto ``path`` only on success.
 
-    A crash or an exception leaves no file at ``path`` (an older file there is
-    kept), so a half-written file never reads as valid. Temporary files of
-    earlier writers of the same ``path`` that were killed (their process is gone)
-    are removed first. An ``OSError`` while writing (a full disk, say) removes
-    the temporary file and is raised again naming ``path``.
+    Built on :func:`specreg._atomic.atomic_path` (the temporary file is flushed
+    to disk before the rename), with the guarding HDF5 needs: a crash or an
+    exception leaves no file at ``path`` (an older file there is kept), so a
+    half-written file never reads as valid. Temporary files of earlier writers
+    of the same ``path`` that were killed (their process is gone) are removed
+    first. An ``OSError`` while writing (a full disk, say) removes the temporary
+    file and is raised again naming ``path``.
 
     Examples
     --------
@@ -114,19 +118,22 @@ def atomic_h5(path, mode: str = "w"):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path.parent, _tmp_pattern(path.name))
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    raw = handle = None
+    raw = None
     try:
-        raw = _GuardedFile(tmp, "w+")
-        handle = h5py.File(raw, mode)
-        yield handle
-        handle.close()
-        raw.close()
-        if raw.error is not None:
-            raise raw.error
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            handle = None
+            try:
+                raw = _GuardedFile(tmp, "w+")
+                handle = h5py.File(raw, mode)
+                yield handle
+                handle.close()
+                raw.close()
+                if raw.error is not None:
+                    raise raw.error
+            except BaseException:
+                _close(handle, raw)  # before atomic_path removes the file
+                raise
     except BaseException as exc:
-        _discard(handle, raw, tmp)
         code = _write_errno(exc)
         if raw is not None and raw.error is not None:
             exc, code = raw.error, raw.error.errno or errno.EIO
@@ -134,7 +141,7 @@ def atomic_h5(path, mode: str = "w"):
             raise
         raise OSError(
             code,
-            f"could not write {path} ({exc}); the partial file {tmp.name} was removed",
+            f"could not write {path} ({exc}); the partial file {temp_name(path).name} was removed",
             str(path),
         ) from exc
 
@@ -174,16 +181,14 @@ class _GuardedFile(io.FileIO):
         return self.tell() if size is None else size
 
 
-def _discard(handle, raw, tmp: Path) -> None:
-    """Close and remove a failed temporary file."""
+def _close(handle, raw) -> None:
+    """Close a failed temporary file (its removal is left to ``atomic_path``)."""
     if handle is not None:
         with contextlib.suppress(Exception):
             handle.close()
     if raw is not None:
         with contextlib.suppress(Exception):
             raw.close()
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
 
 
 def _write_errno(exc: BaseException) -> int | None:

@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from .._atomic import write_json_atomic
 from ._h5util import (
     atomic_h5,
     checked_opts,
@@ -613,20 +614,25 @@ def _remove_stale_shard_writes(directory: Path, named: set[str] | None) -> None:
 
 
 def _write_json_atomic(path: Path, obj, *, kept: str, indent=None) -> None:
-    """Write JSON to ``path`` through a synced temp file; on failure the old file is kept."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    """Write JSON to ``path`` atomically; a failure names ``path`` and says what is ``kept``."""
     try:
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps(obj, indent=indent))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        if isinstance(exc, OSError):
-            raise OSError(exc.errno, f"could not write {path} ({exc}); {kept}", str(path)) from exc
-        raise
+        write_json_atomic(path, obj, indent=indent)
+    except OSError as exc:
+        raise OSError(exc.errno, f"could not write {path} ({exc}); {kept}", str(path)) from exc
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Flush a directory's entries (the renames into it) to disk."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # a platform without directory handles: nothing to flush
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse to sync a directory; the files are synced
+    finally:
+        os.close(fd)
 
 
 def _write_index(index_path: Path, index: dict) -> None:
@@ -782,6 +788,7 @@ def write_shards(
                     finished, writer = writer, None
                     finished.__exit__(None, None, None)
                     if journal is not None:
+                        _fsync_directory(directory)  # the shard's name, before the journal
                         _write_journal(journal, prefix, shards, n_pix)
             n_total += len(chunk)
             if progress is not None:
@@ -789,6 +796,9 @@ def write_shards(
         if writer is not None:
             finished, writer = writer, None
             finished.__exit__(None, None, None)
+        # every shard is on disk (atomic_h5 syncs each file) and so are their names,
+        # before the index that makes them a set replaces the old one
+        _fsync_directory(directory)
         index = {
             "format": SHARDS_FORMAT,
             "schema_version": SCHEMA_VERSION,

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..spectra import LabelPrior, PFSNoiseModel, snr_median
 from ..spectra._validation import check_real
+from ._grid_io import resolve_model
 
 __all__ = ["Spectra", "make_spectra", "iter_spectra", "ERROR_MODES"]
 
@@ -238,14 +239,6 @@ def _noise_model_for(wave, noise_model, whose: str) -> PFSNoiseModel:
     return noise_model
 
 
-def _resolve_grid(grid):
-    if grid is None:
-        from ._grid_io import load_grid
-
-        return load_grid()
-    return grid
-
-
 def _draw_labels(grid, prior, n, rng) -> np.ndarray:
     """Labels from the prior whose interpolation needs no hole (redrawn until so)."""
     theta = prior.sample(n, rng)
@@ -316,7 +309,7 @@ def iter_spectra(
     n_samples = int(n_samples)
     if n_samples < 0:
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
-    grid = _resolve_grid(grid)
+    grid = resolve_model(grid)
     if prior is None:
         prior = LabelPrior.from_grid(grid, snap=snap)
     missing = [p for p in grid.param_names if p not in prior.param_names]

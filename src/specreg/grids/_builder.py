@@ -7,8 +7,9 @@ Layout of a build directory ``DIR``::
     DIR/failures.log        JSON lines: node, error
     DIR/spectra/<node>.npz  one file per finished spectrum (raw bsyn output)
 
-Every spectrum is written atomically (``.tmp`` then ``os.replace``), so a
-killed build loses only the spectra in flight, and re-running skips every
+Every spectrum is written atomically (through ``specreg._atomic``: a
+temporary file, flushed to disk, then renamed), so a killed build loses only
+the spectra in flight, and re-running skips every
 node whose file exists.  The raw 0.05 Å Turbospectrum output is kept (not the
 degraded spectrum), so the LSF and pixel grid are applied by
 `assemble_grid` and can be changed without re-running Turbospectrum.
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_path, write_json_atomic
 from ._marcs import PLANE_PARALLEL_MIN_LOGG, SPHERICAL_MAX_LOGG
 
 __all__ = [
@@ -328,10 +330,16 @@ def _validate(flux: np.ndarray, norm: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: non-positive values in the spectrum")
 
 
+def _save_npz(path: Path, **arrays) -> None:
+    """``np.savez_compressed`` to ``path``, atomically."""
+    # an open file: savez would append ".npz" to the temporary file's name
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
 def _save_result(path: Path, res: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(
-        tmp,
+    _save_npz(
+        path,
         flux=res["flux"],
         continuum=res["continuum"],
         wave0=res["wave0"],
@@ -339,7 +347,6 @@ def _save_result(path: Path, res: dict) -> None:
         n=res["n"],
         meta=json.dumps(res["meta"]),
     )
-    os.replace(tmp, path)
 
 
 def _task(plan: NodePlan, synth: Callable[[NodePlan], dict]) -> tuple[str, dict | None, str]:
@@ -523,9 +530,7 @@ def _write_build_json(out: Path, axes: dict, settings: dict) -> None:
         for k, v in axes.items():
             record["axes"][k] = sorted(set(old.get("axes", {}).get(k, [])) | set(v))
     record["created"] = _now()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, record)
 
 
 class _Logger:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_path, write_text_atomic
+
 __all__ = [
     "MOLECULE_FILES",
     "convert_moog_molecules",
@@ -136,8 +138,7 @@ def convert_moog_molecules(
                 blocks[mol][species].append((wl, float(parts[2]), float(parts[3])))
         for mol, by_species in blocks.items():
             target = out_dir / f"{mol}.ts"
-            tmp = target.with_suffix(".tmp")
-            with open(tmp, "w") as out:
+            with atomic_path(target) as tmp, open(tmp, "w") as out:
                 for species in sorted(by_species):
                     arr = np.array(sorted(by_species[species]))
                     out.write(f"'{species:<20s}'  1 {len(arr):9d}\n")
@@ -148,7 +149,6 @@ def convert_moog_molecules(
                         for w, e, g in arr
                     )
                     out.write(body + "\n")
-            os.replace(tmp, target)
             written[mol] = target
     return written
 
@@ -203,7 +203,5 @@ def cut_turbospectrum_atoms(
             out.append(comment)
             out.extend(keep)
         i += 2 + n
-    tmp = dst.with_suffix(".tmp")
-    tmp.write_text("\n".join(out) + "\n")
-    os.replace(tmp, dst)
+    write_text_atomic(dst, "\n".join(out) + "\n")
     return dst
