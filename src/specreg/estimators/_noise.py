@@ -65,6 +65,27 @@ _MEDIAN_ODD_WIDTH_CHECKS = (
 )
 
 
+def _failed_checks(odd_width_checks: tuple[str, ...], second_half: str) -> dict[str, str]:
+    """Check name -> reason, for a transformer's ``_expected_failed_checks``.
+
+    ``X`` is ``[flux | error]``: the ``odd_width_checks`` feed X of odd width, which is
+    refused; the ``_NEGATIVE_SECOND_HALF_CHECKS`` feed X with negative values in its
+    second half, refused for the reason ``second_half``. Pass
+    ``expected_failed_checks=lambda est: est._expected_failed_checks()`` to
+    :func:`sklearn.utils.estimator_checks.parametrize_with_checks`.
+
+    Examples
+    --------
+    >>> table = HeteroscedasticNoise()._expected_failed_checks()
+    >>> "check_transformer_general" in table, "check_readonly_memmap_input" in table
+    (True, True)
+    """
+    return {
+        **dict.fromkeys(odd_width_checks, _ODD_WIDTH),
+        **dict.fromkeys(_NEGATIVE_SECOND_HALF_CHECKS, second_half),
+    }
+
+
 class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
     """Add Gaussian noise with per-pixel sigma from the error half, for training only.
 
@@ -160,28 +181,8 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         return tags
 
     def _expected_failed_checks(self) -> dict[str, str]:
-        """Checks of scikit-learn's estimator suite that this transformer fails, and why.
-
-        ``X`` is ``[flux | error]``: the checks' odd-width data and their negative values
-        in the error half are refused by design. Pass ``expected_failed_checks=lambda est:
-        est._expected_failed_checks()`` to
-        :func:`sklearn.utils.estimator_checks.parametrize_with_checks`.
-
-        Returns
-        -------
-        dict of str to str
-            Check name -> reason.
-
-        Examples
-        --------
-        >>> table = HeteroscedasticNoise()._expected_failed_checks()
-        >>> "check_transformer_general" in table
-        True
-        """
-        return {
-            **dict.fromkeys(_NOISE_ODD_WIDTH_CHECKS, _ODD_WIDTH),
-            **dict.fromkeys(_NEGATIVE_SECOND_HALF_CHECKS, _NEGATIVE_ERROR),
-        }
+        """Checks of scikit-learn's suite failed by design: see :func:`_failed_checks`."""
+        return _failed_checks(_NOISE_ODD_WIDTH_CHECKS, _NEGATIVE_ERROR)
 
     def _validate(self, X, reset: bool) -> np.ndarray:
         check_real(self.noise_level, "noise_level", low=0)
@@ -210,9 +211,14 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         >>> HeteroscedasticNoise().fit(np.ones((2, 6))).n_pix_
         3
         """
+        self._fit(X)
+        return self
+
+    def _fit(self, X) -> np.ndarray:
+        """Validate ``X``, record its width; return the validated array."""
         X = self._validate(X, reset=True)
         self.n_pix_ = X.shape[1] // 2
-        return self
+        return X
 
     def fit_transform(self, X, y=None):
         """Fit, then return the flux half plus a fresh noise draw (training data).
@@ -235,9 +241,7 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         >>> out.shape, round(float(out.std()), 1)
         ((1000, 1), 1.0)
         """
-        X = self._validate(X, reset=True)
-        self.n_pix_ = X.shape[1] // 2
-        return self._add_noise(X, stream=0)
+        return self._add_noise(self._fit(X), stream=0)
 
     def _add_noise(self, X: np.ndarray, stream: int) -> np.ndarray:
         n_pix = self.n_pix_
@@ -347,29 +351,12 @@ class MedianNormalizer(TransformerMixin, BaseEstimator):
         return tags
 
     def _expected_failed_checks(self) -> dict[str, str]:
-        """Checks of scikit-learn's estimator suite that this transformer fails, and why.
+        """Checks of scikit-learn's suite failed by design: see :func:`_failed_checks`.
 
-        With ``stacked=True`` (the default) ``X`` is ``[flux | error]``, so the checks'
-        odd-width data are refused; rows whose flux median is <= 0 cannot be scaled to a
-        positive median. Pass ``expected_failed_checks=lambda est:
-        est._expected_failed_checks()`` to
-        :func:`sklearn.utils.estimator_checks.parametrize_with_checks`.
-
-        Returns
-        -------
-        dict of str to str
-            Check name -> reason.
-
-        Examples
-        --------
-        >>> table = MedianNormalizer()._expected_failed_checks()
-        >>> "check_transformer_general" in table
-        True
+        Being stateless (``transform`` needs no ``fit``), it meets the odd-width refusal in
+        more checks, and the negative values of the checks' X as flux medians <= 0.
         """
-        return {
-            **dict.fromkeys(_MEDIAN_ODD_WIDTH_CHECKS, _ODD_WIDTH),
-            **dict.fromkeys(_NEGATIVE_SECOND_HALF_CHECKS, _NONPOSITIVE_MEDIAN),
-        }
+        return _failed_checks(_MEDIAN_ODD_WIDTH_CHECKS, _NONPOSITIVE_MEDIAN)
 
     def fit(self, X, y=None):
         """Check ``X`` (nothing is learned).
