@@ -92,6 +92,18 @@ def thread_budget(n_workers: int | None = None, n_cores: int | None = None) -> t
     return n_workers, max(1, n_cores // n_workers)
 
 
+def _training_noise(
+    noise_level: float, noisy_transform: bool, noise_model, random_state
+) -> HeteroscedasticNoise:
+    """The first step of both baselines, from the factories' noise keywords."""
+    return HeteroscedasticNoise(
+        noise_level=noise_level,
+        noisy_transform=noisy_transform,
+        noise_model=noise_model,
+        random_state=random_state,
+    )
+
+
 def make_ridge_baseline(
     alpha: float = REFERENCE_RIDGE_ALPHA,
     *,
@@ -139,16 +151,8 @@ def make_ridge_baseline(
     >>> cross_validate(pipe, X, y, cv=3)["test_score"].mean() > 0.9
     np.True_
     """
-    return make_pipeline(
-        HeteroscedasticNoise(
-            noise_level=noise_level,
-            noisy_transform=noisy_transform,
-            noise_model=noise_model,
-            random_state=random_state,
-        ),
-        StandardScaler(),
-        Ridge(alpha=alpha),
-    )
+    noise = _training_noise(noise_level, noisy_transform, noise_model, random_state)
+    return make_pipeline(noise, StandardScaler(), Ridge(alpha=alpha))
 
 
 def make_lightgbm_baseline(
@@ -235,12 +239,5 @@ def make_lightgbm_baseline(
         from sklearn.multioutput import MultiOutputRegressor
 
         booster = MultiOutputRegressor(booster)
-    return make_pipeline(
-        HeteroscedasticNoise(
-            noise_level=noise_level,
-            noisy_transform=noisy_transform,
-            noise_model=noise_model,
-            random_state=random_state,
-        ),
-        booster,
-    )
+    noise = _training_noise(noise_level, noisy_transform, noise_model, random_state)
+    return make_pipeline(noise, booster)
