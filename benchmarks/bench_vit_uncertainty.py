@@ -5,11 +5,11 @@ at the same budget and seed twice, with ``uncertainty=None`` (MSE) and
 ``uncertainty="gaussian"`` (beta-NLL), on noiseless training spectra with per-batch
 physical noise (``noise_model=PFSNoiseModel(grid.wave)``), and measures on a noisy test set:
 
-* test R^2 of log g of both models (target: the Gaussian head within 0.01 of MSE);
+* test R^2 of log g of both models (the Gaussian head should be within 0.01 of MSE);
 * calibration of the predicted std: the coverage of ``mean +- std`` (ideal 68.3 %) and of
   ``mean +- 1.96 std`` (ideal 95 %), and the std of ``z = (y - mean) / std`` (ideal 1),
   overall and in equal-count bins of the test SNR;
-* the wall time of ``predict(X)`` against ``predict(X, return_std=True)`` (target <= 1.5).
+* the wall time of ``predict(X)`` against ``predict(X, return_std=True)`` (a ratio of at most 1.5 is acceptable).
 
 Usage (about 10-15 minutes on 2 CPU cores)::
 

@@ -133,7 +133,7 @@ def test_conv_tokenizer_ignores_stride():
 
 @pytest.mark.parametrize("tokenizer", ["conv", "sliding"])
 def test_tokens_not_swamped_by_position_code_at_init(tokenizer):
-    """Pins the fix of the reference's sliding-tokenizer collapse (REFERENCE.md 6.2).
+    """Pins the fix of the reference's sliding-tokenizer collapse (see the ViT user guide).
 
     There the patch projection had std 0.02 and the positional embedding std 1, so the input
     part of each token was ~50x smaller than a data-independent constant. Here the data part

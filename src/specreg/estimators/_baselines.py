@@ -2,7 +2,8 @@
 
 Both take ``X = [flux | error]`` (e.g. ``make_spectra(...).X``); the first step,
 :class:`HeteroscedasticNoise`, draws training noise from the error half and passes
-test flux (already noisy) through unchanged (REFERENCE.md section 5.1):
+test flux (already noisy) through unchanged (see "Ridge and LightGBM baselines" in the
+estimators user guide):
 
 * Ridge: ``HeteroscedasticNoise -> StandardScaler -> Ridge(alpha=1e5)``;
 * LightGBM: ``HeteroscedasticNoise -> LGBMRegressor(**REFERENCE_LGBM_PARAMS)`` on raw
@@ -35,7 +36,7 @@ __all__ = [
 #: Ridge regularisation of the reference's 1M model (on StandardScaled flux).
 REFERENCE_RIDGE_ALPHA = 1e5
 
-#: LightGBM settings of the reference's paper numbers (REFERENCE.md section 5.1), in the
+#: LightGBM settings of the reference study's published numbers, in the
 #: scikit-learn API's names (``min_data_in_leaf`` -> ``min_child_samples``). As in the
 #: reference, ``subsample`` is set without ``subsample_freq``, so bagging is inactive;
 #: pass ``subsample_freq=1`` to :func:`make_lightgbm_baseline` to switch it on.

@@ -10,8 +10,9 @@ Two entry points:
   GPUs), trains, and returns rank 0's fitted estimator. Handy on one machine and in tests.
 
 skorch's Accelerate integration is not used: ``accelerate`` is not a dependency, and
-Accelerate-wrapped nets cannot be pickled (DESIGN.md section 5), while the model trained
-here is a plain module once ``fit`` returns.
+Accelerate-wrapped nets cannot be pickled (so they cannot go through joblib-parallel
+cross-validation), while the model trained here is a plain module once ``fit`` returns. The
+ViT user guide, "Multi-GPU and multi-node training (DDP)", shows both entry points.
 """
 
 from __future__ import annotations

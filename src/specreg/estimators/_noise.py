@@ -90,7 +90,7 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
     """Add Gaussian noise with per-pixel sigma from the error half, for training only.
 
     ``X`` is the stacked ``[flux | error]`` array of shape ``(n_samples, 2 * n_pix)``
-    (DESIGN.md section 3). In a :class:`~sklearn.pipeline.Pipeline` the training data
+    (see "The stacked input" in the noise user guide). In a :class:`~sklearn.pipeline.Pipeline` the training data
     go through :meth:`fit_transform` and the test data through :meth:`transform`:
 
     * ``fit_transform(X)`` returns ``flux + noise_level * error * N(0, 1)``, a fresh
@@ -312,8 +312,8 @@ class MedianNormalizer(TransformerMixin, BaseEstimator):
     """Scale each spectrum (flux and error alike) so that its flux median is ``value``.
 
     The reference study normalises every spectrum to a median of 0.5 over the
-    whole PFS MR range and scales ``error`` by the same factor (pfsspec
-    ``normalize_in``; REFERENCE.md section 1.3), so the errors stay in flux units.
+    whole PFS MR range and scales ``error`` by the same factor (pfsspec's
+    ``normalize_in``), so the errors stay in flux units.
     Stateless: every row is scaled on its own, in ``fit_transform`` and
     ``transform`` alike, so it can precede :class:`HeteroscedasticNoise` (normalise
     the clean flux, then add noise) or follow it.
