@@ -145,7 +145,8 @@ def make_ridge_baseline(
     >>> from sklearn.model_selection import cross_validate
     >>> rng = np.random.default_rng(0)
     >>> y = rng.uniform(1, 5, 60)
-    >>> X = np.hstack([0.5 + 0.01 * y[:, None] * rng.normal(size=(1, 20)), np.full((60, 20), 0.001)])
+    >>> flux = 0.5 + 0.01 * y[:, None] * rng.normal(size=(1, 20))
+    >>> X = np.hstack([flux, np.full((60, 20), 0.001)])
     >>> pipe = make_ridge_baseline(alpha=1.0, random_state=0)
     >>> [name for name, _ in pipe.steps]
     ['heteroscedasticnoise', 'standardscaler', 'ridge']

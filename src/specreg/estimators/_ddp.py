@@ -55,7 +55,8 @@ def setup_distributed(device: torch.device) -> tuple[int, int, int]:
     --------
     Inside a script launched with ``torchrun --nproc_per_node=2 train.py``:
 
-    >>> rank, world, local = setup_distributed(torch.device("cpu"))  # doctest: +SKIP
+    >>> rank, world, local = setup_distributed(
+    ...     torch.device("cpu"))  # doctest: +SKIP
     """
     if not dist.is_available():
         raise RuntimeError("distributed=True, but torch.distributed is not available.")

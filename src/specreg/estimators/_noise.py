@@ -77,8 +77,9 @@ def _failed_checks(odd_width_checks: tuple[str, ...], second_half: str) -> dict[
     Examples
     --------
     >>> table = HeteroscedasticNoise()._expected_failed_checks()
-    >>> "check_transformer_general" in table, "check_readonly_memmap_input" in table
-    (True, True)
+    >>> [name in table for name in ("check_transformer_general",
+    ...                              "check_readonly_memmap_input")]
+    [True, True]
     """
     return {
         **dict.fromkeys(odd_width_checks, _ODD_WIDTH),
@@ -156,7 +157,8 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
     ((4, 3), (4, 3))
     >>> bool((noise.transform(X) == flux).all())  # test flux passes unchanged
     True
-    >>> make_pipeline(HeteroscedasticNoise(), Ridge()).fit(X, [1.0, 2.0, 3.0, 4.0]).predict(X).shape
+    >>> pipe = make_pipeline(HeteroscedasticNoise(), Ridge())
+    >>> pipe.fit(X, [1.0, 2.0, 3.0, 4.0]).predict(X).shape
     (4,)
     """
 
@@ -237,7 +239,8 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         --------
         >>> import numpy as np
         >>> X = np.hstack([np.zeros((1000, 1)), np.full((1000, 1), 2.0)])
-        >>> out = HeteroscedasticNoise(noise_level=0.5, random_state=0).fit_transform(X)
+        >>> noise = HeteroscedasticNoise(noise_level=0.5, random_state=0)
+        >>> out = noise.fit_transform(X)
         >>> out.shape, round(float(out.std()), 1)
         ((1000, 1), 1.0)
         """
@@ -300,7 +303,8 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         Examples
         --------
         >>> import numpy as np
-        >>> HeteroscedasticNoise().fit(np.ones((1, 4))).get_feature_names_out().tolist()
+        >>> noise = HeteroscedasticNoise().fit(np.ones((1, 4)))
+        >>> noise.get_feature_names_out().tolist()
         ['x0', 'x1']
         """
         check_is_fitted(self, "n_pix_")
@@ -393,7 +397,8 @@ class MedianNormalizer(TransformerMixin, BaseEstimator):
         Examples
         --------
         >>> import numpy as np
-        >>> MedianNormalizer(value=1.0, stacked=False).fit_transform([[2.0, 4.0, 6.0]]).tolist()
+        >>> norm = MedianNormalizer(value=1.0, stacked=False)
+        >>> norm.fit_transform([[2.0, 4.0, 6.0]]).tolist()
         [[0.5, 1.0, 1.5]]
         """
         return self._transform(X, reset=not hasattr(self, "n_features_in_"))

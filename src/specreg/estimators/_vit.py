@@ -571,7 +571,8 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
     >>> X = np.hstack([flux, np.full_like(flux, 0.05)])   # [flux | error]
     >>> y = flux[:, :4].mean(axis=1)
     >>> reg = SpecViTRegressor(patch_size=8, hidden_size=16, depth=1, heads=2,
-    ...                        max_epochs=2, batch_size=32, device="cpu", random_state=0)
+    ...                        max_epochs=2, batch_size=32, device="cpu",
+    ...                        random_state=0)
     >>> reg.fit(X, y).predict(X).shape
     (64,)
 
@@ -1109,8 +1110,8 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         >>> import numpy as np
         >>> X = np.random.default_rng(0).random((32, 16), dtype=np.float32)
         >>> reg = SpecViTRegressor(patch_size=4, hidden_size=8, depth=1, heads=2,
-        ...                        max_epochs=1, noise_level=0, device="cpu").fit(X, X[:, :2])
-        >>> reg.predict(X).shape
+        ...                        max_epochs=1, noise_level=0, device="cpu")
+        >>> reg.fit(X, X[:, :2]).predict(X).shape
         (32, 2)
         """
         check_is_fitted(self)

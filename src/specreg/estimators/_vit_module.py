@@ -266,7 +266,8 @@ class BetaNLLLoss(nn.Module):
     --------
     >>> loss = BetaNLLLoss(beta=0.5)
     >>> y_pred = torch.zeros(4, 2)  # one label: mean 0, raw variance 0
-    >>> float(loss(y_pred, torch.zeros(4, 1))) < float(loss(y_pred, torch.ones(4, 1)))
+    >>> near, far = loss(y_pred, torch.zeros(4, 1)), loss(y_pred, torch.ones(4, 1))
+    >>> bool(near < far)
     True
     """
 
@@ -429,8 +430,8 @@ class SpecViT(nn.Module):
     >>> m = SpecViT(n_pix=64, patch_size=8, hidden_size=16, depth=1, heads=2)
     >>> m(torch.ones(3, 64)).shape
     torch.Size([3, 1])
-    >>> g = SpecViT(n_pix=64, n_outputs=2, patch_size=8, hidden_size=16, depth=1, heads=2,
-    ...             uncertainty="gaussian")
+    >>> g = SpecViT(n_pix=64, n_outputs=2, patch_size=8, hidden_size=16, depth=1,
+    ...             heads=2, uncertainty="gaussian")
     >>> g(torch.ones(3, 64)).shape
     torch.Size([3, 4])
     """
