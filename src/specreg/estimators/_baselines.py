@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import numbers
 import os
+from typing import TYPE_CHECKING
 
+import numpy as np
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ._noise import HeteroscedasticNoise
+
+if TYPE_CHECKING:
+    from ..spectra import PFSNoiseModel
 
 __all__ = [
     "REFERENCE_LGBM_PARAMS",
@@ -94,7 +99,10 @@ def thread_budget(n_workers: int | None = None, n_cores: int | None = None) -> t
 
 
 def _training_noise(
-    noise_level: float, noisy_transform: bool, noise_model, random_state
+    noise_level: float,
+    noisy_transform: bool,
+    noise_model: PFSNoiseModel | None,
+    random_state: int | np.random.RandomState | None,
 ) -> HeteroscedasticNoise:
     """The first step of both baselines, from the factories' noise keywords."""
     return HeteroscedasticNoise(
@@ -110,8 +118,8 @@ def make_ridge_baseline(
     *,
     noise_level: float = 1.0,
     noisy_transform: bool = False,
-    noise_model=None,
-    random_state=None,
+    noise_model: PFSNoiseModel | None = None,
+    random_state: int | np.random.RandomState | None = None,
 ) -> Pipeline:
     """The reference Ridge baseline: noise, StandardScaler, Ridge(alpha=1e5).
 
@@ -163,8 +171,8 @@ def make_lightgbm_baseline(
     n_jobs: int = 1,
     noise_level: float = 1.0,
     noisy_transform: bool = False,
-    noise_model=None,
-    random_state=None,
+    noise_model: PFSNoiseModel | None = None,
+    random_state: int | np.random.RandomState | None = None,
     **params,
 ) -> Pipeline:
     """The reference LightGBM baseline: noise, then LGBMRegressor on raw flux.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
@@ -195,7 +196,7 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         split_stacked(X, error_rule="nonnegative" if self.noise_model is None else "positive")
         return X
 
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: None = None) -> HeteroscedasticNoise:
         """Check ``X`` and record its width (nothing is learned).
 
         Parameters
@@ -222,7 +223,7 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         self.n_pix_ = X.shape[1] // 2
         return X
 
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X: ArrayLike, y: None = None) -> np.ndarray:
         """Fit, then return the flux half plus a fresh noise draw (training data).
 
         Parameters
@@ -261,7 +262,7 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         noisy = flux + X.dtype.type(self.noise_level) * sigma * eps
         return np.hstack([noisy, error]) if self.keep_error else noisy
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Return the flux half unchanged (test data are already noisy).
 
         Parameters
@@ -288,7 +289,7 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
             return X.copy()
         return X[:, : self.n_pix_].copy()
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
         """Output feature names: the flux half's input names (and the errors' with
         ``keep_error=True``).
 
@@ -362,7 +363,7 @@ class MedianNormalizer(TransformerMixin, BaseEstimator):
         """
         return _failed_checks(_MEDIAN_ODD_WIDTH_CHECKS, _NONPOSITIVE_MEDIAN)
 
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: None = None) -> MedianNormalizer:
         """Check ``X`` (nothing is learned).
 
         Parameters
@@ -383,7 +384,7 @@ class MedianNormalizer(TransformerMixin, BaseEstimator):
         self._transform(X, reset=True)
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Scale each row so that the flux median is ``value``.
 
         Parameters
@@ -419,7 +420,7 @@ class MedianNormalizer(TransformerMixin, BaseEstimator):
             )
         return X * (X.dtype.type(self.value) / med.astype(X.dtype))[:, None]
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
         """Output feature names: the input names.
 
         Examples

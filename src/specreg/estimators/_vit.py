@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import deprecated
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -895,7 +896,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             world_size=world_size,
         )
 
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike) -> SpecViTRegressor:
         """Train the transformer.
 
         Parameters
@@ -1078,7 +1079,9 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             )
 
     # --- predict -----------------------------------------------------------------------
-    def predict(self, X, return_std: bool = False):
+    def predict(
+        self, X: ArrayLike, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Predict targets (and their 1-sigma errors) in batches under ``inference_mode``.
 
         Parameters
