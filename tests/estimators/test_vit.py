@@ -1207,3 +1207,15 @@ def test_fingerprint_has_uncertainty_only_when_set(data):
     assert vit_impl._differences(fingerprint(uncertainty="gaussian", nll_beta=1.0), gauss) == [
         "parameter nll_beta differs"
     ]
+
+
+def test_run_folder_digest_is_stable():
+    # the run folder of unchanged settings and data must not move between versions, or
+    # resume=True would silently train afresh; a change of the fingerprint on purpose
+    # bumps _FINGERPRINT_VERSION and updates this digest
+    rng = np.random.default_rng(0)
+    flux = (1 + 0.1 * rng.standard_normal((96, 32))).astype(np.float32)
+    X = np.hstack([flux, np.full_like(flux, 0.05)])
+    y = flux[:, :4].mean(axis=1)
+    reg = SpecViTRegressor(random_state=0)
+    assert reg._digest(reg._fingerprint(X, y, seed=0)) == "cd690446350c"
