@@ -17,6 +17,7 @@ from specreg.grids import (
     plan_grid,
     plan_node,
 )
+from specreg.grids._builder import _build_grid
 from specreg.spectra import pfs_mr_wave
 
 
@@ -84,10 +85,9 @@ def _make_fake(calls, fail=()):
 def test_build_is_resumable_and_logs_failures(tmp_path):
     calls: list[str] = []
     axes = ([4500.0, 5000.0], [2.0, 4.0], [-1.0, 0.0])
-    rep = build_grid(
+    rep = _build_grid(
         *axes,
         out=tmp_path,
-        progress=False,
         synthesize=_make_fake(calls, fail={(5000.0, 4.0, 0.0)}),
     )
     assert (rep.n_total, rep.n_done, rep.n_failed) == (8, 7, 1)
@@ -99,7 +99,7 @@ def test_build_is_resumable_and_logs_failures(tmp_path):
     junk.write_bytes(b"partial")
 
     calls.clear()
-    rep2 = build_grid(*axes, out=tmp_path, progress=False, synthesize=_make_fake(calls))
+    rep2 = _build_grid(*axes, out=tmp_path, synthesize=_make_fake(calls))
     assert calls == [node_filename(5000.0, 4.0, 0.0)]  # only the failed node re-runs
     assert (rep2.n_done, rep2.n_skipped, rep2.n_failed) == (1, 7, 0)
     assert pending_nodes(plan_grid(*axes), tmp_path) == []
@@ -107,25 +107,40 @@ def test_build_is_resumable_and_logs_failures(tmp_path):
 
 
 def test_build_refuses_different_settings_in_same_dir(tmp_path):
-    build_grid([5000.0], [2.0], [0.0], out=tmp_path, progress=False, synthesize=_make_fake([]))
+    _build_grid([5000.0], [2.0], [0.0], out=tmp_path, synthesize=_make_fake([]))
     with pytest.raises(ValueError, match="different settings"):
-        build_grid(
+        _build_grid(
             [5000.0],
             [2.0],
             [0.0],
             out=tmp_path,
-            step=0.03,
-            progress=False,
+            settings={"step": 0.03},
             synthesize=_make_fake([]),
         )
 
 
+def test_build_grid_takes_progress_bar_and_warns_for_progress(tmp_path):
+    axes = ([5000.0], [2.0], [0.0])
+    _build_grid(*axes, out=tmp_path, synthesize=_make_fake([]))
+    # every node is done: nothing to synthesise, so no Turbospectrum is needed
+    rep = build_grid(*axes, out=tmp_path, progress_bar=False)
+    assert (rep.n_total, rep.n_skipped) == (1, 1)
+    with pytest.warns(FutureWarning, match="'progress' was renamed 'progress_bar'") as record:
+        rep = build_grid(*axes, out=tmp_path, progress=False)
+    assert rep.n_skipped == 1
+    assert record[0].filename == __file__  # the warning points at the caller
+    with pytest.raises(TypeError, match="pass 'progress_bar' only"):
+        build_grid(*axes, out=tmp_path, progress_bar=False, progress=True)
+    import inspect
+
+    assert "synthesize" not in inspect.signature(build_grid).parameters  # a test hook
+
+
 def test_assemble_writes_the_grid_format(tmp_path):
     axes = ([4500.0, 5000.0], [2.0, 4.0], [-1.0, 0.0])
-    build_grid(
+    _build_grid(
         *axes,
         out=tmp_path / "b",
-        progress=False,
         synthesize=_make_fake([], fail={(4500.0, 2.0, -1.0)}),
     )
     path = assemble_grid(tmp_path / "b", tmp_path / "grid.h5")
@@ -155,12 +170,11 @@ def test_assemble_writes_the_grid_format(tmp_path):
 
 def test_assembled_grid_loads_with_datasets_loader(tmp_path):
     datasets = pytest.importorskip("specreg.datasets")
-    build_grid(
+    _build_grid(
         [4500.0, 5000.0],
         [2.0, 4.0],
         [0.0, 0.5],
         out=tmp_path / "b",
-        progress=False,
         synthesize=_make_fake([]),
     )
     path = assemble_grid(tmp_path / "b", tmp_path / "grid.h5")

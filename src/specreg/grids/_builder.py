@@ -378,6 +378,15 @@ class BuildReport:
     failed: list[str] = field(default_factory=list)
 
 
+#: Synthesis settings of `build_grid` by default (they are checked on resume).
+DEFAULT_SETTINGS = {
+    "step": 0.05,
+    "lambda_min": 7100.0,
+    "lambda_max": 8850.0,
+    "tio_below_teff": 4500.0,
+}
+
+
 def build_grid(
     teff: Sequence[float],
     logg: Sequence[float],
@@ -388,12 +397,12 @@ def build_grid(
     out: str | os.PathLike,
     jobs: int | None = None,
     cache_dir: str | os.PathLike | None = None,
-    step: float = 0.05,
-    lambda_min: float = 7100.0,
-    lambda_max: float = 8850.0,
-    tio_below_teff: float = 4500.0,
-    progress: bool = True,
-    synthesize: Callable[[NodePlan], dict] | None = None,
+    step: float = DEFAULT_SETTINGS["step"],
+    lambda_min: float = DEFAULT_SETTINGS["lambda_min"],
+    lambda_max: float = DEFAULT_SETTINGS["lambda_max"],
+    tio_below_teff: float = DEFAULT_SETTINGS["tio_below_teff"],
+    progress_bar: bool = True,
+    progress: bool | None = None,
 ) -> BuildReport:
     """Compute Turbospectrum + MARCS spectra on a parameter grid (resumable).
 
@@ -423,12 +432,13 @@ def build_grid(
         Synthesis range, Å.
     tio_below_teff : float, default 4500
         Include TiO lines below this T_eff only.
-    progress : bool, default True
+    progress_bar : bool, default True
         Show a tqdm progress bar.
-    synthesize : callable, optional
-        Replacement for the Turbospectrum synthesis (``NodePlan -> dict``,
-        same keys as `synthesize_node`); runs in-process and serially.  Used
-        by the tests.
+    progress : bool, optional
+        Deprecated old name of ``progress_bar``.
+
+        .. deprecated:: 0.1
+           ``progress`` was renamed ``progress_bar``; it will be removed in 0.3.
 
     Returns
     -------
@@ -440,15 +450,70 @@ def build_grid(
     >>> rep = build_grid([4500, 4750], [2.0], [0.0], out="mygrid", jobs=2)  # doctest: +SKIP
     >>> assemble_grid("mygrid", "mygrid.h5")  # doctest: +SKIP
     """
-    out = Path(out)
-    spec_dir = out / "spectra"
-    spec_dir.mkdir(parents=True, exist_ok=True)
+    from ..spectra._validation import renamed  # not at import: it loads scipy and pandas
+
+    progress_bar = renamed(
+        progress_bar, progress, old="progress", new="progress_bar", default=True
+    )
     settings = {
         "step": step,
         "lambda_min": lambda_min,
         "lambda_max": lambda_max,
         "tio_below_teff": tio_below_teff,
     }
+    axes = (teff, logg, mh, alpha, carbon)
+    return _build_grid(
+        *axes,
+        out=out,
+        jobs=jobs,
+        cache_dir=cache_dir,
+        settings=settings,
+        progress_bar=progress_bar,
+    )
+
+
+def _build_grid(
+    teff: Sequence[float],
+    logg: Sequence[float],
+    mh: Sequence[float],
+    alpha: Sequence[float] = (0.0,),
+    carbon: Sequence[float] = (0.0,),
+    *,
+    out: str | os.PathLike,
+    jobs: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    settings: dict | None = None,
+    progress_bar: bool = False,
+    synthesize: Callable[[NodePlan], dict] | None = None,
+) -> BuildReport:
+    """The work of `build_grid`, with a replacement synthesis (the tests' entry point).
+
+    Parameters
+    ----------
+    teff, logg, mh, alpha, carbon, out, jobs, cache_dir, progress_bar
+        As in `build_grid`.
+    settings : dict, optional
+        ``step``, ``lambda_min``, ``lambda_max``, ``tio_below_teff``; missing
+        ones from `DEFAULT_SETTINGS`.
+    synthesize : callable, optional
+        Replacement for the Turbospectrum synthesis (``NodePlan -> dict``, the
+        keys of `synthesize_node`), run in-process and serially: the builder's
+        bookkeeping (resume, logs, failures) without Turbospectrum.
+
+    Returns
+    -------
+    BuildReport
+
+    Examples
+    --------
+    >>> from specreg.grids._builder import _build_grid
+    >>> _build_grid([5000], [2.0], [0.0], out="d", synthesize=fake)  # doctest: +SKIP
+    """
+    out = Path(out)
+    spec_dir = out / "spectra"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    settings = {**DEFAULT_SETTINGS, **(settings or {})}
+    tio_below_teff = settings["tio_below_teff"]
     values = (teff, logg, mh, alpha, carbon)
     axes = {name: [float(v) for v in vals] for name, vals in zip(PARAM_NAMES, values)}
     _write_build_json(out, axes, settings)
@@ -459,7 +524,7 @@ def build_grid(
     log.line(f"start: {len(plans)} nodes, {n_skipped} already done, {len(todo)} to do")
 
     bar = None
-    if progress:
+    if progress_bar:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(plans), initial=n_skipped, unit="spec", smoothing=0.05)

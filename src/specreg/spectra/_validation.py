@@ -15,6 +15,7 @@ __all__ = [
     "check_real",
     "check_seed",
     "check_target_y",
+    "renamed",
     "resolve_target",
     "target_shaped",
     "split_stacked",
@@ -406,3 +407,71 @@ def target_shaped(values: np.ndarray, target) -> np.ndarray:
     (4, 2)
     """
     return values[..., 0] if isinstance(target, str) else values
+
+
+def renamed(
+    value,
+    old_value,
+    *,
+    old: str,
+    new: str,
+    default=None,
+    unset=None,
+    convert=None,
+    stacklevel: int = 2,
+):
+    """The value of a renamed parameter: ``old_value``, with a FutureWarning, if it was set.
+
+    scikit-learn's convention: the old name keeps working for two releases and
+    warns. Setting both names is an error.
+
+    Parameters
+    ----------
+    value
+        The value passed under the new name ``new``.
+    old_value
+        The value passed under the old name ``old``; ``unset`` when not given.
+    old, new : str
+        The parameter's old and new names.
+    default : object, default=None
+        The new parameter's default: another ``value`` with ``old_value`` set is
+        a conflict (``TypeError``).
+    unset : object, default=None
+        The old parameter's default (it means "not given").
+    convert : callable, optional
+        Turns an old value into the new parameter's value (when the meaning of
+        the values changed with the name); it may raise ``ValueError``.
+    stacklevel : int, default=2
+        Of the warning, counted from the caller of this function (2: the
+        caller's caller, the user's code).
+
+    Returns
+    -------
+    object
+        ``old_value`` (converted) if it was given, else ``value``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     renamed(None, 3, old="grid", new="model")
+    3
+    >>> print(w[0].message)
+    'grid' was renamed 'model' in 0.1 and will be removed in 0.3; use model=3 instead
+    """
+    if old_value is unset:
+        return value
+    if value is not default and value != default:
+        raise TypeError(f"pass {new!r} only: {old!r} is its deprecated old name")
+    if convert is not None:
+        old_value = convert(old_value)
+    import warnings
+
+    warnings.warn(
+        f"{old!r} was renamed {new!r} in 0.1 and will be removed in 0.3; "
+        f"use {new}={old_value!r} instead",
+        FutureWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return old_value
