@@ -41,3 +41,23 @@ def test_flat_box_has_no_finite_fisher_information():
 def test_invalid_bounds_raise(bounds):
     with pytest.raises(ValueError):
         LabelPrior(bounds)
+
+
+def test_from_grid_takes_model_and_warns_for_grid(toy_grid):
+    prior = LabelPrior.from_grid(model=toy_grid, snap=True)
+    assert prior.bounds == toy_grid.bounds
+    with pytest.warns(FutureWarning, match="'grid' was renamed 'model'") as record:
+        old = LabelPrior.from_grid(grid=toy_grid, snap=True)
+    assert old.bounds == prior.bounds and record[0].filename == __file__
+    with pytest.raises(TypeError, match="needs the spectral model"):
+        LabelPrior.from_grid()
+
+
+def test_snapping_needs_node_coordinates(toy_grid):
+    class NoNodes:
+        param_names = toy_grid.param_names
+        bounds = toy_grid.bounds
+
+    assert LabelPrior.from_grid(NoNodes()).bounds == toy_grid.bounds
+    with pytest.raises(ValueError, match="needs a model with node coordinates"):
+        LabelPrior.from_grid(NoNodes(), snap=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._validation import renamed
+
 __all__ = ["LabelPrior"]
 
 
@@ -16,9 +18,9 @@ class LabelPrior:
     edges with finite Fisher information, as the van Trees bound needs).
 
     With ``snap_to`` (a dict of node coordinates, e.g. ``grid.axes``) each draw
-    mimics the reference study's pfsspec sampling (REFERENCE.md section 1.2):
-    one randomly chosen label stays continuous and the others are snapped to
-    their nearest grid node.
+    mimics the reference study's pfsspec sampling: one randomly chosen label
+    stays continuous and the others are snapped to their nearest grid node
+    (see the reference-study page of the user guide).
 
     Parameters
     ----------
@@ -57,18 +59,30 @@ class LabelPrior:
 
     @classmethod
     def from_grid(
-        cls, grid, *, box: dict | None = None, snap: bool = False, **kwargs
+        cls,
+        model=None,
+        *,
+        box: dict | None = None,
+        snap: bool = False,
+        grid=None,
+        **kwargs,
     ) -> LabelPrior:
-        """The uniform prior over a grid's box, or a sub-box of it.
+        """The uniform prior over a model's box, or a sub-box of it.
 
         Parameters
         ----------
-        grid : SpectralModel
-            Gives the labels, their box and (with ``snap``) the node coordinates.
+        model : SpectralModel
+            Gives the labels, their box and (with ``snap``) the node coordinates
+            (its ``axes``, e.g. those of a `SpectralGrid`).
         box : dict of str -> (float, float), optional
-            Narrower ranges for some labels; each must lie inside the grid's box.
+            Narrower ranges for some labels; each must lie inside the model's box.
         snap : bool, default=False
             Snap all but one label per draw to the grid's nodes inside the box.
+        grid : SpectralModel, optional
+            Deprecated old name of ``model``.
+
+            .. deprecated:: 0.1
+               ``grid`` was renamed ``model``; it will be removed in 0.3.
         **kwargs
             Passed to `LabelPrior` (``taper``).
 
@@ -88,11 +102,14 @@ class LabelPrior:
         >>> LabelPrior.from_grid(g, box={"x": (0.5, 2.0)}, snap=True).snap_to
         {'x': array([1., 2.])}
         """
-        bounds = dict(grid.bounds)
+        model = renamed(model, grid, old="grid", new="model")
+        if model is None:
+            raise TypeError("LabelPrior.from_grid() needs the spectral model (model=)")
+        bounds = dict(model.bounds)
         for name, (lo, hi) in (box or {}).items():
             if name not in bounds:
                 raise ValueError(
-                    f"the grid has no label {name!r} (its labels are {tuple(grid.param_names)})"
+                    f"the grid has no label {name!r} (its labels are {tuple(model.param_names)})"
                 )
             glo, ghi = bounds[name]
             if not (glo <= lo < hi <= ghi):
@@ -102,9 +119,11 @@ class LabelPrior:
                 )
             bounds[name] = (float(lo), float(hi))
         if snap:
+            if getattr(model, "axes", None) is None:
+                raise ValueError("snap=True needs a model with node coordinates (axes)")
             snap_to = {}
             for name, (lo, hi) in bounds.items():
-                nodes = np.asarray(grid.axes[name], float)
+                nodes = np.asarray(model.axes[name], float)
                 inside = nodes[(nodes >= lo) & (nodes <= hi)]
                 if inside.size == 0:
                     raise ValueError(
