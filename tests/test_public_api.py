@@ -18,3 +18,11 @@ def test_fit_distributed_has_a_public_import_path():
 
     assert "fit_distributed" in specreg.estimators.__all__
     assert fit_distributed is _ddp.fit_distributed
+
+
+def test_iter_spectra_has_a_public_import_path():
+    import specreg.datasets
+    from specreg.datasets import _spectra, iter_spectra
+
+    assert "iter_spectra" in specreg.datasets.__all__
+    assert iter_spectra is _spectra.iter_spectra

@@ -128,7 +128,7 @@ def test_simulated_sets_keep_the_snr_calibration_within_3_percent(grid):
     # measured: -1.1, -1.2, -0.9, -1.0, -2.7, -2.0 % for the six magnitudes (1,000 spectra);
     # the SNR over the reported errors agrees with the true SNR to 0.4 %
     for mag, target in REFERENCE_SNR_TABLE:
-        s = make_spectra(1000, grid=grid, mag=mag, random_state=0)
+        s = make_spectra(1000, model=grid, mag=mag, random_state=0)
         snr = float(np.median(s.params["snr"]))
         reported = float(np.median(np.median(s.flux / s.error, axis=1)))
         assert abs(snr / target - 1) < 0.03, (mag, snr, target)

@@ -27,7 +27,7 @@ from specreg.metrics import ErrorLeakageWarning
 
 @pytest.fixture(scope="module")
 def spectra(toy_grid):
-    return make_spectra(120, grid=toy_grid, noise="fixed", random_state=0)
+    return make_spectra(120, model=toy_grid, noisy=True, random_state=0)
 
 
 def test_round_trip_own_layout(spectra, tmp_path):
@@ -79,13 +79,13 @@ def test_failed_write_keeps_older_file(spectra, tmp_path):
 
 
 def test_shards_lazy_rows_match_in_memory(toy_grid, spectra, tmp_path):
-    chunks = iter_spectra(120, grid=toy_grid, noise="fixed", chunk_size=50, random_state=0)
+    chunks = iter_spectra(120, model=toy_grid, noisy=True, chunk_size=50, random_state=0)
     directory = write_shards(chunks, tmp_path / "shards", shard_size=45)
     index = json.loads((directory / "index.json").read_text())
     assert [s["n"] for s in index["shards"]] == [45, 45, 30]
     shards = ShardedSpectra(directory)
     assert len(shards) == 120
-    full = make_spectra(120, grid=toy_grid, noise="fixed", chunk_size=50, random_state=0)
+    full = make_spectra(120, model=toy_grid, noisy=True, chunk_size=50, random_state=0)
     rows = np.array([119, 0, 44, 45, 46, 90])
     got = shards[rows]
     np.testing.assert_array_equal(got.flux, full.flux[rows])
@@ -95,9 +95,21 @@ def test_shards_lazy_rows_match_in_memory(toy_grid, spectra, tmp_path):
     assert len(read_spectra(directory)) == 120
 
 
+def test_shard_progress_callback_and_its_old_name(toy_grid, tmp_path):
+    counts = []
+    chunks = iter_spectra(25, model=toy_grid, chunk_size=10, random_state=0)
+    write_shards(chunks, tmp_path / "a", shard_size=20, progress_callback=counts.append)
+    assert counts == [10, 10, 5]
+    counts.clear()
+    chunks = iter_spectra(25, model=toy_grid, chunk_size=10, random_state=0)
+    with pytest.warns(FutureWarning, match="'progress' was renamed 'progress_callback'") as rec:
+        write_shards(chunks, tmp_path / "b", shard_size=20, progress=counts.append)
+    assert counts == [10, 10, 5] and rec[0].filename == __file__
+
+
 def test_interrupted_shard_write_is_not_a_complete_set(toy_grid, tmp_path):
     def chunks():
-        yield from iter_spectra(30, grid=toy_grid, chunk_size=10, random_state=0)
+        yield from iter_spectra(30, model=toy_grid, chunk_size=10, random_state=0)
         raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
@@ -122,7 +134,7 @@ def test_shards_are_on_disk_before_the_index_names_them(toy_grid, tmp_path, monk
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
-    chunks = iter_spectra(30, grid=toy_grid, chunk_size=10, random_state=0)
+    chunks = iter_spectra(30, model=toy_grid, chunk_size=10, random_state=0)
     directory = write_shards(chunks, tmp_path / "set", shard_size=12)
     monkeypatch.undo()
 
@@ -210,7 +222,7 @@ def test_newer_schema_is_refused(spectra, tmp_path):
 @pytest.fixture(scope="module")
 def leaky_and_honest(toy_grid):
     """The same 200 stars and noisy flux, with errors from the noiseless flux or from mag."""
-    kw = dict(grid=toy_grid, noise="fixed", random_state=1)
+    kw = dict(model=toy_grid, noisy=True, random_state=1)
     return make_spectra(200, errors="true", **kw), make_spectra(200, **kw)
 
 
@@ -248,7 +260,7 @@ def test_reading_an_honest_file_does_not_warn(leaky_and_honest, tmp_path):
 
 
 def test_noiseless_leaky_training_file_warns(toy_grid, tmp_path):
-    train = make_spectra(150, grid=toy_grid, errors="true", random_state=2)
+    train = make_spectra(150, model=toy_grid, errors="true", random_state=2)
     path = write_spectra(train, tmp_path / "train.h5")
     with pytest.warns(ErrorLeakageWarning, match=r"flux alone \(with one noise draw\) gives"):
         read_spectra(path)

@@ -2,13 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from specreg.datasets import Spectra, make_spectra
-from specreg.datasets._spectra import iter_spectra
+from specreg.datasets import Spectra, iter_spectra, make_spectra
+from specreg.datasets._spectra import _concat
 from specreg.spectra import LabelPrior, PFSNoiseModel
 
 
 def test_make_spectra_contract(toy_grid):
-    s = make_spectra(300, grid=toy_grid, random_state=0)
+    s = make_spectra(300, model=toy_grid, random_state=0)
     assert s.flux.shape == s.error.shape == (300, 4096)
     assert s.flux.dtype == s.error.dtype == np.float32
     assert s.noisy is None
@@ -25,36 +25,36 @@ def test_make_spectra_contract(toy_grid):
 
 
 def test_fixed_noise_is_one_draw_with_the_stated_sigma(toy_grid):
-    s = make_spectra(400, grid=toy_grid, noise="fixed", random_state=1)
+    s = make_spectra(400, model=toy_grid, noisy=True, random_state=1)
     z = (s.noisy - s.flux) / PFSNoiseModel(toy_grid.wave).true_error(s.flux, s.error)
     assert abs(z.std() - 1) < 0.01 and abs(z.mean()) < 0.01
     np.testing.assert_array_equal(s.X[:, :4096], s.noisy)
 
 
 def test_same_seed_same_spectra_and_labels_independent_of_chunking(toy_grid):
-    a = make_spectra(50, grid=toy_grid, noise="fixed", random_state=7)
-    b = make_spectra(50, grid=toy_grid, noise="fixed", random_state=7)
-    c = make_spectra(50, grid=toy_grid, noise="fixed", random_state=7, chunk_size=16)
+    a = make_spectra(50, model=toy_grid, noisy=True, random_state=7)
+    b = make_spectra(50, model=toy_grid, noisy=True, random_state=7)
+    c = make_spectra(50, model=toy_grid, noisy=True, random_state=7, chunk_size=16)
     np.testing.assert_array_equal(a.noisy, b.noisy)
     pd.testing.assert_frame_equal(a.params, c.params)
-    d = make_spectra(50, grid=toy_grid, random_state=8)
+    d = make_spectra(50, model=toy_grid, random_state=8)
     assert not np.array_equal(a.flux, d.flux)
 
 
 def test_return_X_y(toy_grid):
-    X, y = make_spectra(20, grid=toy_grid, random_state=0, return_X_y=True)
+    X, y = make_spectra(20, model=toy_grid, random_state=0, return_X_y=True)
     assert X.shape == (20, 8192) and y.shape == (20,)
 
 
 def test_snr_distribution_matches_reference_order_of_magnitude(toy_grid):
-    s = make_spectra(2000, grid=toy_grid, random_state=0)
+    s = make_spectra(2000, model=toy_grid, random_state=0)
     q5, q50, q95 = np.percentile(s.params["snr"], [5, 50, 95])
     # REFERENCE.md section 2: the calibrated curve gives 3.2 / 7.2 / 15.1 for mag 20.5-22.5
     assert 2.8 < q5 < 3.7 and 6.4 < q50 < 8.2 and 13.5 < q95 < 17
 
 
 def test_snapped_sampling_mimics_reference(toy_grid):
-    s = make_spectra(600, grid=toy_grid, snap=True, random_state=0)
+    s = make_spectra(600, model=toy_grid, snap=True, random_state=0)
     on_node = np.zeros((600, 3), bool)
     for j, (name, nodes) in enumerate(toy_grid.axes.items()):
         on_node[:, j] = np.isclose(s.params[name].to_numpy()[:, None], nodes[None]).any(axis=1)
@@ -67,17 +67,17 @@ def test_holes_are_avoided_when_drawing(toy_grid):
     valid = np.ones([len(a) for a in TOY_AXES.values()], dtype=bool)
     valid[:, 0, :] = False  # no log g = 1 nodes at all
     grid = make_toy_grid(256, valid=valid)
-    s = make_spectra(200, grid=grid, noise_model=PFSNoiseModel(grid.wave), random_state=0)
+    s = make_spectra(200, model=grid, noise_model=PFSNoiseModel(grid.wave), random_state=0)
     assert np.isfinite(s.flux).all()
     assert s.params["log_g"].min() >= 2.0 - 1e-9  # the cubic stencil reaches one node down
 
 
 def test_prior_and_mag_options(toy_grid):
     prior = LabelPrior({"T_eff": (4500, 5000), "log_g": (2, 3), "M_H": (-1, 0)})
-    s = make_spectra(30, grid=toy_grid, prior=prior, mag=21.0, random_state=0)
+    s = make_spectra(30, model=toy_grid, prior=prior, mag=21.0, random_state=0)
     assert s.params["T_eff"].between(4500, 5000).all()
     assert (s.params["mag"] == 21.0).all()
-    s2 = make_spectra(3, grid=toy_grid, mag=[20.0, 21.0, 22.0], random_state=0)
+    s2 = make_spectra(3, model=toy_grid, mag=[20.0, 21.0, 22.0], random_state=0)
     assert s2.params["mag"].tolist() == [20.0, 21.0, 22.0]
 
 
@@ -87,27 +87,55 @@ def test_prior_and_mag_options(toy_grid):
         ({"mag": np.nan}, "mag"),
         ({"mag": (22.0, np.inf)}, "mag"),
         ({"mag": [20.0, 21.0]}, "mag has 2 values"),
+        ({"noisy": "fixed"}, "noisy must be True or False"),
         ({"noise": "fresh"}, "noise must be"),
         ({"noise_model": PFSNoiseModel(np.linspace(7000, 9000, 4096))}, "wavelength grid"),
     ],
 )
 def test_bad_options_raise(toy_grid, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        make_spectra(5, grid=toy_grid, random_state=0, **kwargs)
+        make_spectra(5, model=toy_grid, random_state=0, **kwargs)
 
 
 def test_prior_missing_a_grid_label_raises(toy_grid):
     with pytest.raises(ValueError, match="does not cover"):
-        make_spectra(5, grid=toy_grid, prior=LabelPrior({"T_eff": (4000, 6000)}))
+        make_spectra(5, model=toy_grid, prior=LabelPrior({"T_eff": (4000, 6000)}))
 
 
 def test_iter_spectra_bounded_chunks(toy_grid):
-    sizes = [len(c) for c in iter_spectra(25, grid=toy_grid, chunk_size=10, random_state=0)]
+    sizes = [len(c) for c in iter_spectra(25, model=toy_grid, chunk_size=10, random_state=0)]
     assert sizes == [10, 10, 5]
 
 
+def test_iter_spectra_checks_its_options_when_called(toy_grid):
+    with pytest.raises(ValueError, match="errors must be one of"):
+        iter_spectra(5, model=toy_grid, errors="observed")  # before any chunk is asked for
+
+
+@pytest.mark.parametrize("make", [make_spectra, iter_spectra])
+def test_old_names_grid_and_noise_warn_and_still_work(toy_grid, make):
+    def spectra(**kwargs):
+        out = make(20, random_state=3, chunk_size=8, **kwargs)
+        return out if make is make_spectra else _concat(list(out))
+
+    new = spectra(model=toy_grid, noisy=True)
+    with pytest.warns(FutureWarning) as record:
+        old = spectra(grid=toy_grid, noise="fixed")
+    messages = sorted(str(w.message) for w in record)
+    assert len(messages) == 2
+    assert messages[0].startswith("'grid' was renamed 'model'")
+    assert messages[1].startswith("'noise' was renamed 'noisy'") and "noisy=True" in messages[1]
+    assert {w.filename for w in record} == {__file__}  # the warnings point at the caller
+    np.testing.assert_array_equal(old.noisy, new.noisy)
+    np.testing.assert_array_equal(old.flux, new.flux)
+    with pytest.raises(TypeError, match="pass 'model' only"):
+        make(5, model=toy_grid, grid=toy_grid)
+    with pytest.raises(TypeError, match="pass 'noisy' only"):
+        make(5, model=toy_grid, noisy=True, noise="fixed")
+
+
 def test_spectra_row_selection_and_with_noise(toy_grid):
-    s = make_spectra(10, grid=toy_grid, random_state=0)
+    s = make_spectra(10, model=toy_grid, random_state=0)
     sub = s[[3, 1]]
     np.testing.assert_array_equal(sub.flux, s.flux[[3, 1]])
     assert sub.params.index.tolist() == [0, 1]
@@ -123,7 +151,7 @@ def test_spectra_validates_shapes():
 
 
 def test_reported_errors_depend_on_magnitude_only_not_on_the_labels(toy_grid):
-    s = make_spectra(200, grid=toy_grid, mag=21.5, noise="fixed", random_state=3)
+    s = make_spectra(200, model=toy_grid, mag=21.5, noisy=True, random_state=3)
     # one magnitude: every spectrum reports the same error, whatever its labels and noise
     np.testing.assert_array_equal(s.error, np.broadcast_to(s.error[0], s.error.shape))
     noise = PFSNoiseModel(toy_grid.wave)
@@ -135,17 +163,17 @@ def test_reported_errors_depend_on_magnitude_only_not_on_the_labels(toy_grid):
 
 
 def test_true_errors_are_the_leaky_opt_in(toy_grid):
-    a = make_spectra(30, grid=toy_grid, errors="true", random_state=0)
-    b = make_spectra(30, grid=toy_grid, random_state=0)
+    a = make_spectra(30, model=toy_grid, errors="true", random_state=0)
+    b = make_spectra(30, model=toy_grid, random_state=0)
     noise = PFSNoiseModel(toy_grid.wave)
     np.testing.assert_allclose(a.error, noise.true_error(b.flux, b.error), rtol=1e-6)
     assert a.metadata["errors"] == "true" and b.metadata["errors"] == "reference"
     with pytest.raises(ValueError, match="errors must be one of"):
-        make_spectra(3, grid=toy_grid, errors="observed")
+        make_spectra(3, model=toy_grid, errors="observed")
 
 
 def test_with_noise_draws_the_physical_noise_with_the_noise_model(toy_grid):
-    s = make_spectra(300, grid=toy_grid, random_state=4)
+    s = make_spectra(300, model=toy_grid, random_state=4)
     noise = PFSNoiseModel(toy_grid.wave)
     noisy = s.with_noise(0, noise_model=noise)
     z = (noisy.noisy - s.flux) / noise.true_error(s.flux, s.error)
@@ -155,12 +183,12 @@ def test_with_noise_draws_the_physical_noise_with_the_noise_model(toy_grid):
 
 
 def test_with_reference_errors_replaces_leaky_errors_in_a_copy(toy_grid):
-    leaky = make_spectra(20, grid=toy_grid, errors="true", noise="fixed", random_state=5)
+    leaky = make_spectra(20, model=toy_grid, errors="true", noisy=True, random_state=5)
     before = leaky.error.copy()
     honest = leaky.with_reference_errors()
     np.testing.assert_array_equal(leaky.error, before)
     np.testing.assert_array_equal(honest.noisy, leaky.noisy)
-    expected = make_spectra(20, grid=toy_grid, noise="fixed", random_state=5).error
+    expected = make_spectra(20, model=toy_grid, noisy=True, random_state=5).error
     np.testing.assert_allclose(honest.error, expected, rtol=1e-6)
     with pytest.raises(ValueError, match="'mag'"):
         Spectra(
@@ -170,4 +198,4 @@ def test_with_reference_errors_replaces_leaky_errors_in_a_copy(toy_grid):
 
 def test_random_state_error_names_the_parameter(toy_grid):
     with pytest.raises(ValueError, match="random_state must be None, a non-negative int"):
-        make_spectra(3, grid=toy_grid, random_state=-1)
+        make_spectra(3, model=toy_grid, random_state=-1)

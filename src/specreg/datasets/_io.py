@@ -25,7 +25,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import h5py
@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import write_json_atomic
+from ..spectra._validation import renamed
 from ._h5util import (
     atomic_h5,
     checked_opts,
@@ -697,8 +698,9 @@ def write_shards(
     directory,
     *,
     shard_size: int = 100_000,
-    progress=None,
+    progress_callback: Callable[[int], object] | None = None,
     resume_key: str | None = None,
+    progress: Callable[[int], object] | None = None,
     **kwargs,
 ) -> Path:
     """Write a stream of spectra chunks as a sharded set: shard files + ``index.json``.
@@ -718,8 +720,9 @@ def write_shards(
     directory : str or Path
     shard_size : int, default=100_000
         Spectra per shard file.
-    progress : callable, optional
-        Called with the number of spectra of each chunk written (e.g. a tqdm's update).
+    progress_callback : callable, optional
+        Called with the number of spectra of each chunk written (e.g. a tqdm
+        bar's ``update``).
     resume_key : str, optional
         Make the write resumable: after every finished shard a journal
         ``resume-<key>.json`` lists the shards written so far, and a later call
@@ -727,6 +730,12 @@ def write_shards(
         those shards, skips their spectra in ``chunks`` and writes the rest. The
         key must identify the job (e.g. a hash of every setting and the seed);
         :func:`resume_progress` tells how far a job got.
+    progress : callable, optional
+        Deprecated old name of ``progress_callback``.
+
+        .. deprecated:: 0.1
+           ``progress`` was renamed ``progress_callback`` (``progress`` means a
+           bar elsewhere); it will be removed in 0.3.
     **kwargs
         Passed to :class:`SpectraWriter`.
 
@@ -739,12 +748,15 @@ def write_shards(
     --------
     >>> import numpy as np, tempfile
     >>> from specreg.spectra import SpectralGrid, pfs_mr_wave
-    >>> from specreg.datasets._spectra import iter_spectra
-    >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, np.full((2, 4096), 0.5), pfs_mr_wave())
-    >>> d = write_shards(iter_spectra(5, grid=g, chunk_size=2), tempfile.mkdtemp(), shard_size=3)
+    >>> from specreg.datasets import iter_spectra
+    >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, np.full((2, 4096), 0.5),
+    ...                  pfs_mr_wave())
+    >>> chunks = iter_spectra(5, model=g, chunk_size=2)
+    >>> d = write_shards(chunks, tempfile.mkdtemp(), shard_size=3)
     >>> len(ShardedSpectra(d))
     5
     """
+    callback = renamed(progress_callback, progress, old="progress", new="progress_callback")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     index_path = directory / "index.json"
@@ -766,8 +778,8 @@ def write_shards(
             if to_skip:  # spectra of shards a killed run of this job already wrote
                 skip = min(to_skip, len(chunk))
                 to_skip -= skip
-                if progress is not None:
-                    progress(skip)
+                if callback is not None:
+                    callback(skip)
                 chunk = chunk[skip:] if skip < len(chunk) else None
                 if chunk is None:
                     continue
@@ -791,8 +803,8 @@ def write_shards(
                         _fsync_directory(directory)  # the shard's name, before the journal
                         _write_journal(journal, prefix, shards, n_pix)
             n_total += len(chunk)
-            if progress is not None:
-                progress(len(chunk))
+            if callback is not None:
+                callback(len(chunk))
         if writer is not None:
             finished, writer = writer, None
             finished.__exit__(None, None, None)

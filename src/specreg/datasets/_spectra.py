@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..spectra import LabelPrior, PFSNoiseModel, snr_median
-from ..spectra._validation import check_real
+from ..spectra._validation import check_real, renamed
 from ._grid_io import resolve_model
 
 __all__ = ["Spectra", "make_spectra", "iter_spectra", "ERROR_MODES"]
@@ -22,7 +22,7 @@ ERROR_MODES = ("reference", "true")
 
 @dataclass
 class Spectra:
-    """A set of spectra with their errors and labels (DESIGN.md section 3).
+    """A set of spectra with their errors and labels.
 
     Parameters
     ----------
@@ -239,16 +239,16 @@ def _noise_model_for(wave, noise_model, whose: str) -> PFSNoiseModel:
     return noise_model
 
 
-def _draw_labels(grid, prior, n, rng) -> np.ndarray:
+def _draw_labels(model, prior, n, rng) -> np.ndarray:
     """Labels from the prior whose interpolation needs no hole (redrawn until so)."""
     theta = prior.sample(n, rng)
-    if hasattr(grid, "stencil_valid"):
-        ok = grid.stencil_valid(theta)
+    if hasattr(model, "stencil_valid"):  # an optional SpectralModel member
+        ok = model.stencil_valid(theta)
         for _ in range(100):
             if ok.all():
                 break
             theta[~ok] = prior.sample(int((~ok).sum()), rng)
-            ok = grid.stencil_valid(theta)
+            ok = model.stencil_valid(theta)
         else:
             raise ValueError("could not draw labels away from the grid's holes in 100 tries")
     return theta
@@ -271,23 +271,46 @@ def _draw_mags(mag, n, rng) -> np.ndarray:
     return mags
 
 
+def _fixed_noise(noise) -> bool:
+    """``noisy`` for the deprecated ``noise`` argument (None or "fixed")."""
+    if noise not in (None, "fixed"):
+        raise ValueError(f"noise must be None or 'fixed', got {noise!r}")
+    return noise == "fixed"
+
+
+def _renamed_options(model, grid, noisy, noise) -> tuple:
+    """``model`` and ``noisy`` given the deprecated ``grid`` and ``noise`` (warning)."""
+    model = renamed(model, grid, old="grid", new="model", stacklevel=3)
+    noisy = renamed(
+        noisy, noise, old="noise", new="noisy", default=False, convert=_fixed_noise, stacklevel=3
+    )
+    if not isinstance(noisy, bool | np.bool_):
+        raise ValueError(f"noisy must be True or False, got {noisy!r}")
+    return model, bool(noisy)
+
+
 def iter_spectra(
     n_samples: int,
     *,
-    grid=None,
+    model=None,
     prior: LabelPrior | None = None,
     mag=(20.5, 22.5),
-    noise: str | None = None,
+    noisy: bool = False,
     noise_model: PFSNoiseModel | None = None,
     errors: str = "reference",
     snap: bool = False,
     chunk_size: int = 8192,
     random_state=None,
+    grid=None,
+    noise: str | None = None,
 ) -> Iterator[Spectra]:
     """Generate spectra chunk by chunk (bounded memory); see :func:`make_spectra`.
 
-    All labels and magnitudes are drawn up front (small), so the labels do not
-    depend on ``chunk_size``; the noise draws do (one generator per chunk).
+    The parameters are those of :func:`make_spectra` (but ``return_X_y``). They
+    are checked, and all labels and magnitudes drawn (small), when it is
+    called, so the labels do not depend on ``chunk_size``; the noise draws do
+    (one generator per chunk). Feed it to :func:`write_shards` to simulate
+    sets larger than memory.
 
     Yields
     ------
@@ -298,28 +321,38 @@ def iter_spectra(
     --------
     >>> import numpy as np
     >>> from specreg.spectra import SpectralGrid, pfs_mr_wave
-    >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, np.full((2, 4096), 0.5), pfs_mr_wave())
-    >>> [len(c) for c in iter_spectra(5, grid=g, chunk_size=2, random_state=0)]
+    >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, np.full((2, 4096), 0.5),
+    ...                  pfs_mr_wave())
+    >>> chunks = iter_spectra(5, model=g, chunk_size=2, random_state=0)
+    >>> [len(c) for c in chunks]
     [2, 2, 1]
     """
-    if noise not in (None, "fixed"):
-        raise ValueError(f"noise must be None or 'fixed', got {noise!r}")
+    model, noisy = _renamed_options(model, grid, noisy, noise)
+    return _generate(
+        n_samples, model, prior, mag, noisy, noise_model, errors, snap, chunk_size, random_state
+    )
+
+
+def _generate(
+    n_samples, model, prior, mag, noisy, noise_model, errors, snap, chunk_size, random_state
+) -> Iterator[Spectra]:
+    """Check the options and draw the labels now; return the generator of the chunks."""
     if errors not in ERROR_MODES:
         raise ValueError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
     n_samples = int(n_samples)
     if n_samples < 0:
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
-    grid = resolve_model(grid)
+    model = resolve_model(model)
     if prior is None:
-        prior = LabelPrior.from_grid(grid, snap=snap)
-    missing = [p for p in grid.param_names if p not in prior.param_names]
+        prior = LabelPrior.from_grid(model, snap=snap)
+    missing = [p for p in model.param_names if p not in prior.param_names]
     if missing:
-        raise ValueError(f"the prior does not cover the grid parameters {missing}")
-    noise_model = _noise_model_for(grid.wave, noise_model, "the spectral model's")
+        raise ValueError(f"the prior does not cover the model's labels {missing}")
+    noise_model = _noise_model_for(model.wave, noise_model, "the spectral model's")
     seq = _seed_sequence(random_state)
     label_rng = np.random.default_rng(seq.spawn(1)[0])
-    theta_all = _draw_labels(grid, prior, n_samples, label_rng)
-    order = [prior.param_names.index(p) for p in grid.param_names]
+    theta_all = _draw_labels(model, prior, n_samples, label_rng)
+    order = [prior.param_names.index(p) for p in model.param_names]
     mags_all = _draw_mags(mag, n_samples, label_rng)
     meta = {
         "generator": "specreg.datasets.make_spectra",
@@ -328,40 +361,46 @@ def iter_spectra(
         "noise_model": repr(noise_model),
         "errors": errors,
         "prior": repr(prior),
-        "grid": getattr(grid, "metadata", {}).get("name", repr(grid)),
+        "grid": getattr(model, "metadata", {}).get("name", repr(model)),
     }
-    n_chunks = max(1, -(-n_samples // chunk_size))
-    for k, chunk_seq in zip(range(n_chunks), seq.spawn(n_chunks)):
-        sl = slice(k * chunk_size, min((k + 1) * chunk_size, n_samples))
-        theta = theta_all[sl]
-        rng = np.random.default_rng(chunk_seq)
-        flux = grid.flux(theta[:, order])
-        x = noise_model.collected_flux(mags_all[sl], random_state=rng, n=flux.shape[0])
-        sigma = noise_model.sigma(flux, x)  # the physical noise, drawn below
-        # the reported error: what a pipeline would know (see ERROR_MODES)
-        error = sigma if errors == "true" else noise_model.reference_error(x)
-        params = pd.DataFrame(theta, columns=prior.param_names)
-        params["mag"] = mags_all[sl]
-        params["snr"] = np.median(flux / sigma, axis=1)
-        noisy = None
-        if noise == "fixed":
-            noisy = flux + sigma * rng.standard_normal(flux.shape, dtype=np.float32)
-        yield Spectra(grid.wave, flux, error, params, noisy, dict(meta))
+
+    def chunks() -> Iterator[Spectra]:
+        n_chunks = max(1, -(-n_samples // chunk_size))
+        for k, chunk_seq in zip(range(n_chunks), seq.spawn(n_chunks)):
+            sl = slice(k * chunk_size, min((k + 1) * chunk_size, n_samples))
+            theta = theta_all[sl]
+            rng = np.random.default_rng(chunk_seq)
+            flux = model.flux(theta[:, order])
+            x = noise_model.collected_flux(mags_all[sl], random_state=rng, n=flux.shape[0])
+            sigma = noise_model.sigma(flux, x)  # the physical noise, drawn below
+            # the reported error: what a pipeline would know (see ERROR_MODES)
+            error = sigma if errors == "true" else noise_model.reference_error(x)
+            params = pd.DataFrame(theta, columns=prior.param_names)
+            params["mag"] = mags_all[sl]
+            params["snr"] = np.median(flux / sigma, axis=1)
+            fixed = None
+            if noisy:
+                fixed = flux + sigma * rng.standard_normal(flux.shape, dtype=np.float32)
+            yield Spectra(model.wave, flux, error, params, fixed, dict(meta))
+
+    return chunks()
 
 
 def make_spectra(
     n_samples: int,
     *,
-    grid=None,
+    model=None,
     prior: LabelPrior | None = None,
     mag=(20.5, 22.5),
-    noise: str | None = None,
+    noisy: bool = False,
     noise_model: PFSNoiseModel | None = None,
     errors: str = "reference",
     snap: bool = False,
     chunk_size: int = 8192,
     random_state=None,
     return_X_y: bool = False,
+    grid=None,
+    noise: str | None = None,
 ):
     """Simulate a set of spectra: labels -> model flux -> per-pixel errors.
 
@@ -369,19 +408,21 @@ def make_spectra(
     ----------
     n_samples : int
         Number of spectra.
-    grid : SpectralModel, optional
-        Forward model (median-normalised flux); default the embedded grid
+    model : SpectralModel, optional
+        Forward model (median-normalised flux), e.g. a
+        :class:`~specreg.spectra.SpectralGrid`; default the embedded grid
         (:func:`~specreg.datasets.load_grid`).
     prior : LabelPrior, optional
-        Label prior; default uniform in the grid box. Labels whose interpolation
-        would need a missing grid node are redrawn.
+        Label prior; default uniform in the model's box. Labels whose
+        interpolation would need a missing grid node are redrawn (models with
+        ``stencil_valid``).
     mag : (float, float), float or array-like, default=(20.5, 22.5)
         i-band magnitudes: a uniform range, one value, or one per spectrum.
-    noise : {None, "fixed"}, default=None
-        ``"fixed"`` adds one stored noise draw (``noisy``), as for test sets;
-        training sets stay noiseless (noise is drawn fresh per batch later).
+    noisy : bool, default=False
+        Add one stored noise draw (``noisy``), as for test sets; training sets
+        stay noiseless (noise is drawn fresh per batch later).
     noise_model : PFSNoiseModel, optional
-        Default ``PFSNoiseModel(grid.wave)``. The noise is physical: photon noise
+        Default ``PFSNoiseModel(model.wave)``. The noise is physical: photon noise
         of the true flux plus sky and read noise (:meth:`PFSNoiseModel.sigma`).
     errors : {"reference", "true"}, default="reference"
         The 1-sigma errors reported in ``error`` (the second half of ``X``):
@@ -397,45 +438,47 @@ def make_spectra(
           noise-limited ceiling. Use it only to study that leakage.
     snap : bool, default=False
         Mimic the reference study's sampling: per spectrum one label stays
-        continuous and the others snap to grid nodes (REFERENCE.md section 1.2).
+        continuous and the others snap to grid nodes (see
+        :class:`~specreg.spectra.LabelPrior`; needs a model with ``axes``).
     chunk_size : int, default=8192
         Spectra generated at once (bounds temporary memory).
     random_state : int or None
         Seed; the same seed and chunk_size give the same spectra.
     return_X_y : bool, default=False
         Return ``(X, y)`` instead of a :class:`Spectra`.
+    grid : SpectralModel, optional
+        Deprecated old name of ``model``.
+
+        .. deprecated:: 0.1
+           ``grid`` was renamed ``model``; it will be removed in 0.3.
+    noise : {None, "fixed"}, optional
+        Deprecated: ``noise="fixed"`` is ``noisy=True``.
+
+        .. deprecated:: 0.1
+           ``noise`` was renamed ``noisy`` (a bool); it will be removed in 0.3.
 
     Returns
     -------
     Spectra, or (X, y)
-        ``X`` of shape (n, 2 * n_pix) float32 ``[flux | error]`` (flux noisy when
-        ``noise="fixed"``), ``y`` = log g of shape (n,).
+        ``X`` of shape (n, 2 * n_pix) float32 ``[flux | error]`` (flux noisy
+        when ``noisy=True``), ``y`` = log g of shape (n,).
 
     Examples
     --------
     >>> import numpy as np
     >>> from specreg.spectra import SpectralGrid, pfs_mr_wave
     >>> wave = pfs_mr_wave()
-    >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, 0.5 + 0.01 * np.arange(3)[:, None] * np.ones(4096), wave)
-    >>> s = make_spectra(10, grid=g, noise="fixed", random_state=0)
+    >>> flux = 0.5 + 0.01 * np.arange(3)[:, None] * np.ones(4096)
+    >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, wave)
+    >>> s = make_spectra(10, model=g, noisy=True, random_state=0)
     >>> s.X.shape, s.y.shape
     ((10, 8192), (10,))
     """
-    chunks = list(
-        iter_spectra(
-            n_samples,
-            grid=grid,
-            prior=prior,
-            mag=mag,
-            noise=noise,
-            noise_model=noise_model,
-            errors=errors,
-            snap=snap,
-            chunk_size=chunk_size,
-            random_state=random_state,
-        )
+    model, noisy = _renamed_options(model, grid, noisy, noise)
+    chunks = _generate(
+        n_samples, model, prior, mag, noisy, noise_model, errors, snap, chunk_size, random_state
     )
-    spectra = _concat(chunks)
+    spectra = _concat(list(chunks))
     if return_X_y:
         return spectra.X, spectra.y
     return spectra
