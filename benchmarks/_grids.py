@@ -13,17 +13,12 @@ def benchmark_grid():
         return load_grid(), "embedded Turbospectrum + MARCS grid"
     except FileNotFoundError:
         pass
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.conftest import make_toy_grid
+    from specreg.datasets._testing import make_toy_grid
 
     axes = {
         "T_eff": np.arange(4000.0, 6001.0, 250.0),
         "log_g": np.arange(1.0, 5.01, 0.5),
         "M_H": np.arange(-2.5, 0.76, 0.25),
     }
-    return make_toy_grid(
-        4096, axes=axes
-    ), "analytic line grid, 9x9x14 nodes (embedded grid absent)"
+    grid = make_toy_grid(4096, axes=axes)
+    return grid, "analytic line grid, 9x9x14 nodes (embedded grid absent)"
