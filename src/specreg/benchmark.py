@@ -332,16 +332,16 @@ def _data(stages, preset, grid, prior, seed, log):
 
     paths = {"train": stages.out / "train.h5", "test": stages.out / "test.h5"}
     sets = {}
-    for kind, n, noise, s in [
-        ("train", preset.n_train, None, seed),
-        ("test", preset.n_test, "fixed", seed + 1),
+    for kind, n, noisy, s in [
+        ("train", preset.n_train, False, seed),
+        ("test", preset.n_test, True, seed + 1),
     ]:
         if stages.owns(paths[kind]):
             log(f"{kind} set: reusing {paths[kind]}")
             sets[kind] = read_spectra(paths[kind])
             continue
         t0 = time.perf_counter()
-        sets[kind] = make_spectra(n, grid=grid, prior=prior, noise=noise, random_state=s)
+        sets[kind] = make_spectra(n, model=grid, prior=prior, noisy=noisy, random_state=s)
         write_spectra(
             sets[kind], stages.claim(paths[kind]), metadata={"seed": s, "preset": preset.name}
         )

@@ -85,9 +85,7 @@ def _simulate_job_key(args: argparse.Namespace) -> str:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from .datasets import load_grid
-    from .datasets._io import write_shards, write_spectra
-    from .datasets._spectra import iter_spectra
+    from .datasets import iter_spectra, load_grid, write_shards, write_spectra
     from .spectra import LabelPrior
 
     if len(args.mag) not in (1, 2):
@@ -98,10 +96,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     prior = LabelPrior.from_grid(grid, box=_box(args, grid), snap=args.snap)
     chunks = iter_spectra(
         args.n,
-        grid=grid,
+        model=grid,
         prior=prior,
         mag=tuple(args.mag) if len(args.mag) == 2 else args.mag[0],
-        noise=args.noise,
+        noisy=args.noise == "fixed",
         errors=args.errors,
         chunk_size=args.chunk_size,
         random_state=args.seed,
@@ -123,7 +121,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                 chunks,
                 args.out,
                 shard_size=args.shard_size,
-                progress=bar.update,
+                progress_callback=bar.update,
                 resume_key=key,
                 metadata=meta,
             )
