@@ -56,6 +56,10 @@ def test_node_filename_is_unique_and_stable():
     assert node_filename(4500, 2.0, 0.25) != a
 
 
+def _labelled(teff, logg, mh):
+    return {"T_eff": teff, "log_g": logg, "M_H": mh}
+
+
 def _fake_wave():
     return 7100.0, 0.5, 3501  # 7100-8850 Å at 0.5 Å: cheap
 
@@ -86,7 +90,7 @@ def test_build_is_resumable_and_logs_failures(tmp_path):
     calls: list[str] = []
     axes = ([4500.0, 5000.0], [2.0, 4.0], [-1.0, 0.0])
     rep = _build_grid(
-        *axes,
+        _labelled(*axes),
         out=tmp_path,
         synthesize=_make_fake(calls, fail={(5000.0, 4.0, 0.0)}),
     )
@@ -99,20 +103,43 @@ def test_build_is_resumable_and_logs_failures(tmp_path):
     junk.write_bytes(b"partial")
 
     calls.clear()
-    rep2 = _build_grid(*axes, out=tmp_path, synthesize=_make_fake(calls))
+    rep2 = _build_grid(_labelled(*axes), out=tmp_path, synthesize=_make_fake(calls))
     assert calls == [node_filename(5000.0, 4.0, 0.0)]  # only the failed node re-runs
     assert (rep2.n_done, rep2.n_skipped, rep2.n_failed) == (1, 7, 0)
     assert pending_nodes(plan_grid(*axes), tmp_path) == []
     assert not list((tmp_path / "spectra").glob("*.tmp-*"))
 
 
+def _no_tools(cache_dir, settings):
+    """Worker initialiser of the pool test: nothing to provision."""
+
+
+def _fake_node(plan):
+    if plan.params[1] == 4.0 and plan.params[0] == 5000.0:
+        raise RuntimeError("boom")
+    return _make_fake([])(plan)
+
+
+def test_the_worker_pool_hands_every_outcome_to_the_parent(monkeypatch):
+    from specreg.grids import _builder
+
+    # the workers are forked from this process: they see the stand-ins
+    monkeypatch.setattr(_builder, "_worker_init", _no_tools)
+    monkeypatch.setattr(_builder, "synthesize_node", _fake_node)
+    plans = plan_grid([4500.0, 5000.0], [2.0, 4.0], [0.0])
+    got = {}
+    _builder._run_in_pool(plans, lambda n, res, err: got.update({n: (res, err)}), jobs=2)
+    assert sorted(got) == sorted(p.name for p in plans)
+    bad = node_filename(5000.0, 4.0, 0.0)
+    assert got[bad][0] is None and "boom" in got[bad][1]
+    assert all(res["n"] == 3501 for n, (res, _) in got.items() if n != bad)
+
+
 def test_build_refuses_different_settings_in_same_dir(tmp_path):
-    _build_grid([5000.0], [2.0], [0.0], out=tmp_path, synthesize=_make_fake([]))
+    _build_grid(_labelled([5000.0], [2.0], [0.0]), out=tmp_path, synthesize=_make_fake([]))
     with pytest.raises(ValueError, match="different settings"):
         _build_grid(
-            [5000.0],
-            [2.0],
-            [0.0],
+            _labelled([5000.0], [2.0], [0.0]),
             out=tmp_path,
             settings={"step": 0.03},
             synthesize=_make_fake([]),
@@ -121,7 +148,7 @@ def test_build_refuses_different_settings_in_same_dir(tmp_path):
 
 def test_build_grid_takes_progress_bar_and_warns_for_progress(tmp_path):
     axes = ([5000.0], [2.0], [0.0])
-    _build_grid(*axes, out=tmp_path, synthesize=_make_fake([]))
+    _build_grid(_labelled(*axes), out=tmp_path, synthesize=_make_fake([]))
     # every node is done: nothing to synthesise, so no Turbospectrum is needed
     rep = build_grid(*axes, out=tmp_path, progress_bar=False)
     assert (rep.n_total, rep.n_skipped) == (1, 1)
@@ -139,7 +166,7 @@ def test_build_grid_takes_progress_bar_and_warns_for_progress(tmp_path):
 def test_assemble_writes_the_grid_format(tmp_path):
     axes = ([4500.0, 5000.0], [2.0, 4.0], [-1.0, 0.0])
     _build_grid(
-        *axes,
+        _labelled(*axes),
         out=tmp_path / "b",
         synthesize=_make_fake([], fail={(4500.0, 2.0, -1.0)}),
     )
@@ -171,9 +198,7 @@ def test_assemble_writes_the_grid_format(tmp_path):
 def test_assembled_grid_loads_with_datasets_loader(tmp_path):
     datasets = pytest.importorskip("specreg.datasets")
     _build_grid(
-        [4500.0, 5000.0],
-        [2.0, 4.0],
-        [0.0, 0.5],
+        _labelled([4500.0, 5000.0], [2.0, 4.0], [0.0, 0.5]),
         out=tmp_path / "b",
         synthesize=_make_fake([]),
     )

@@ -356,6 +356,40 @@ def _task(plan: NodePlan, synth: Callable[[NodePlan], dict]) -> tuple[str, dict 
         return plan.name, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
 
 
+def _run_in_pool(
+    plans: Sequence[NodePlan],
+    handle: Callable[[str, dict | None, str], None],
+    *,
+    jobs: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    settings: dict | None = None,
+) -> None:
+    """Synthesise ``plans`` with Turbospectrum in worker processes, in order.
+
+    Each outcome of `_task` (name, result or None, error text) goes to
+    ``handle`` in the parent as soon as it is ready. The tools must be
+    provisioned already (`provision`); ``settings`` are those of
+    `SynthesisSettings` (default `DEFAULT_SETTINGS`).
+    """
+    jobs = jobs or os.cpu_count() or 1
+    cache = str(cache_dir) if cache_dir else None
+    settings = dict(DEFAULT_SETTINGS if settings is None else settings)
+    with ProcessPoolExecutor(
+        max_workers=jobs, initializer=_worker_init, initargs=(cache, settings)
+    ) as pool:
+        # Keep only ~2 tasks per worker queued so that a killed run
+        # leaves a clean state and the order stays as planned (longest first).
+        it = iter(plans)
+        running = {pool.submit(_task, p, synthesize_node) for p in itertools.islice(it, 2 * jobs)}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                handle(*fut.result())
+                nxt = next(it, None)
+                if nxt is not None:
+                    running.add(pool.submit(_task, nxt, synthesize_node))
+
+
 @dataclass
 class BuildReport:
     """Outcome of `build_grid`.
@@ -461,9 +495,9 @@ def build_grid(
         "lambda_max": lambda_max,
         "tio_below_teff": tio_below_teff,
     }
-    axes = (teff, logg, mh, alpha, carbon)
+    axes = dict(zip(PARAM_NAMES, (teff, logg, mh, alpha, carbon)))
     return _build_grid(
-        *axes,
+        axes,
         out=out,
         jobs=jobs,
         cache_dir=cache_dir,
@@ -473,11 +507,7 @@ def build_grid(
 
 
 def _build_grid(
-    teff: Sequence[float],
-    logg: Sequence[float],
-    mh: Sequence[float],
-    alpha: Sequence[float] = (0.0,),
-    carbon: Sequence[float] = (0.0,),
+    axes: dict[str, Sequence[float]],
     *,
     out: str | os.PathLike,
     jobs: int | None = None,
@@ -490,7 +520,10 @@ def _build_grid(
 
     Parameters
     ----------
-    teff, logg, mh, alpha, carbon, out, jobs, cache_dir, progress_bar
+    axes : dict of str -> sequence of float
+        Axis values by label of `PARAM_NAMES`; ``a_M`` and ``C_M`` default to
+        ``(0.0,)``.
+    out, jobs, cache_dir, progress_bar
         As in `build_grid`.
     settings : dict, optional
         ``step``, ``lambda_min``, ``lambda_max``, ``tio_below_teff``; missing
@@ -507,17 +540,17 @@ def _build_grid(
     Examples
     --------
     >>> from specreg.grids._builder import _build_grid
-    >>> _build_grid([5000], [2.0], [0.0], out="d", synthesize=fake)  # doctest: +SKIP
+    >>> axes = {"T_eff": [5000], "log_g": [2.0], "M_H": [0.0]}
+    >>> _build_grid(axes, out="d", synthesize=fake)  # doctest: +SKIP
     """
     out = Path(out)
     spec_dir = out / "spectra"
     spec_dir.mkdir(parents=True, exist_ok=True)
     settings = {**DEFAULT_SETTINGS, **(settings or {})}
-    tio_below_teff = settings["tio_below_teff"]
-    values = (teff, logg, mh, alpha, carbon)
+    values = [axes.get(name, (0.0,)) for name in PARAM_NAMES]
     axes = {name: [float(v) for v in vals] for name, vals in zip(PARAM_NAMES, values)}
     _write_build_json(out, axes, settings)
-    plans = plan_grid(teff, logg, mh, alpha, carbon, tio_below_teff)
+    plans = plan_grid(*values, tio_below_teff=settings["tio_below_teff"])
     todo = pending_nodes(plans, out)
     n_skipped = len(plans) - len(todo)
     log = _Logger(out, len(plans), n_skipped, len(todo))
@@ -553,24 +586,7 @@ def _build_grid(
         from ._provision import provision
 
         provision(cache_dir)  # download/compile once, in the parent
-        jobs = jobs or os.cpu_count() or 1
-        cache = str(cache_dir) if cache_dir else None
-        with ProcessPoolExecutor(
-            max_workers=jobs, initializer=_worker_init, initargs=(cache, settings)
-        ) as pool:
-            # Keep only ~2 tasks per worker queued so that a killed run
-            # leaves a clean state and the order stays longest-first.
-            it = iter(todo)
-            running = set()
-            for plan in itertools.islice(it, 2 * jobs):
-                running.add(pool.submit(_task, plan, synthesize_node))
-            while running:
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    handle(*fut.result())
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        running.add(pool.submit(_task, nxt, synthesize_node))
+        _run_in_pool(todo, handle, jobs=jobs, cache_dir=cache_dir, settings=settings)
     if bar is not None:
         bar.close()
     log.line(f"finished: {n_done} computed, {len(failed)} failed, {n_skipped} skipped")
