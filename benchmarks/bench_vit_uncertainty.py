@@ -153,8 +153,8 @@ def main(argv=None):
 
     grid = load_grid()
     t0 = time.perf_counter()
-    train = make_spectra(args.n_train, grid=grid, random_state=args.seed)
-    test = make_spectra(args.n_test, grid=grid, noise="fixed", random_state=args.seed + 1)
+    train = make_spectra(args.n_train, model=grid, random_state=args.seed)
+    test = make_spectra(args.n_test, model=grid, noisy=True, random_state=args.seed + 1)
     print(f"data: {args.n_train} + {args.n_test} spectra in {time.perf_counter() - t0:.0f} s")
     noise = PFSNoiseModel(grid.wave)
     edges, which = snr_bins(np.asarray(test.params["snr"], float), args.bins)

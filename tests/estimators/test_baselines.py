@@ -21,7 +21,7 @@ from specreg.estimators import (
 @pytest.fixture(scope="module")
 def train_set(small_grid):
     """Noiseless training spectra (bright: the test is about the recipe, not SNR)."""
-    return make_spectra(240, grid=small_grid, mag=(18.0, 19.0), random_state=0)
+    return make_spectra(240, model=small_grid, mag=(18.0, 19.0), random_state=0)
 
 
 def test_ridge_recipe_is_noise_scaler_ridge_1e5():
@@ -92,7 +92,7 @@ def test_lightgbm_early_stopping_on_flux_half_of_a_noisy_validation_set(small_gr
     """The reference's 5000 trees + early stopping(50), via fit parameters."""
     from lightgbm import early_stopping
 
-    val = make_spectra(60, grid=small_grid, mag=(18.0, 19.0), noise="fixed", random_state=1)
+    val = make_spectra(60, model=small_grid, mag=(18.0, 19.0), noisy=True, random_state=1)
     pipe = make_lightgbm_baseline(n_jobs=1, n_estimators=2000, random_state=0)
     pipe.fit(
         train_set.X,
@@ -107,7 +107,7 @@ def test_lightgbm_early_stopping_on_flux_half_of_a_noisy_validation_set(small_gr
 
 def test_fixed_test_noise_protocol_pre_noised_test_flux_passes_unchanged(small_grid, train_set):
     """Train on noiseless X (noise drawn at fit), predict on a pre-noised test set."""
-    test = make_spectra(50, grid=small_grid, mag=(18.0, 19.0), noise="fixed", random_state=2)
+    test = make_spectra(50, model=small_grid, mag=(18.0, 19.0), noisy=True, random_state=2)
     pipe = make_ridge_baseline(alpha=10.0, random_state=42).fit(train_set.X, train_set.y)
     direct = pipe[1:].predict(test.noisy)
     np.testing.assert_allclose(pipe.predict(test.X), direct)

@@ -192,7 +192,7 @@ def test_noise_model_draws_the_physical_noise_of_the_flux(toy_grid):
     from specreg.datasets import make_spectra
     from specreg.spectra import PFSNoiseModel
 
-    s = make_spectra(400, grid=toy_grid, random_state=2)
+    s = make_spectra(400, model=toy_grid, random_state=2)
     noise = PFSNoiseModel(toy_grid.wave)
     X = s.X
     before = X.copy()
