@@ -203,6 +203,32 @@ class SpectralGrid:
             out[holes] = np.nan
         return out
 
+    def _interpolate(
+        self, theta, cube, method, out_of_bounds, on_hole, chunk_size, *, jacobian: bool
+    ) -> np.ndarray:
+        """``cube`` interpolated at ``theta`` (or its derivatives), ``chunk_size`` rows at once.
+
+        The one evaluation path of `flux`, `continuum` and `jacobian`: options
+        and labels checked, then (n, n_pix) values or (n, n_pix, n_params)
+        derivatives, in blocks that bound the temporary memory.
+        """
+        method = self._check_options(method, on_hole)
+        arr = self._labels(theta, out_of_bounds)
+        derivatives = range(self.n_params) if jacobian else [None]
+        shape = (
+            (arr.shape[0], self.n_pix, self.n_params) if jacobian else (arr.shape[0], self.n_pix)
+        )
+        out = np.empty(shape, dtype=np.float32)
+        for start in range(0, arr.shape[0], chunk_size):
+            sl = slice(start, start + chunk_size)
+            for a in derivatives:
+                value = self._apply(arr[sl], cube, method, a, on_hole)
+                if a is None:
+                    out[sl] = value
+                else:
+                    out[sl, :, a] = value
+        return out
+
     def _check_options(self, method, on_hole):
         method = self.method if method is None else method
         if method not in _METHODS:
@@ -249,13 +275,9 @@ class SpectralGrid:
         >>> grid.flux([[1.0]], method="linear")
         array([[2.]], dtype=float32)
         """
-        method = self._check_options(method, on_hole)
-        arr = self._labels(theta, out_of_bounds)
-        out = np.empty((arr.shape[0], self.n_pix), dtype=np.float32)
-        for start in range(0, arr.shape[0], chunk_size):
-            sl = slice(start, start + chunk_size)
-            out[sl] = self._apply(arr[sl], self._node_flux, method, None, on_hole)
-        return out
+        return self._interpolate(
+            theta, self._node_flux, method, out_of_bounds, on_hole, chunk_size, jacobian=False
+        )
 
     def continuum(
         self, theta, *, method: str | None = None, out_of_bounds: str = "raise"
@@ -272,9 +294,9 @@ class SpectralGrid:
         """
         if self._node_continuum is None:
             raise ValueError("this grid has no continuum")
-        method = self._check_options(method, "raise")
-        arr = self._labels(theta, out_of_bounds)
-        return self._apply(arr, self._node_continuum, method, None, "raise")
+        return self._interpolate(
+            theta, self._node_continuum, method, out_of_bounds, "raise", 4096, jacobian=False
+        )
 
     def jacobian(
         self,
@@ -307,14 +329,9 @@ class SpectralGrid:
         >>> grid.jacobian([[0.5]])
         array([[[1.]]], dtype=float32)
         """
-        method = self._check_options(method, on_hole)
-        arr = self._labels(theta, out_of_bounds)
-        out = np.empty((arr.shape[0], self.n_pix, self.n_params), dtype=np.float32)
-        for start in range(0, arr.shape[0], chunk_size):
-            sl = slice(start, start + chunk_size)
-            for a in range(self.n_params):
-                out[sl, :, a] = self._apply(arr[sl], self._node_flux, method, a, on_hole)
-        return out
+        return self._interpolate(
+            theta, self._node_flux, method, out_of_bounds, on_hole, chunk_size, jacobian=True
+        )
 
     def node_jacobian(self) -> np.ndarray:
         """Central differences along the axes at the nodes (the reference's method).
