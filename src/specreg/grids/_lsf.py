@@ -14,6 +14,11 @@ __all__ = ["convolve_constant_r", "resample_linear", "degrade_to_grid"]
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
 
+def _interp_rows(x_new: np.ndarray, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each row of ``rows`` (sampled at ``x``) interpolated linearly at ``x_new``."""
+    return np.stack([np.interp(x_new, x, row) for row in rows])
+
+
 def _ln_grid(wave: np.ndarray, oversample: float) -> tuple[np.ndarray, float]:
     """Uniform ln λ grid covering ``wave`` with the input's finest step."""
     lnw = np.log(wave)
@@ -71,9 +76,7 @@ def convolve_constant_r(
     if np.any(np.diff(wave) <= 0):
         raise ValueError("wave must be strictly increasing")
     lngrid, step = _ln_grid(wave, oversample)
-    lnw = np.log(wave)
-    batch = flux.reshape(-1, flux.shape[-1])
-    on_grid = np.stack([np.interp(lngrid, lnw, f) for f in batch])
+    on_grid = _interp_rows(lngrid, np.log(wave), flux.reshape(-1, flux.shape[-1]))
     sigma = _FWHM_TO_SIGMA / resolution / step  # in ln-grid pixels
     half = int(np.ceil(truncate * sigma))
     x = np.arange(-half, half + 1)
@@ -114,8 +117,7 @@ def resample_linear(wave: np.ndarray, flux: np.ndarray, new_wave: np.ndarray) ->
     if new_wave.min() < wave[0] or new_wave.max() > wave[-1]:
         raise ValueError("new_wave extends beyond the input wavelength range")
     flux = np.asarray(flux, dtype=float)
-    batch = flux.reshape(-1, flux.shape[-1])
-    out = np.stack([np.interp(new_wave, wave, f) for f in batch])
+    out = _interp_rows(new_wave, wave, flux.reshape(-1, flux.shape[-1]))
     return out.reshape(flux.shape[:-1] + (new_wave.size,))
 
 
