@@ -184,7 +184,7 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         return tags
 
     def _expected_failed_checks(self) -> dict[str, str]:
-        """Checks of scikit-learn's suite failed by design: see :func:`_failed_checks`."""
+        """Checks failed by design: X of odd width, negative errors (:func:`_failed_checks`)."""
         return _failed_checks(_NOISE_ODD_WIDTH_CHECKS, _NEGATIVE_ERROR)
 
     def _validate(self, X, reset: bool) -> np.ndarray:

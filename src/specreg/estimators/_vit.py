@@ -1113,9 +1113,13 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         >>> import numpy as np
         >>> X = np.random.default_rng(0).random((32, 16), dtype=np.float32)
         >>> reg = SpecViTRegressor(patch_size=4, hidden_size=8, depth=1, heads=2,
-        ...                        max_epochs=1, noise_level=0, device="cpu")
-        >>> reg.fit(X, X[:, :2]).predict(X).shape
+        ...                        uncertainty="gaussian", max_epochs=1,
+        ...                        noise_level=0, device="cpu").fit(X, X[:, :2])
+        >>> reg.predict(X).shape
         (32, 2)
+        >>> mean, std = reg.predict(X, return_std=True)
+        >>> std.shape, bool((std > 0).all())
+        ((32, 2), True)
         """
         check_is_fitted(self)
         # the fitted module, not the (settable) parameter, says what the head predicts
