@@ -53,7 +53,7 @@ def test_shipped_grid_is_complete_finite_and_positive(grid):
 
 
 def test_nodes_reproduce_the_reference_turbospectrum_spectra(grid):
-    """24 node spectra computed independently with the same recipe (GRID.md)."""
+    """24 node spectra computed independently with the same recipe (see the grids guide)."""
     ref = np.load(REFERENCE_NODES)
     np.testing.assert_allclose(ref["wave"], grid.wave)
     for labels, flux in zip(ref["params"], ref["flux"]):

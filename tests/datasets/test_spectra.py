@@ -49,7 +49,7 @@ def test_return_X_y(toy_grid):
 def test_snr_distribution_matches_reference_order_of_magnitude(toy_grid):
     s = make_spectra(2000, model=toy_grid, random_state=0)
     q5, q50, q95 = np.percentile(s.params["snr"], [5, 50, 95])
-    # REFERENCE.md section 2: the calibrated curve gives 3.2 / 7.2 / 15.1 for mag 20.5-22.5
+    # the calibrated noise curve: SNR percentiles 5/50/95 of 3.2 / 7.2 / 15.1, mag 20.5-22.5
     assert 2.8 < q5 < 3.7 and 6.4 < q50 < 8.2 and 13.5 < q95 < 17
 
 

@@ -85,7 +85,8 @@ class SpectraWriter:
     --------
     >>> import numpy as np, pandas as pd, tempfile, os
     >>> from specreg.datasets import Spectra
-    >>> s = Spectra(np.arange(3.0), np.ones((2, 3)), np.ones((2, 3)), pd.DataFrame({"log_g": [1.0, 2.0]}))
+    >>> labels = pd.DataFrame({"log_g": [1.0, 2.0]})
+    >>> s = Spectra(np.arange(3.0), np.ones((2, 3)), np.ones((2, 3)), labels)
     >>> path = os.path.join(tempfile.mkdtemp(), "s.h5")
     >>> with SpectraWriter(path, s.wave) as w:
     ...     w.append(s)
@@ -201,7 +202,8 @@ def write_spectra(spectra: Spectra | Iterable[Spectra], path, **kwargs) -> Path:
     --------
     >>> import numpy as np, pandas as pd, tempfile, os
     >>> from specreg.datasets import Spectra
-    >>> s = Spectra(np.arange(3.0), np.ones((2, 3)), np.ones((2, 3)), pd.DataFrame({"log_g": [1.0, 2.0]}))
+    >>> labels = pd.DataFrame({"log_g": [1.0, 2.0]})
+    >>> s = Spectra(np.arange(3.0), np.ones((2, 3)), np.ones((2, 3)), labels)
     >>> p = write_spectra(s, os.path.join(tempfile.mkdtemp(), "s.h5"))
     >>> read_spectra(p).y.tolist()
     [1.0, 2.0]
@@ -423,7 +425,10 @@ def _read_rows(f: h5py.File, idx: np.ndarray, path) -> Spectra:
 
 
 def read_pfsspec(path, *, fill_nan_error: bool = True, check_leakage: bool = True) -> Spectra:
-    """Read a pfsspec ``SpectrumDataset`` file of the reference study (REFERENCE.md 1.4).
+    """Read a pfsspec ``SpectrumDataset`` file of the reference study.
+
+    See the reference-study page of the user guide for what the study's files
+    hold and how they were made.
 
     Layout: ``spectrumdataset/wave``, ``dataset/arrays/{flux,error[,noisy]}/value``
     and the params DataFrame as a PyTables table under ``dataset/params``.

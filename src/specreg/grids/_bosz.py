@@ -88,7 +88,8 @@ def read_bosz_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.
     Examples
     --------
     >>> from specreg.grids import read_bosz_file
-    >>> w, f, c = read_bosz_file("amp00cp00op00t5000g25v20modrt0b5000rs.asc.bz2")  # doctest: +SKIP
+    >>> name = "amp00cp00op00t5000g25v20modrt0b5000rs.asc.bz2"
+    >>> w, f, c = read_bosz_file(name)  # doctest: +SKIP
     """
     path = Path(path)
     opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)

@@ -481,7 +481,7 @@ def build_grid(
     Examples
     --------
     >>> from specreg.grids import build_grid, assemble_grid
-    >>> rep = build_grid([4500, 4750], [2.0], [0.0], out="mygrid", jobs=2)  # doctest: +SKIP
+    >>> build_grid([4500, 4750], [2.0], [0.0], out="mygrid")  # doctest: +SKIP
     >>> assemble_grid("mygrid", "mygrid.h5")  # doctest: +SKIP
     """
     from ..spectra._validation import renamed  # not at import: it loads scipy and pandas

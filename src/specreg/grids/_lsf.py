@@ -109,7 +109,8 @@ def resample_linear(wave: np.ndarray, flux: np.ndarray, new_wave: np.ndarray) ->
     --------
     >>> import numpy as np
     >>> from specreg.grids import resample_linear
-    >>> resample_linear(np.array([0.0, 1.0, 2.0]), np.array([0.0, 2.0, 4.0]), np.array([0.5]))
+    >>> x, y = np.array([0.0, 1.0, 2.0]), np.array([0.0, 2.0, 4.0])
+    >>> resample_linear(x, y, np.array([0.5]))
     array([1.])
     """
     wave = np.asarray(wave, dtype=float)
@@ -149,7 +150,8 @@ def degrade_to_grid(
     >>> import numpy as np
     >>> from specreg.grids import degrade_to_grid
     >>> wave = np.linspace(7100.0, 8850.0, 35001)
-    >>> out = degrade_to_grid(wave, np.ones_like(wave), np.linspace(7100.2, 8849.8, 4096), 5000.0)
+    >>> new_wave = np.linspace(7100.2, 8849.8, 4096)
+    >>> out = degrade_to_grid(wave, np.ones_like(wave), new_wave, 5000.0)
     >>> out.shape
     (4096,)
     """

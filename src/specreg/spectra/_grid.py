@@ -59,7 +59,7 @@ class SpectralGrid:
     >>> from specreg.spectra import SpectralGrid
     >>> teff, logg = np.array([4000.0, 5000.0, 6000.0]), np.array([1.0, 3.0, 5.0])
     >>> wave = np.linspace(7100, 8850, 50)
-    >>> flux = 1 - 1e-4 * teff[:, None, None] * logg[None, :, None] * np.ones(50) / 10
+    >>> flux = 1 - 1e-5 * teff[:, None, None] * logg[None, :, None] * np.ones(50)
     >>> grid = SpectralGrid({"T_eff": teff, "log_g": logg}, flux, wave)
     >>> grid.flux([[4500.0, 2.0]]).shape
     (1, 50)
@@ -271,7 +271,8 @@ class SpectralGrid:
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> grid = SpectralGrid({"x": [0.0, 1.0, 2.0]}, np.array([[1.0], [2.0], [5.0]]), [7000.0])
+        >>> flux = [[1.0], [2.0], [5.0]]
+        >>> grid = SpectralGrid({"x": [0.0, 1.0, 2.0]}, flux, [7000.0])
         >>> grid.flux([[1.0]], method="linear")
         array([[2.]], dtype=float32)
         """
@@ -288,7 +289,8 @@ class SpectralGrid:
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"x": [0.0, 1.0]}, np.ones((2, 2)), [1.0, 2.0], continuum=np.ones((2, 2)))
+        >>> ones = np.ones((2, 2))
+        >>> g = SpectralGrid({"x": [0.0, 1.0]}, ones, [1.0, 2.0], continuum=ones)
         >>> g.continuum([[0.5]]).tolist()
         [[1.0, 1.0]]
         """
@@ -325,7 +327,8 @@ class SpectralGrid:
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> grid = SpectralGrid({"x": [0.0, 1.0, 2.0]}, np.array([[0.0], [1.0], [2.0]]), [7000.0])
+        >>> flux = [[0.0], [1.0], [2.0]]
+        >>> grid = SpectralGrid({"x": [0.0, 1.0, 2.0]}, flux, [7000.0])
         >>> grid.jacobian([[0.5]])
         array([[[1.]]], dtype=float32)
         """
@@ -349,7 +352,8 @@ class SpectralGrid:
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> grid = SpectralGrid({"x": [0.0, 1.0, 2.0]}, np.array([[0.0], [1.0], [4.0]]), [7000.0])
+        >>> flux = [[0.0], [1.0], [4.0]]
+        >>> grid = SpectralGrid({"x": [0.0, 1.0, 2.0]}, flux, [7000.0])
         >>> grid.node_jacobian()[:, 0, 0].tolist()  # one-sided, central, one-sided
         [1.0, 2.0, 3.0]
         """
@@ -404,7 +408,8 @@ class SpectralGrid:
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"x": [0.0, 1.0]}, [[2.0, 4.0, 6.0], [1.0, 1.0, 1.0]], [1.0, 2.0, 3.0])
+        >>> flux = [[2.0, 4.0, 6.0], [1.0, 1.0, 1.0]]
+        >>> g = SpectralGrid({"x": [0.0, 1.0]}, flux, [1.0, 2.0, 3.0])
         >>> g.normalized().node_flux.tolist()
         [[0.25, 0.5, 0.75], [0.5, 0.5, 0.5]]
         """
@@ -445,7 +450,9 @@ class SpectralGrid:
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"x": [0.0, 1.0, 2.0]}, np.ones((3, 1)), [1.0], valid=[True, True, False])
+        >>> valid = [True, True, False]
+        >>> x = {"x": [0.0, 1.0, 2.0]}
+        >>> g = SpectralGrid(x, np.ones((3, 1)), [1.0], valid=valid)
         >>> g.stencil_valid([[0.5], [1.5]], method="linear").tolist()
         [True, False]
         """

@@ -153,7 +153,8 @@ def tensor_weights(
 
     Examples
     --------
-    >>> idx, w = tensor_weights([np.arange(3.0), np.arange(4.0)], np.array([[0.5, 1.0]]), "linear")
+    >>> axes = [np.arange(3.0), np.arange(4.0)]
+    >>> idx, w = tensor_weights(axes, np.array([[0.5, 1.0]]), "linear")
     >>> float(w.sum())
     1.0
     """

@@ -1,7 +1,8 @@
 """A PFS medium-resolution-like noise model: per-pixel 1-sigma errors from magnitude and flux.
 
 The reference study's simulator is not public, so this is a documented
-approximation (REFERENCE.md section 2): the variance of pixel j is
+approximation (the noise page of the user guide compares it with the reference
+study's data): the variance of pixel j is
 
     sigma_j**2 = A * a_j * f_j / x + B * b_j / x**2,    x = 10**(-0.4 (m - 21.5)),
 
@@ -128,7 +129,8 @@ class PFSNoiseModel:
         Standard deviation (natural log) of a per-spectrum lognormal factor on
         the collected flux, standing in for seeing / zenith angle / fibre
         position. The reference study's test set is matched by
-        ``throughput_scale=1.15, condition_scatter=0.3`` (REFERENCE.md section 2).
+        ``throughput_scale=1.15, condition_scatter=0.3`` (see the noise page of
+        the user guide).
     throughput_scale : float, default=1.0
         Multiplies the collected flux x (the SNR in the background limit).
 
@@ -138,7 +140,7 @@ class PFSNoiseModel:
     >>> noise = PFSNoiseModel()
     >>> flux = np.full((1, 4096), 0.5)
     >>> err = noise.error(flux, mag=21.5)
-    >>> snr = float(snr_median(flux, err)[0])  # the reference study's 7.1, within 5 %
+    >>> snr = float(snr_median(flux, err)[0])  # the reference's 7.1, within 5 %
     >>> abs(snr / 7.1 - 1) < 0.05
     True
     """
@@ -267,7 +269,8 @@ class PFSNoiseModel:
         --------
         >>> import numpy as np
         >>> m = PFSNoiseModel()
-        >>> bool(np.allclose(m.sigma(np.full((1, 4096), 0.5), 1.0), m.error(np.full(4096, 0.5), 21.5)))
+        >>> flat = np.full((1, 4096), 0.5)
+        >>> bool(np.allclose(m.sigma(flat, 1.0), m.error(flat, 21.5)))
         True
         """
         flux = self._check_flux(flux)
@@ -363,7 +366,8 @@ class PFSNoiseModel:
         Examples
         --------
         >>> m = PFSNoiseModel()
-        >>> m.collected_flux_from_error(m.reference_error([0.5, 2.0])).round(4).tolist()
+        >>> x = m.collected_flux_from_error(m.reference_error([0.5, 2.0]))
+        >>> x.round(4).tolist()
         [0.5, 2.0]
         """
         error = self._check_flux(error, "error")
@@ -411,7 +415,8 @@ class PFSNoiseModel:
         >>> import numpy as np
         >>> m = PFSNoiseModel()
         >>> flux = np.full((1, 4096), 0.3)
-        >>> bool(np.allclose(m.true_error(flux, m.reference_error(2.0)), m.sigma(flux, 2.0)))
+        >>> sigma = m.true_error(flux, m.reference_error(2.0))
+        >>> bool(np.allclose(sigma, m.sigma(flux, 2.0)))
         True
         """
         x = self.collected_flux_from_error(reported_error, reference_flux)
@@ -434,8 +439,9 @@ class PFSNoiseModel:
         Examples
         --------
         >>> import numpy as np
-        >>> m = PFSNoiseModel().calibrate(np.full(4096, 0.5), [(20.0, 30.0), (22.0, 5.0)])
-        >>> round(float(snr_median(np.full((1, 4096), 0.5), m.error(np.full(4096, 0.5), 22.0))[0]), 1)
+        >>> flat = np.full((1, 4096), 0.5)
+        >>> m = PFSNoiseModel().calibrate(flat[0], [(20.0, 30.0), (22.0, 5.0)])
+        >>> round(float(snr_median(flat, m.error(flat, 22.0))[0]), 1)
         5.0
         """
         flux = np.asarray(flux, dtype=float).reshape(-1)
@@ -462,7 +468,7 @@ def _calibrate(obj, bkg, flux, table=REFERENCE_SNR_TABLE) -> tuple[float, float]
         snr = np.median(flux / sig, axis=1)
         return np.log(snr) - np.log(target)
 
-    # REFERENCE.md section 2's fit at the median pixel is a good start
+    # a fit of the reference study's SNR table at the median pixel: a good start
     fit = least_squares(resid, np.log([1.314e-3, 4.23e-3]), x_scale=1.0)
     a, b = np.exp(fit.x)
     return float(a), float(b)

@@ -361,7 +361,8 @@ def check_target_y(
     Examples
     --------
     >>> import pandas as pd
-    >>> check_target_y(pd.DataFrame({"M_H": [0.0], "log_g": [2.0]}), ("log_g", "M_H"))
+    >>> y = pd.DataFrame({"M_H": [0.0], "log_g": [2.0]})
+    >>> check_target_y(y, ("log_g", "M_H"))
     array([[2., 0.]])
     """
     labels = (target,) if isinstance(target, str) else tuple(target)
