@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
 import h5py
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..spectra import SpectralGrid
 from ._h5util import atomic_h5, create_checked, json_attr, read_dataset, to_json
@@ -53,7 +55,7 @@ def resolve_model(model=None):
     return load_grid() if model is None else model
 
 
-def save_grid(grid: SpectralGrid, path) -> Path:
+def save_grid(grid: SpectralGrid, path: str | os.PathLike) -> Path:
     """Write a grid in specreg's HDF5 grid format (atomically).
 
     Layout: root attributes ``format="specreg-grid"``, ``schema_version``,
@@ -154,11 +156,11 @@ def _read_grid_file(path: Path, method: str) -> SpectralGrid:
 
 
 def load_grid(
-    path=None,
+    path: str | os.PathLike | None = None,
     *,
     normalize: bool = True,
     method: str = "cubic",
-    wave=None,
+    wave: ArrayLike | None = None,
     resolution: float | None = 5000.0,
 ) -> SpectralGrid:
     """Load a spectral grid: the embedded one, a specreg grid file, or BOSZ files.

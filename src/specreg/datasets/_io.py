@@ -700,7 +700,7 @@ def resume_progress(directory, resume_key: str) -> int:
 
 def write_shards(
     chunks: Iterable[Spectra],
-    directory,
+    directory: str | os.PathLike,
     *,
     shard_size: int = 100_000,
     progress_callback: Callable[[int], object] | None = None,

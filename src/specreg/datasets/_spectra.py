@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
-from ..spectra import LabelPrior, PFSNoiseModel, snr_median
+from ..spectra import LabelPrior, PFSNoiseModel, SpectralModel, snr_median
 from ..spectra._validation import check_real, renamed
 from ._grid_io import resolve_model
 
@@ -297,16 +298,16 @@ def _renamed_options(model, grid, noisy, noise) -> tuple:
 def iter_spectra(
     n_samples: int,
     *,
-    model=None,
+    model: SpectralModel | None = None,
     prior: LabelPrior | None = None,
-    mag=(20.5, 22.5),
+    mag: float | tuple[float, float] | ArrayLike = (20.5, 22.5),
     noisy: bool = False,
     noise_model: PFSNoiseModel | None = None,
     errors: str = "reference",
     snap: bool = False,
     chunk_size: int = 8192,
-    random_state=None,
-    grid=None,
+    random_state: int | np.random.Generator | None = None,
+    grid: SpectralModel | None = None,
     noise: str | None = None,
 ) -> Iterator[Spectra]:
     """Generate spectra chunk by chunk (bounded memory); see :func:`make_spectra`.
@@ -394,19 +395,19 @@ def _generate(
 def make_spectra(
     n_samples: int,
     *,
-    model=None,
+    model: SpectralModel | None = None,
     prior: LabelPrior | None = None,
-    mag=(20.5, 22.5),
+    mag: float | tuple[float, float] | ArrayLike = (20.5, 22.5),
     noisy: bool = False,
     noise_model: PFSNoiseModel | None = None,
     errors: str = "reference",
     snap: bool = False,
     chunk_size: int = 8192,
-    random_state=None,
+    random_state: int | np.random.Generator | None = None,
     return_X_y: bool = False,
-    grid=None,
+    grid: SpectralModel | None = None,
     noise: str | None = None,
-):
+) -> Spectra | tuple[np.ndarray, np.ndarray]:
     """Simulate a set of spectra: labels -> model flux -> per-pixel errors.
 
     Parameters

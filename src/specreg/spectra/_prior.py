@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from ._validation import renamed
+
+if TYPE_CHECKING:
+    from ._protocol import SpectralModel
 
 __all__ = ["LabelPrior"]
 
@@ -60,11 +65,11 @@ class LabelPrior:
     @classmethod
     def from_grid(
         cls,
-        model=None,
+        model: SpectralModel | None = None,
         *,
         box: dict | None = None,
         snap: bool = False,
-        grid=None,
+        grid: SpectralModel | None = None,
         **kwargs,
     ) -> LabelPrior:
         """The uniform prior over a model's box, or a sub-box of it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["SpectralModel"]
 
@@ -77,7 +78,7 @@ class SpectralModel(Protocol):
     wave: np.ndarray
     bounds: dict[str, tuple[float, float]]
 
-    def flux(self, theta, *, out_of_bounds: str = "raise") -> np.ndarray:
+    def flux(self, theta: ArrayLike, *, out_of_bounds: str = "raise") -> np.ndarray:
         """Noiseless spectra at the labels ``theta``.
 
         Parameters
@@ -95,7 +96,7 @@ class SpectralModel(Protocol):
         flux : ndarray of shape (n, n_pix)
         """
 
-    def jacobian(self, theta, *, out_of_bounds: str = "raise") -> np.ndarray:
+    def jacobian(self, theta: ArrayLike, *, out_of_bounds: str = "raise") -> np.ndarray:
         """Derivative of :meth:`flux` with respect to the labels.
 
         Parameters
