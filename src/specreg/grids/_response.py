@@ -31,7 +31,6 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,13 +38,13 @@ import numpy as np
 
 from .._atomic import atomic_path, write_json_atomic
 from ._builder import (
+    DEFAULT_SETTINGS,
     PARAM_NAMES,
     NodePlan,
-    _task,
-    _worker_init,
+    _run_in_pool,
+    _save_npz,
     node_filename,
     plan_node,
-    synthesize_node,
 )
 from ._lsf import degrade_to_grid
 
@@ -83,7 +82,8 @@ EARLY_CELLS = (
     ((4000.0, 4500.0), (1.0, 2.0), (-0.75, 0.0)),
 )
 
-_SETTINGS = {"step": 0.05, "lambda_min": 7100.0, "lambda_max": 8850.0, "tio_below_teff": 4500.0}
+#: The synthesis recipe: the 3-D grid's (the builder's defaults).
+_SETTINGS = DEFAULT_SETTINGS
 
 
 def _in_cell(params: Sequence[float], cell) -> bool:
@@ -188,11 +188,6 @@ def _compact(res: dict, base: np.ndarray, wave: np.ndarray) -> tuple[np.ndarray,
         if scale > 2.0**-8:  # |ln ratio| > 125: not a spectrum of the same star
             raise ValueError("response outside the stored range (|ln ratio| > 125)")
     return np.round(log_ratio / scale).astype(np.int16), scale
-
-
-def _save_npz(path: Path, **arrays) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
 
 
 def build_response(
@@ -306,23 +301,9 @@ def build_response(
 
     if todo:
         provision(cache_dir, verbose=False)
-        jobs = jobs or os.cpu_count() or 1
-        cache = str(cache_dir) if cache_dir else None
-        settings = {k: v for k, v in _SETTINGS.items()}
-        with ProcessPoolExecutor(
-            max_workers=jobs, initializer=_worker_init, initargs=(cache, settings)
-        ) as pool:
-            it = iter(p for p, _ in todo)
-            running = {
-                pool.submit(_task, p, synthesize_node) for p in itertools.islice(it, 2 * jobs)
-            }
-            while running:
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    handle(*fut.result())
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        running.add(pool.submit(_task, nxt, synthesize_node))
+        _run_in_pool(
+            [p for p, _ in todo], handle, jobs=jobs, cache_dir=cache_dir, settings=_SETTINGS
+        )
     n_all = len(ordered)
     n_have = sum((out / kind / f"{p.name}.npz").exists() for p, kind in ordered)
     return {"done": done, "failed": failed, "pending": n_all - n_have}
