@@ -194,3 +194,13 @@ def test_nodes_are_the_base_nodes_times_the_response_nodes(small_case, tmp_path)
     rows = [0, 100, model.n_nodes - 1, int(np.ravel_multi_index((1, 2, 0, 2, 0), model.shape))]
     np.testing.assert_allclose(model.node_flux[rows], model.flux(model.nodes[rows]), rtol=1e-5)
     assert not model.node_flux.flags.writeable
+
+
+def test_build_response_takes_verbose_and_warns_for_progress(tmp_path):
+    from specreg.grids._response import build_response
+
+    # max_nodes=0: nothing is synthesised, no Turbospectrum is needed
+    assert build_response(tmp_path, max_nodes=0, verbose=False)["done"] == 0
+    with pytest.warns(FutureWarning, match="'progress' was renamed 'verbose'"):
+        report = build_response(tmp_path, max_nodes=0, progress=False)
+    assert report["done"] == 0 and report["pending"] > 0

@@ -197,7 +197,8 @@ def build_response(
     cache_dir: str | os.PathLike | None = None,
     n_validation: tuple[int, int] = (8, 40),
     max_nodes: int | None = None,
-    progress: bool = True,
+    verbose: bool = True,
+    progress: bool | None = None,
 ) -> dict:
     """Synthesise the missing response nodes and validation spectra (resumable).
 
@@ -213,8 +214,10 @@ def build_response(
         Direct syntheses at random labels: per early cell, and over the whole box.
     max_nodes : int, optional
         Stop after this many new spectra (to spread a build over sessions).
-    progress : bool, default True
-        Print one line per spectrum.
+    verbose : bool, default True
+        Print one line per spectrum (as `provision` prints one per step).
+    progress : bool, optional
+        Deprecated old name of ``verbose`` (``progress_bar`` is a bar elsewhere).
 
     Returns
     -------
@@ -228,8 +231,10 @@ def build_response(
     """
     from ..datasets import load_grid
     from ..datasets._grid_io import embedded_grid_path
+    from ..spectra._validation import renamed
     from ._provision import provision
 
+    verbose = renamed(verbose, progress, old="progress", new="verbose", default=True)
     out = Path(out)
     record = {
         "axes": {k: list(v) for k, v in RESPONSE_AXES.items()},
@@ -291,7 +296,7 @@ def build_response(
             spec = degrade_to_grid(raw_wave, both, wave, 5000.0).astype(np.float32)
             _save_npz(out / "validation" / f"{name}.npz", spectrum=spec, meta=meta)
         done += 1
-        if progress:
+        if verbose:
             rate = done / (time.time() - t0)
             print(
                 f"{kinds[name]:10s} {name} {res['meta']['seconds']:.1f}s "
