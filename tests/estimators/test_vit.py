@@ -1060,6 +1060,9 @@ def test_return_std_needs_a_gaussian_head(data):
     reg = tiny().fit(X, y)
     with pytest.raises(ValueError, match="fit with uncertainty='gaussian'"):
         reg.predict(X, return_std=True)
+    for method in (lambda: reg.predict_quantiles(X), lambda: reg.predict_cdf(X, y)):
+        with pytest.raises(ValueError, match="fitted with uncertainty=None"):
+            method()
     # the fitted head decides, not a parameter changed after fit
     reg.set_params(uncertainty="gaussian")
     with pytest.raises(ValueError, match="fitted with uncertainty=None"):
@@ -1073,8 +1076,11 @@ def test_return_std_needs_a_gaussian_head(data):
 @pytest.mark.parametrize(
     "kw, match",
     [
-        ({"uncertainty": "ensemble"}, "uncertainty must be None or 'gaussian'; got 'ensemble'"),
-        ({"uncertainty": True}, "uncertainty must be None or 'gaussian'; got True"),
+        (
+            {"uncertainty": "ensemble"},
+            "uncertainty must be None, 'gaussian' or 'truncated'; got 'ensemble'",
+        ),
+        ({"uncertainty": True}, "uncertainty must be None, 'gaussian' or 'truncated'; got True"),
         ({"uncertainty": "gaussian", "nll_beta": 1.5}, "nll_beta must be a finite number >= 0"),
         ({"uncertainty": "gaussian", "nll_beta": -0.1}, "nll_beta must be a finite number >= 0"),
         ({"nll_beta": np.nan}, "nll_beta must be a finite number"),
@@ -1191,6 +1197,69 @@ def test_gaussian_resume_and_checkpoint(data, tmp_path, monkeypatch):
     assert plain.checkpoint_path_ != first.checkpoint_path_
 
 
+def test_truncated_head_stays_in_the_label_box(data):
+    X, y, labels = data
+    reg = tiny(uncertainty="truncated").fit(X, labels)
+    low, high = labels.min(axis=0), labels.max(axis=0)
+    np.testing.assert_allclose(reg.label_range_, np.stack([low, high]), rtol=1e-6)
+    mean, std = reg.predict(X, return_std=True)
+    assert mean.shape == std.shape == labels.shape and (std > 0).all()
+    assert (mean >= low - 1e-3).all() and (mean <= high + 1e-3).all()
+    q = reg.predict_quantiles(X, [0.025, 0.5, 0.975])
+    assert q.shape == (len(X), 3, labels.shape[1])
+    assert (np.diff(q, axis=1) > 0).all()
+    assert (q >= low - 1e-3).all() and (q <= high + 1e-3).all()
+    pit = reg.predict_cdf(X, labels)
+    assert pit.shape == labels.shape and ((pit >= 0) & (pit <= 1)).all()
+    # the median's CDF is one half
+    np.testing.assert_allclose(reg.predict_cdf(X, q[:, 1]), 0.5, atol=1e-6)
+
+
+def test_gaussian_head_quantiles_and_cdf_are_those_of_its_mean_and_std(data):
+    from scipy import stats
+
+    X, y, _ = data
+    reg = gaussian_tiny().fit(X, y)
+    mean, std = reg.predict(X, return_std=True)
+    q = reg.predict_quantiles(X, [0.1, 0.9])
+    np.testing.assert_allclose(q[:, 1], mean + stats.norm.ppf(0.9) * std, rtol=1e-5)
+    np.testing.assert_allclose(reg.predict_cdf(X, mean + std), stats.norm.cdf(1.0), atol=1e-5)
+    with pytest.raises(ValueError, match=r"quantiles must be levels in \(0, 1\)"):
+        reg.predict_quantiles(X, [0.5, 1.0])
+    with pytest.raises(ValueError, match="y must be shaped like predict"):
+        reg.predict_cdf(X, y[:-1])
+
+
+def test_truncated_loss_is_the_flat_prior_for_a_wide_gaussian():
+    import torch
+
+    from specreg.estimators._vit_module import TruncatedBetaNLLLoss
+
+    loss = TruncatedBetaNLLLoss(0.0, low=[-1.0], high=[3.0])
+    raw_var = torch.full((5, 1), 1e8)  # softplus(raw) = raw for large raw
+    y_pred = torch.cat([torch.zeros(5, 1), raw_var], dim=1)
+    y = torch.linspace(-1, 3, 5)[:, None]
+    # -log of the uniform density on [-1, 3] is log 4; the loss drops log sqrt(2 pi)
+    expected = np.log(4.0) - 0.5 * np.log(2 * np.pi)
+    assert float(loss(y_pred, y)) == pytest.approx(expected, abs=1e-3)
+    with pytest.raises(ValueError, match="low < high"):
+        TruncatedBetaNLLLoss(1.0, low=[1.0], high=[1.0])
+
+
+@pytest.mark.slow
+def test_truncated_head_is_calibrated_where_the_spectrum_says_nothing():
+    # labels uniform on [0, 1], input pure noise: the right predictive is the flat box,
+    # whose central 68 % interval a Gaussian's mean +- std misses (58 % of a uniform)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2048, 16)).astype(np.float32)
+    y = rng.uniform(0, 1, 2048).astype(np.float32)
+    reg = tiny(uncertainty="truncated", max_epochs=30, noise_level=0, batch_size=128)
+    reg.fit(X[:1024], y[:1024])
+    lo, hi = reg.predict_quantiles(X[1024:], [0.15865525393145707, 0.8413447460685429]).T
+    coverage = np.mean((y[1024:] >= lo) & (y[1024:] <= hi))
+    assert 0.62 < coverage < 0.74
+
+
 def test_fingerprint_has_uncertainty_only_when_set(data):
     X, y, _ = data
 
@@ -1203,8 +1272,8 @@ def test_fingerprint_has_uncertainty_only_when_set(data):
     assert "uncertainty" not in base["params"] and "nll_beta" not in base["params"]
     assert fingerprint(nll_beta=1.0) == base
     gauss = fingerprint(uncertainty="gaussian")
-    assert gauss["params"]["uncertainty"] == "gaussian" and gauss["params"]["nll_beta"] == 0.5
-    assert vit_impl._differences(fingerprint(uncertainty="gaussian", nll_beta=1.0), gauss) == [
+    assert gauss["params"]["uncertainty"] == "gaussian" and gauss["params"]["nll_beta"] == 1.0
+    assert vit_impl._differences(fingerprint(uncertainty="gaussian", nll_beta=0.5), gauss) == [
         "parameter nll_beta differs"
     ]
 

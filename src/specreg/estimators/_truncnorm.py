@@ -133,7 +133,7 @@ def truncated_ppf(q, mean, std, low, high) -> np.ndarray:
     flat = (b - a) < _FLAT
     with np.errstate(divide="ignore", invalid="ignore"):
         x = stats.truncnorm.ppf(q, np.where(flat, -1.0, a), np.where(flat, 1.0, b), mean, std)
-    return np.where(flat, low + q * (high - low), x)
+        return np.where(flat, low + q * (high - low), x)
 
 
 def truncated_cdf(y, mean, std, low, high) -> np.ndarray:
@@ -149,7 +149,7 @@ def truncated_cdf(y, mean, std, low, high) -> np.ndarray:
     flat = (b - a) < _FLAT
     with np.errstate(divide="ignore", invalid="ignore"):
         c = stats.truncnorm.cdf(y, np.where(flat, -1.0, a), np.where(flat, 1.0, b), mean, std)
-    return np.clip(np.where(flat, (y - low) / (high - low), c), 0.0, 1.0)
+        return np.clip(np.where(flat, (y - low) / (high - low), c), 0.0, 1.0)
 
 
 #: log(sqrt(2 pi)), the constant of the Gaussian log-density.

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spectra._validation import check_real
+from ._truncnorm import truncated_log_mass
 
 __all__ = [
     "ARCHITECTURE_PARAMS",
@@ -47,6 +48,7 @@ __all__ = [
     "gaussian_variance",
     "n_tokens",
     "split_gaussian",
+    "TruncatedBetaNLLLoss",
 ]
 
 _POOLINGS = ("cls", "mean")
@@ -281,6 +283,48 @@ class BetaNLLLoss(nn.Module):
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         mean, var = split_gaussian(y_pred, y_true.shape[-1])
         nll = 0.5 * (torch.log(var) + (y_true - mean) ** 2 / var)
+        if self.beta > 0:
+            nll = nll * var.detach() ** self.beta
+        return nll.mean()
+
+
+class TruncatedBetaNLLLoss(BetaNLLLoss):
+    """beta-NLL of the head's Gaussian truncated to a label box ``[low, high]``.
+
+    Per element ``0.5 * (log var + (y - mu)**2 / var) + log Z`` with ``Z`` the
+    Gaussian's mass inside the box, times ``var.detach()**beta``. A label drawn from a
+    bounded prior has a predictive density that vanishes outside the box; where the
+    spectrum says little (low SNR) the fitted ``sigma`` grows and the truncated density
+    becomes the flat prior, which an untruncated Gaussian cannot represent.
+
+    Parameters
+    ----------
+    beta : float, default=1.0
+        As in :class:`BetaNLLLoss`.
+    low, high : sequence of float
+        The box per label, in the standardised units the loss sees.
+
+    Examples
+    --------
+    >>> loss = TruncatedBetaNLLLoss(1.0, low=[-1.0], high=[1.0])
+    >>> y_pred = torch.zeros(4, 2)
+    >>> bool(loss(y_pred, torch.zeros(4, 1)) < BetaNLLLoss(1.0)(y_pred, torch.zeros(4, 1)))
+    True
+    """
+
+    def __init__(self, beta: float = 1.0, low=(-1.0,), high=(1.0,)):
+        super().__init__(beta)
+        low = torch.as_tensor(np.asarray(low, dtype=np.float32).reshape(-1))
+        high = torch.as_tensor(np.asarray(high, dtype=np.float32).reshape(-1))
+        if low.shape != high.shape or not bool((high > low).all()):
+            raise ValueError(f"the box needs low < high per label; got {low}, {high}.")
+        self.register_buffer("low", low)
+        self.register_buffer("high", high)
+
+    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        mean, var = split_gaussian(y_pred, y_true.shape[-1])
+        log_mass = truncated_log_mass(mean, var.sqrt(), self.low, self.high)
+        nll = 0.5 * (torch.log(var) + (y_true - mean) ** 2 / var) + log_mass
         if self.beta > 0:
             nll = nll * var.detach() ** self.beta
         return nll.mean()
