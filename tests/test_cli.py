@@ -199,3 +199,33 @@ def test_bad_label_ranges_name_the_label_and_the_box(grid_file, tmp_path, capsys
 
     assert re.search(match, err), err
     assert not (tmp_path / "a.h5").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--response", "--teff", "4000"], "--response builds the fixed design .* drop --teff"),
+        ([], r"grid build needs --teff, --logg, --mh \(or --response\)"),
+    ],
+)
+def test_grid_build_options_are_checked(tmp_path, capsys, extra, match):
+    import re
+
+    assert main(["grid", "build", "--out", str(tmp_path / "b"), *extra]) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / "b").exists()
+
+
+def test_grid_assemble_recognises_a_response_build(tmp_path, capsys, monkeypatch):
+    import json
+
+    from specreg.grids import _response
+
+    build = tmp_path / "b"
+    build.mkdir()
+    (build / "build.json").write_text(json.dumps({"log_ratio_scale": 2.0**-15}))
+    seen = []
+    monkeypatch.setattr(_response, "assemble_response", lambda b, o: seen.append((b, o)) or o)
+    assert main(["grid", "assemble", str(build), "--out", str(tmp_path / "r.h5")]) == 0
+    assert seen == [(str(build), str(tmp_path / "r.h5"))]
+    assert "5-D response" in capsys.readouterr().out

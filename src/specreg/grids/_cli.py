@@ -11,6 +11,8 @@ Axis values are given as tokens, each either a number or an inclusive range
         --out gridbuild --jobs 2
     specreg grid build --teff 4500 4750 --logg 2.0 --mh 0 --alpha 0 0.4 --out small
     specreg grid assemble gridbuild --out grid.h5
+    specreg grid build --response --out gridbuild/5d --jobs 2
+    specreg grid assemble gridbuild/5d --out response.h5
 """
 
 from __future__ import annotations
@@ -71,6 +73,11 @@ def parse_axis(tokens: list[str]) -> list[float]:
 def _cmd_build(args: argparse.Namespace) -> int:
     from ._builder import build_grid
 
+    if args.response:
+        return _cmd_build_response(args)
+    missing = [f"--{n}" for n in ("teff", "logg", "mh") if getattr(args, n) is None]
+    if missing:
+        raise ValueError(f"grid build needs {', '.join(missing)} (or --response)")
     rep = build_grid(
         parse_axis(args.teff),
         parse_axis(args.logg),
@@ -81,7 +88,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         cache_dir=args.cache,
         step=args.step,
-        progress=not args.no_progress,
+        progress_bar=not args.no_progress,
     )
     print(
         f"{rep.n_done} computed, {rep.n_skipped} already present, {rep.n_failed} failed "
@@ -90,9 +97,46 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 1 if rep.n_failed else 0
 
 
+def _cmd_build_response(args: argparse.Namespace) -> int:
+    from ._response import build_response
+
+    given = [f"--{n}" for n in ("teff", "logg", "mh") if getattr(args, n) is not None]
+    if given or args.alpha != ["0"] or args.carbon != ["0"] or args.step != 0.05:
+        raise ValueError(
+            "--response builds the fixed design of the 5-D model (its axes and step are "
+            f"part of it); drop {', '.join(given) or '--alpha/--carbon/--step'}"
+        )
+    rep = build_response(
+        args.out,
+        jobs=args.jobs,
+        cache_dir=args.cache,
+        max_nodes=args.max_spectra,
+        verbose=not args.no_progress,
+    )
+    print(
+        f"{rep['done']} computed, {rep['failed']} failed, {rep['pending']} still to do; "
+        f"then: specreg grid assemble {args.out} --out response.h5"
+    )
+    return 1 if rep["failed"] else 0
+
+
+def _is_response_build(build_dir) -> bool:
+    import json
+    from pathlib import Path
+
+    record = Path(build_dir) / "build.json"
+    return record.exists() and "log_ratio_scale" in json.loads(record.read_text())
+
+
 def _cmd_assemble(args: argparse.Namespace) -> int:
     from ._assemble import assemble_grid
 
+    if _is_response_build(args.build_dir):
+        from ._response import assemble_response
+
+        path = assemble_response(args.build_dir, args.out)
+        print(f"wrote {path} (the 5-D response; load_grid('5d') reads the packaged one)")
+        return 0
     path = assemble_grid(args.build_dir, args.out, resolution=args.resolution)
     print(f"wrote {path}")
     return 0
@@ -143,9 +187,9 @@ def add_build_parser(subparsers) -> argparse.ArgumentParser:
     # argparse reads "-2.5:0.75:0.25" as an option (only plain numbers count as
     # negative numbers); let negative ranges be values too, so --mh -2.5:0.75:0.25 works.
     b._negative_number_matcher = re.compile(r"^-\.?\d[\d.:eE+-]*$")
-    b.add_argument("--teff", nargs="+", required=True, help="T_eff values (K)")
-    b.add_argument("--logg", nargs="+", required=True, help="log g values (dex)")
-    b.add_argument("--mh", nargs="+", required=True, help="[M/H] values (dex)")
+    b.add_argument("--teff", nargs="+", help="T_eff values (K)")
+    b.add_argument("--logg", nargs="+", help="log g values (dex)")
+    b.add_argument("--mh", nargs="+", help="[M/H] values (dex)")
     b.add_argument("--alpha", nargs="+", default=["0"], help="[alpha/M] values (default 0)")
     b.add_argument("--carbon", nargs="+", default=["0"], help="[C/M] values (default 0)")
     b.add_argument("--out", required=True, help="build directory (per-spectrum files, logs)")
@@ -155,6 +199,18 @@ def add_build_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--step", type=float, default=0.05, help="synthesis step in Å (default 0.05)")
     b.add_argument("--cache", default=None, help="tool cache (default ~/.cache/specreg)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument(
+        "--response",
+        action="store_true",
+        help="build the [alpha/M] x [C/M] response of the embedded 3-D grid, the 5-D "
+        "model's design (2,375 spectra, about 3 h on 2 cores; no axis options)",
+    )
+    b.add_argument(
+        "--max-spectra",
+        type=int,
+        default=None,
+        help="with --response: stop after this many spectra (spread a build over days)",
+    )
     b.set_defaults(func=_cmd_build)
 
     a = grid_sub.add_parser(
