@@ -204,3 +204,37 @@ def test_build_response_takes_verbose_and_warns_for_progress(tmp_path):
     with pytest.warns(FutureWarning, match="'progress' was renamed 'verbose'"):
         report = build_response(tmp_path, max_nodes=0, progress=False)
     assert report["done"] == 0 and report["pending"] > 0
+
+
+def test_load_grid_reads_a_response_file_as_the_5d_model(tmp_path):
+    from specreg.datasets import load_grid
+
+    grid3 = load_grid(normalize=False)
+    axes = {
+        "T_eff": [4000.0, 6000.0],
+        "log_g": [1.0, 5.0],
+        "M_H": [-2.5, 0.75],
+        "a_M": [-0.2, 0.0, 0.4],
+        "C_M": [-0.5, 0.0, 0.5],
+    }
+    path = assemble_response(_fake_build(tmp_path / "b", axes, grid3), tmp_path / "r.h5")
+    model = load_grid(path)
+    assert isinstance(model, ResponseGrid)
+    assert model.param_names == ("T_eff", "log_g", "M_H", "a_M", "C_M")
+    assert model.bounds["a_M"] == (-0.2, 0.4) and model.bounds["C_M"] == (-0.5, 0.5)
+    theta3 = np.array([[4420.0, 2.3, -1.1], [5710.0, 4.4, 0.3]])
+    solar = np.column_stack([theta3, np.zeros((2, 2))])
+    # at [alpha/M] = [C/M] = 0 the 5-D model is the 3-D grid, normalised or not
+    np.testing.assert_allclose(model.flux(solar), load_grid().flux(theta3), rtol=1e-5)
+    raw = load_grid(path, normalize=False)
+    np.testing.assert_allclose(raw.flux(solar), grid3.flux(theta3), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"a_M=0.5 not in \[-0.2, 0.4\]"):
+        model.flux([[5000.0, 3.0, 0.0, 0.5, 0.0]])
+
+
+def test_load_grid_5d_says_how_to_build_it_when_missing(monkeypatch, tmp_path):
+    from specreg.datasets import _grid_io, load_grid
+
+    monkeypatch.setattr(_grid_io, "EMBEDDED_RESPONSE_NAME", "not-there.h5")
+    with pytest.raises(FileNotFoundError, match="specreg grid build --response"):
+        load_grid("5d")

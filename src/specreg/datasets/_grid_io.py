@@ -19,6 +19,10 @@ GRID_FORMAT = "specreg-grid"
 GRID_SCHEMA_VERSION = 1
 #: File name of the grid shipped in ``specreg/datasets/data``.
 EMBEDDED_GRID_NAME = "turbospectrum_marcs_pfsmr.h5"
+#: File name of the 5-D model's [alpha/M] x [C/M] response, next to the 3-D grid.
+EMBEDDED_RESPONSE_NAME = "turbospectrum_marcs_pfsmr_5d_response.h5"
+#: Names ``load_grid`` takes for the embedded models.
+EMBEDDED_MODELS = ("3d", "5d")
 
 
 def embedded_grid_path() -> Path:
@@ -101,6 +105,17 @@ def save_grid(grid: SpectralGrid, path: str | os.PathLike) -> Path:
     return path
 
 
+def _is_response_file(path: Path) -> bool:
+    """Whether ``path`` is a response file (the 5-D model's; see ``specreg grid build``)."""
+    from ..grids._response import RESPONSE_FORMAT
+
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == RESPONSE_FORMAT
+    except OSError:
+        return False
+
+
 def _read_grid_file(path: Path, method: str) -> SpectralGrid:
     try:
         handle = h5py.File(path, "r")
@@ -168,11 +183,17 @@ def load_grid(
     Parameters
     ----------
     path : str or Path, optional
-        ``None`` loads the grid shipped with specreg: Turbospectrum + MARCS 1-D LTE
-        spectra on the PFS MR-like pixel grid (T_eff 4000-6000 K, log g 1-5,
-        [M/H] -2.5..+0.75, [alpha/M] = [C/M] = 0; see ``grid.metadata`` for every
-        setting and the citations). A file is read as specreg's HDF5 grid format
-        (see :func:`save_grid`); a directory as BOSZ-style ASCII files.
+        ``None`` (or ``"3d"``) loads the grid shipped with specreg: Turbospectrum +
+        MARCS 1-D LTE spectra on the PFS MR-like pixel grid (T_eff 4000-6000 K, log g
+        1-5, [M/H] -2.5..+0.75, [alpha/M] = [C/M] = 0; see ``grid.metadata`` for every
+        setting and the citations). ``"5d"`` loads the 5-D model, a
+        :class:`~specreg.spectra.ResponseGrid`: that grid times its response to
+        [alpha/M] (-0.2..+0.4) and [C/M] (-0.5..+0.5), labels
+        ``("T_eff", "log_g", "M_H", "a_M", "C_M")`` (see the 5-D grid user guide). A
+        file is read as specreg's HDF5 grid format (see :func:`save_grid`) or as a
+        response file (``specreg grid assemble`` of a ``--response`` build); a
+        directory as BOSZ-style ASCII files. The names ``"3d"`` and ``"5d"`` always
+        mean the embedded models: write ``"./5d"`` for a file of that name.
     normalize : bool, default=True
         Scale every node spectrum to median 0.5 over the window, the reference
         study's convention, which :class:`~specreg.spectra.PFSNoiseModel` assumes.
@@ -188,21 +209,37 @@ def load_grid(
     Returns
     -------
     SpectralGrid
+        A :class:`~specreg.spectra.ResponseGrid` for ``"5d"`` or a response file.
 
     Examples
     --------
     >>> grid = load_grid()  # doctest: +SKIP
     >>> grid.param_names  # doctest: +SKIP
     ('T_eff', 'log_g', 'M_H')
+    >>> load_grid("5d").param_names  # doctest: +SKIP
+    ('T_eff', 'log_g', 'M_H', 'a_M', 'C_M')
     """
-    if path is None:
+    if path is None or (isinstance(path, str) and path == "3d"):
         path = embedded_grid_path()
         if not path.exists():
             raise FileNotFoundError(
                 f"the embedded grid {path.name} is not installed with this copy of specreg; "
                 "build one with `specreg grid build` and pass its path"
             )
+    elif isinstance(path, str) and path == "5d":
+        path = embedded_grid_path().with_name(EMBEDDED_RESPONSE_NAME)
+        if not path.exists():
+            raise FileNotFoundError(
+                "the 5-D model's response is not installed with this copy of specreg; "
+                "build it with `specreg grid build --response --out DIR` and "
+                "`specreg grid assemble DIR --out response.h5`, then load_grid('response.h5')"
+            )
     path = Path(path)
+    if path.is_file() and _is_response_file(path):
+        from ..grids._response import read_response
+
+        model = read_response(path, load_grid(normalize=False, method=method))
+        return model.normalized() if normalize else model
     if path.is_dir():
         from ..grids import read_bosz_directory  # heavy imports only when needed
         from ..spectra._noise import pfs_mr_wave
