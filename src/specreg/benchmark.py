@@ -779,7 +779,7 @@ def run_benchmark(
         "preset": asdict(preset),
         "labels": list(labels),
         "seed": seed,
-        "grid": grid.metadata.get("name", repr(grid)),
+        "grid": getattr(grid, "metadata", {}).get("name", repr(grid)),
         "prior": repr(prior),
         "specreg": __version__,
         "errors": "reference",  # the reported errors of the simulated sets
@@ -824,7 +824,7 @@ def run_benchmark(
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
         "device": device,
-        "grid": grid.metadata.get("name", repr(grid)),
+        "grid": getattr(grid, "metadata", {}).get("name", repr(grid)),
         "n_train": len(train),
         "n_test": len(test),
         "labels": list(labels),
