@@ -230,3 +230,11 @@ def test_a_tuple_target_gives_every_label_from_one_posterior(toy_grid):
         ceiling.crlb(spectra.params[list(toy_grid.param_names)].to_numpy()[:2], spectra.error[:2])
     with pytest.raises(ValueError, match="y must have shape"):
         ceiling.evaluate(spectra.X, spectra.y)
+
+
+def test_resolution_leaves_the_constructor_arguments_alone(small_grid):
+    s = make_spectra(6, model=small_grid, mag=20.0, noisy=True, random_state=0)
+    ceiling = FisherCeiling(small_grid, n_samples=16, random_state=0)
+    ceiling.ceiling(s.X, s.y, theta=s.params[list(small_grid.param_names)])
+    assert ceiling.prior is None and ceiling.noise is None and ceiling.model is small_grid
+    assert not hasattr(ceiling, "_last_fisher")

@@ -99,3 +99,12 @@ def test_target_labels_and_y_columns_are_checked(small_grid, spectra):
         )
     with pytest.raises(ValueError, match="repeats a label"):
         BayesCeilingRegressor(small_grid, target=("log_g", "log_g")).fit(spectra.X)
+
+
+def test_fit_resets_the_generator_and_keeps_no_ceiling(small_grid, noise, spectra):
+    est = BayesCeilingRegressor(small_grid, noise=noise, n_samples=16, random_state=0)
+    first = est.fit(spectra.X).predict(spectra.X[:4])
+    # the same fit gives the same first prediction; the next one draws afresh
+    np.testing.assert_array_equal(est.fit(spectra.X).predict(spectra.X[:4]), first)
+    assert not np.array_equal(est.predict(spectra.X[:4]), first)
+    assert "ceiling_" not in vars(est) and est.noise_model_ is noise

@@ -114,7 +114,8 @@ def test_fisher_helper_matches_finite_difference_of_chi2(small_grid):
     truth = np.array([4730.0, 2.63, -1.17])
     error = np.full((1, small_grid.n_pix), 0.01)
     F = _fisher_labels(small_grid, truth[None], error)[0]
-    from specreg.estimators._chi2 import legendre_basis, profile_linear
+    from specreg._numerics import profile_linear
+    from specreg.estimators._chi2 import legendre_basis
 
     basis = legendre_basis(small_grid.wave, 0)
     obs = small_grid.flux(truth[None]).astype(float)

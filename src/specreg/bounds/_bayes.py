@@ -9,7 +9,8 @@ module computes it for many spectra at once:
    of cell centres filling the prior box (a pair of matrix products), which
    gives a coarse posterior over cells and global starting points;
 2. **maximum likelihood**: vectorised Levenberg-Marquardt (Gauss-Newton) from
-   the best lattice points, then the Fisher matrix at the optimum;
+   the best lattice points (the iteration the template fit uses, without its
+   free amplitude), then the Fisher matrix at the optimum;
 3. **importance sampling** with a defensive mixture proposal: a Student-t
    around the optimum with the inverse Fisher matrix as scale (the Laplace
    approximation, heavy-tailed), the coarse lattice posterior (uniform within
@@ -29,13 +30,21 @@ does not see (``make_spectra(errors="true")``): that is leakage, not spectroscop
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
-from ..spectra._validation import as_generator, check_flux_error, check_real, split_stacked
+from .._numerics import fisher_information, levenberg_marquardt
+from ..spectra._validation import (
+    as_generator,
+    check_flux_error,
+    check_real,
+    split_stacked,
+)
 
 __all__ = ["QUANTILE_LEVELS", "PosteriorSummary", "posterior_summary", "split_X"]
 
@@ -169,18 +178,53 @@ def _check_spectra(flux: np.ndarray, error: np.ndarray) -> None:
     check_flux_error(flux, error, error_rule="positive")
 
 
+def resolve_noise(noise, model):
+    """The noise model of the likelihood for a ``noise`` argument (None: errors given).
+
+    Parameters
+    ----------
+    noise : PFSNoiseModel, "given" or None
+        None means ``PFSNoiseModel(model.wave)``, the default of ``make_spectra``;
+        ``"given"`` means the errors are the true per-pixel sigma.
+    model : SpectralModel
+
+    Returns
+    -------
+    PFSNoiseModel or None
+    """
+    if isinstance(noise, str):
+        if noise != "given":
+            raise ValueError(f'noise must be a PFSNoiseModel, "given" or None, got {noise!r}')
+        return None
+    if noise is not None:
+        return noise
+    from ..spectra import PFSNoiseModel
+
+    return PFSNoiseModel(model.wave)
+
+
+def resolve_prior(prior, model):
+    """``prior``, or the uniform prior on the model's box (``make_spectra``'s default)."""
+    if prior is not None:
+        return prior
+    from ..spectra import LabelPrior
+
+    return LabelPrior(dict(model.bounds))
+
+
 # --------------------------------------------------------------------- helpers
 class _Problem:
-    """Model + prior, aligned to the model's label order, with the lattice templates."""
+    """Model + prior, aligned to the model's label order, with the lattice templates.
+
+    Construction checks the prior and the lattice; the lattice templates (up to
+    ~100 MB) are computed at first use and never pickled (a cache).
+    """
 
     def __init__(self, model, prior, lattice):
         self.model = model
         self.names = tuple(model.param_names)
         self.d = len(self.names)
-        if prior is None:
-            from ..spectra import LabelPrior
-
-            prior = LabelPrior(dict(model.bounds))
+        prior = resolve_prior(prior, model)
         if getattr(prior, "snap_to", None) is not None:
             raise ValueError(
                 "a snapped prior has point masses; the posterior-mean ceiling needs a prior "
@@ -215,11 +259,23 @@ class _Problem:
         self.centres = np.stack([m.ravel() for m in mesh], axis=1)
         self.log_cell_volume = float(np.sum(np.log(self.h)))
         self.centre_logprior = self.logprior(self.centres)
+        self.box_precision = np.diag(12.0 / (self.hi - self.lo) ** 2)
+
+    @cached_property
+    def templates(self) -> np.ndarray:
         # float32: the lattice only shapes the proposal and the starting points, and
         # the rounding of chi2 (~1e-7 relative) is far below the lattice's resolution
-        self.templates = model.flux(self.centres, out_of_bounds="clip").astype(np.float32)
-        self.templates_sq = self.templates**2
-        self.box_precision = np.diag(12.0 / (self.hi - self.lo) ** 2)
+        return self.model.flux(self.centres, out_of_bounds="clip").astype(np.float32)
+
+    @cached_property
+    def templates_sq(self) -> np.ndarray:
+        return self.templates**2
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("templates", None)
+        state.pop("templates_sq", None)
+        return state
 
     def logprior(self, theta: np.ndarray) -> np.ndarray:
         inside = np.all((theta >= self.lo) & (theta <= self.hi), axis=1)
@@ -233,6 +289,9 @@ class _Problem:
 
     def flux(self, theta: np.ndarray) -> np.ndarray:
         return self.model.flux(theta, out_of_bounds="clip")
+
+    def jacobian(self, theta: np.ndarray) -> np.ndarray:
+        return self.model.jacobian(theta, out_of_bounds="clip")
 
     def cell_index(self, theta: np.ndarray) -> np.ndarray:
         idx = np.floor((theta - self.lo) / self.h).astype(np.int64)
@@ -274,6 +333,16 @@ class _NoiseLikelihood:
         return -0.5 * (r2.sum(axis=1) + np.log(var).sum(axis=1))
 
 
+class _SubLikelihood:
+    """The likelihood of a subset of a chunk's spectra (rows renumbered from 0)."""
+
+    def __init__(self, loglik: _NoiseLikelihood, rows: np.ndarray):
+        self.loglik, self.rows = loglik, rows
+
+    def __call__(self, rows: np.ndarray, model_flux: np.ndarray) -> np.ndarray:
+        return self.loglik(self.rows[rows], model_flux)
+
+
 def _lattice_logpost(prob: _Problem, x: np.ndarray, iw: np.ndarray) -> np.ndarray:
     """Log posterior (unnormalised) of each spectrum at each lattice centre, (n, K)."""
     w = (iw**2).astype(np.float32)
@@ -285,49 +354,6 @@ def _lattice_logpost(prob: _Problem, x: np.ndarray, iw: np.ndarray) -> np.ndarra
     return -0.5 * chi2 + prob.centre_logprior[None, :]
 
 
-def _fisher_w(J: np.ndarray, iw: np.ndarray) -> np.ndarray:
-    Jw = (J * iw[:, :, None]).astype(np.float64)
-    return np.matmul(Jw.transpose(0, 2, 1), Jw)
-
-
-def _levenberg_marquardt(prob: _Problem, x, iw, theta0, max_iter: int):
-    """Vectorised Levenberg-Marquardt on chi^2 within the prior box."""
-    theta = theta0.copy()
-    f = prob.flux(theta)
-    chi2 = _chi2(x, iw, f)
-    lam = np.full(theta.shape[0], 1e-2)
-    active = np.ones(theta.shape[0], dtype=bool)
-    for _ in range(max_iter):
-        rows = np.flatnonzero(active)
-        if rows.size == 0:
-            break
-        J = prob.model.jacobian(theta[rows], out_of_bounds="clip")
-        Jw = (J * iw[rows, :, None]).astype(np.float64)
-        r = ((x[rows] - f[rows]) * iw[rows]).astype(np.float64)
-        g = np.einsum("npd,np->nd", Jw, r)
-        H = np.matmul(Jw.transpose(0, 2, 1), Jw)
-        diag = np.einsum("nii->ni", H)
-        s = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
-        Hs = H * s[:, :, None] * s[:, None, :]
-        A = Hs + (lam[rows, None, None] + 1e-12) * np.eye(prob.d)
-        step = np.linalg.solve(A, (g * s)[..., None])[..., 0] * s
-        trial = np.clip(theta[rows] + step, prob.lo, prob.hi)
-        f_try = prob.flux(trial)
-        chi2_try = _chi2(x[rows], iw[rows], f_try)
-        better = chi2_try < chi2[rows]
-        acc = rows[better]
-        gain = chi2[acc] - chi2_try[better]
-        theta[acc], f[acc], chi2[acc] = trial[better], f_try[better], chi2_try[better]
-        lam[acc] = np.maximum(lam[acc] / 10.0, 1e-7)
-        lam[rows[~better]] *= 10.0
-        # converged: a tiny accepted improvement, or hopeless damping
-        done = np.zeros(theta.shape[0], dtype=bool)
-        done[acc[gain < 1e-3]] = True
-        done[rows[~better][lam[rows[~better]] > 1e6]] = True
-        active &= ~done
-    return theta, chi2
-
-
 def _log_t(z: np.ndarray, logdet: np.ndarray, df: float, d: int) -> np.ndarray:
     """Log density of a multivariate t from the squared Mahalanobis distance z."""
     return (
@@ -337,6 +363,101 @@ def _log_t(z: np.ndarray, logdet: np.ndarray, df: float, d: int) -> np.ndarray:
         - 0.5 * logdet
         - 0.5 * (df + d) * np.log1p(z / df)
     )
+
+
+class _MixtureProposal:
+    """The defensive mixture proposal around each spectrum's Laplace fit.
+
+    Three components, in the shares ``mixture``: a multivariate Student-t
+    (``df`` degrees of freedom) centred on the maximum-likelihood labels, whose
+    scale matrix is the Laplace covariance (the inverse Fisher matrix, bounded
+    by the prior box so a flat direction stays finite, inflated by ``scale``);
+    the coarse lattice posterior, uniform within cells; the prior itself. Every
+    draw is weighted by the density of the whole mixture (the balance heuristic),
+    whichever component drew it, so multi-modal and prior-dominated posteriors
+    are covered.
+
+    Parameters
+    ----------
+    problem : _Problem
+    theta_ml : ndarray of shape (n, d)
+    fisher : ndarray of shape (n, d, d)
+        Fisher matrices at ``theta_ml``.
+    lattice_logpost : ndarray of shape (n, K)
+        Unnormalised log posterior at the lattice centres.
+    mixture : (float, float, float)
+    df, scale : float
+    """
+
+    def __init__(self, problem, theta_ml, fisher, lattice_logpost, *, mixture, df, scale):
+        self.problem = problem
+        self.mixture = mixture
+        self.df = df
+        self.theta_ml = theta_ml
+        cov = np.linalg.inv(fisher + problem.box_precision[None]) * scale**2
+        self.chol = np.linalg.cholesky(cov)
+        self.logdet = 2.0 * np.log(np.einsum("nii->ni", self.chol)).sum(axis=1)
+        self.cell_logp = lattice_logpost - logsumexp(lattice_logpost, axis=1, keepdims=True)
+
+    def subset(self, rows: np.ndarray) -> _MixtureProposal:
+        """The proposal of the spectra ``rows`` only (renumbered from 0)."""
+        out = copy.copy(self)
+        out.theta_ml, out.chol = self.theta_ml[rows], self.chol[rows]
+        out.logdet, out.cell_logp = self.logdet[rows], self.cell_logp[rows]
+        return out
+
+    def counts(self, n_draws: int) -> tuple[int, int, int]:
+        """Draws per component (Student-t, lattice, prior) out of ``n_draws``."""
+        n_t = int(round(n_draws * self.mixture[0]))
+        n_c = int(round(n_draws * self.mixture[1]))
+        return n_t, n_c, n_draws - n_t - n_c
+
+    def sample(self, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+        """``n_draws`` labels per spectrum, shape (n, n_draws, d), components in order."""
+        prob = self.problem
+        n, d = self.theta_ml.shape
+        n_t, n_c, n_p = self.counts(n_draws)
+        z = rng.standard_normal((n, n_t, d))
+        u = rng.chisquare(self.df, size=(n, n_t, 1)) / self.df
+        th_t = self.theta_ml[:, None, :] + np.einsum("nij,nsj->nsi", self.chol, z) / np.sqrt(u)
+        K = self.cell_logp.shape[1]
+        cum = np.cumsum(np.exp(self.cell_logp), axis=1)
+        cum /= cum[:, -1:]
+        # inverse-CDF draws for all spectra at once: offset row i's CDF by i
+        offset = np.arange(n)[:, None]
+        query = (rng.random((n, n_c)) + offset).ravel()
+        cells = np.searchsorted((cum + offset).ravel(), query).reshape(n, n_c) - offset * K
+        cells = np.clip(cells, 0, K - 1)
+        th_c = prob.centres[cells] + (rng.random((n, n_c, d)) - 0.5) * prob.h
+        th_p = prob.sample_prior(n * n_p, rng).reshape(n, n_p, d)
+        return np.concatenate([th_t, th_c, th_p], axis=1)
+
+    def log_prob(self, theta: np.ndarray, log_prior: np.ndarray | None = None) -> np.ndarray:
+        """Log density of the mixture at ``theta`` (n, S, d), shape (n, S).
+
+        ``log_prior`` (n * S,), the prior's log density at the same labels, saves
+        computing it again when the caller has it.
+        """
+        prob = self.problem
+        n, S, d = theta.shape
+        flat = theta.reshape(-1, d)
+        owner = np.repeat(np.arange(n), S)
+        if log_prior is None:
+            log_prior = prob.logprior(flat)
+        delta = flat - self.theta_ml[owner]
+        m = np.einsum("nij,nj->ni", np.linalg.inv(self.chol)[owner], delta)
+        log_qt = _log_t((m**2).sum(axis=1), self.logdet[owner], self.df, d)
+        inside = np.isfinite(log_prior)
+        log_qc = np.full(flat.shape[0], -np.inf)
+        if inside.any():
+            ci = prob.cell_index(flat[inside])
+            log_qc[inside] = self.cell_logp[owner[inside], ci] - prob.log_cell_volume
+        a_t, a_c, a_p = self.mixture
+        with np.errstate(divide="ignore"):
+            terms = np.stack(
+                [np.log(a_t) + log_qt, np.log(a_c) + log_qc, np.log(a_p) + log_prior], axis=1
+            )
+        return logsumexp(terms, axis=1).reshape(n, S)
 
 
 def _weighted_quantiles(theta, w, levels) -> np.ndarray:
@@ -355,74 +476,10 @@ def _weighted_quantiles(theta, w, levels) -> np.ndarray:
     return out
 
 
-def _importance_sample(
-    prob,
-    loglik_fn,
-    theta_ml,
-    fisher,
-    logpost_lattice,
-    n_samples,
-    mixture,
-    df,
-    scale,
-    rng,
-    batch,
-    levels=(),
-    truth=None,
-):
-    n, d = theta_ml.shape
-    a_t, a_c, a_p = mixture
-    n_t = int(round(n_samples * a_t))
-    n_c = int(round(n_samples * a_c))
-    n_p = n_samples - n_t - n_c
-    # Laplace covariance, bounded by the box so a flat direction stays finite
-    cov = np.linalg.inv(fisher + prob.box_precision[None]) * scale**2
-    L = np.linalg.cholesky(cov)
-    logdet = 2.0 * np.log(np.einsum("nii->ni", L)).sum(axis=1)
-    cell_logp = logpost_lattice - logsumexp(logpost_lattice, axis=1, keepdims=True)
-
-    z = rng.standard_normal((n, n_t, d))
-    u = rng.chisquare(df, size=(n, n_t, 1)) / df
-    th_t = theta_ml[:, None, :] + np.einsum("nij,nsj->nsi", L, z) / np.sqrt(u)
-    K = cell_logp.shape[1]
-    cum = np.cumsum(np.exp(cell_logp), axis=1)
-    cum /= cum[:, -1:]
-    # inverse-CDF draws for all spectra at once: offset row i's CDF by i
-    offset = np.arange(n)[:, None]
-    query = (rng.random((n, n_c)) + offset).ravel()
-    cells = np.searchsorted((cum + offset).ravel(), query).reshape(n, n_c) - offset * K
-    cells = np.clip(cells, 0, K - 1)
-    th_c = prob.centres[cells] + (rng.random((n, n_c, d)) - 0.5) * prob.h
-    th_p = prob.sample_prior(n * n_p, rng).reshape(n, n_p, d)
-    theta = np.concatenate([th_t, th_c, th_p], axis=1)  # (n, S, d)
-    S = theta.shape[1]
-
-    flat = theta.reshape(-1, d)
-    owner = np.repeat(np.arange(n), S)
-    logprior = prob.logprior(flat)
-    # mixture density (balance heuristic): every sample weighted by the full q
-    delta = flat - theta_ml[owner]
-    Linv = np.linalg.inv(L)
-    m = np.einsum("nij,nj->ni", Linv[owner], delta)
-    log_qt = _log_t((m**2).sum(axis=1), logdet[owner], df, d)
-    inside = np.isfinite(logprior)
-    log_qc = np.full(flat.shape[0], -np.inf)
-    if inside.any():
-        ci = prob.cell_index(flat[inside])
-        log_qc[inside] = cell_logp[owner[inside], ci] - prob.log_cell_volume
-    with np.errstate(divide="ignore"):
-        terms = np.stack(
-            [np.log(a_t) + log_qt, np.log(a_c) + log_qc, np.log(a_p) + logprior], axis=1
-        )
-    log_q = logsumexp(terms, axis=1)
-
-    loglik = np.full(flat.shape[0], -np.inf)
-    rows = np.flatnonzero(inside)
-    for start in range(0, rows.size, batch):
-        sel = rows[start : start + batch]
-        loglik[sel] = loglik_fn(owner[sel], prob.flux(flat[sel]))
-    logw = (logprior + loglik - log_q).reshape(n, S)
-    logw -= logw.max(axis=1, keepdims=True)
+def _weighted_summary(theta, logw, levels, truth) -> tuple:
+    """Moments, their Monte-Carlo errors, ESS, quantiles and PIT of weighted draws."""
+    n, _, d = theta.shape
+    logw = logw - logw.max(axis=1, keepdims=True)
     w = np.exp(logw)
     w /= w.sum(axis=1, keepdims=True)
     mean = np.einsum("ns,nsd->nd", w, theta)
@@ -440,6 +497,184 @@ def _importance_sample(
         # the weights sum to 1 up to rounding: keep the CDF inside [0, 1]
         pit = np.clip(np.einsum("ns,nsd->nd", w, below), 0.0, 1.0)
     return mean, var, mean_se, var_se, ess, quant, pit
+
+
+def _importance_sample(proposal, loglik_fn, n_draws, rng, batch, levels=(), truth=None):
+    """Draw from ``proposal``, weight by prior x likelihood / proposal, summarise."""
+    prob = proposal.problem
+    theta = proposal.sample(n_draws, rng)  # (n, S, d)
+    n, S, d = theta.shape
+    flat = theta.reshape(-1, d)
+    owner = np.repeat(np.arange(n), S)
+    logprior = prob.logprior(flat)
+    log_q = proposal.log_prob(theta, log_prior=logprior).reshape(-1)
+    loglik = np.full(flat.shape[0], -np.inf)
+    rows = np.flatnonzero(np.isfinite(logprior))
+    for start in range(0, rows.size, batch):
+        sel = rows[start : start + batch]
+        loglik[sel] = loglik_fn(owner[sel], prob.flux(flat[sel]))
+    logw = (logprior + loglik - log_q).reshape(n, S)
+    return _weighted_summary(theta, logw, levels, truth)
+
+
+def _max_likelihood(prob: _Problem, x, iw, lattice_logpost, n_starts: int, max_iter: int):
+    """Maximum-likelihood labels within the prior box from the best lattice points.
+
+    Returns ``theta_ml`` (m, d), ``chi2_ml`` (m,) and the Fisher matrices there.
+    """
+    m, d = x.shape[0], prob.d
+    ivar = np.square(iw, dtype=np.float64)
+    k = min(int(n_starts), lattice_logpost.shape[1])
+    top = np.argsort(-lattice_logpost, axis=1)[:, :k]
+    starts = prob.centres[top].reshape(-1, d)
+    rep = np.repeat(np.arange(m), k)
+    # no free amplitude (the model fixes the flux scale) and no step-size criterion:
+    # the fit stops when the chi-square an undamped step would still gain is < 1e-3
+    fit = levenberg_marquardt(
+        prob.flux, prob.jacobian, x[rep], ivar[rep], starts, prob.lo, prob.hi,
+        max_iter=max_iter, xtol=0.0, lam0=1e-2, covariance=False,
+    )  # fmt: skip
+    best = fit["chi2"].reshape(m, k).argmin(axis=1)
+    pick = np.arange(m) * k + best
+    theta_ml = fit["theta"][pick]
+    fisher = fisher_information(np.asarray(prob.jacobian(theta_ml), dtype=np.float64), ivar)
+    return theta_ml, fit["chi2"][pick], fisher
+
+
+@dataclass(frozen=True)
+class _SamplerSettings:
+    """The options of :func:`posterior_summary` that shape the sampler, validated.
+
+    One home for their defaults: the scorer and the estimator override the few
+    they expose and keep the others.
+    """
+
+    n_draws: int = 256
+    mixture: tuple[float, float, float] = (0.5, 0.35, 0.15)
+    df: float = 4.0
+    scale: float = 1.5
+    n_starts: int = 2
+    max_iter: int = 12
+    chunk_size: int = 64
+    min_ess: float = 30.0
+    max_resample: int = 2
+    quantiles: tuple[float, ...] = QUANTILE_LEVELS
+
+    def __post_init__(self):
+        mixture = tuple(float(m) for m in self.mixture)
+        if len(mixture) != 3 or min(mixture) < 0 or not np.isclose(sum(mixture), 1.0):
+            raise ValueError(f"mixture must be 3 non-negative shares summing to 1, got {mixture}")
+        if mixture[2] <= 0:
+            raise ValueError("the prior share of the mixture must be > 0 (defensive sampling)")
+        if int(self.n_draws) < 8:
+            raise ValueError(f"n_samples must be >= 8, got {self.n_draws}")
+        check_real(self.min_ess, "min_ess", low=1)
+        if not (isinstance(self.max_resample, int | np.integer) and self.max_resample >= 0):
+            raise ValueError(f"max_resample must be an integer >= 0, got {self.max_resample!r}")
+        if not (isinstance(self.chunk_size, int | np.integer) and self.chunk_size >= 1):
+            raise ValueError(f"chunk_size must be a positive integer, got {self.chunk_size!r}")
+        levels = tuple(float(q) for q in np.atleast_1d(np.asarray(self.quantiles, dtype=float)))
+        if not all(0.0 < q < 1.0 for q in levels):
+            raise ValueError(f"quantiles must lie in (0, 1), got {levels}")
+        # frozen: the normalised values replace the given ones once, here
+        object.__setattr__(self, "mixture", mixture)
+        object.__setattr__(self, "quantiles", levels)
+        object.__setattr__(self, "n_draws", int(self.n_draws))
+
+
+def _posterior(
+    prob: _Problem,
+    flux,
+    error,
+    settings: _SamplerSettings,
+    *,
+    noise_model=None,
+    truth=None,
+    random_state=None,
+    progress: bool = False,
+) -> PosteriorSummary:
+    """:func:`posterior_summary` for a prepared problem (the functional core).
+
+    The estimator and the scorer keep their problem (its lattice templates)
+    between calls.
+    """
+    from tqdm.auto import tqdm
+
+    flux = np.atleast_2d(np.asarray(flux, dtype=np.float32))
+    error = np.atleast_2d(np.asarray(error, dtype=np.float32))
+    _check_spectra(flux, error)
+    model = prob.model
+    n_pix = getattr(model, "n_pix", None) or len(model.wave)
+    if flux.shape[1] != n_pix:
+        raise ValueError(f"spectra have {flux.shape[1]} pixels, the model {n_pix}")
+    opt = settings
+    levels, n_draws, min_ess = opt.quantiles, opt.n_draws, opt.min_ess
+    proposal_options = {"mixture": opt.mixture, "df": opt.df, "scale": opt.scale}
+    rng = as_generator(random_state)
+    n, d = flux.shape[0], prob.d
+    if truth is not None:
+        truth = np.asarray(truth, dtype=float)
+        if truth.shape != (n, d):
+            raise ValueError(
+                f"truth must have shape (n_spectra, n_labels) = {(n, d)} in the model's "
+                f"label order {prob.names}; got {truth.shape}"
+            )
+    out = {k: np.empty((n, d)) for k in ("mean", "var", "mean_se", "var_se", "theta_ml")}
+    out["quantiles"] = np.empty((n, len(levels), d))
+    out["pit"] = np.empty((n, d))
+    out["ess"] = np.empty(n)
+    out["chi2_ml"] = np.empty(n)
+    out["fisher_ml"] = np.empty((n, d, d))
+    out["n_draws"] = np.empty(n, dtype=np.int64)
+    iw_all = 1.0 / error
+    batch = max(256, 4 * 4096 * 1024 // max(n_pix, 1) // 4)
+    keys = ("mean", "var", "mean_se", "var_se", "ess", "quantiles", "pit")
+    with tqdm(total=n, disable=not progress, unit="spectra", desc="posterior") as bar:
+        for start in range(0, n, opt.chunk_size):
+            sl = slice(start, min(start + opt.chunk_size, n))
+            x, iw = flux[sl], iw_all[sl]
+            loglik = _NoiseLikelihood(x, error[sl], noise_model)
+            m = x.shape[0]
+            lp = _lattice_logpost(prob, x, iw)
+            theta_ml, chi2_ml, F = _max_likelihood(prob, x, iw, lp, opt.n_starts, opt.max_iter)
+            proposal = _MixtureProposal(prob, theta_ml, F, lp, **proposal_options)
+            true_sl = None if truth is None else truth[sl]
+            res = _importance_sample(proposal, loglik, n_draws, rng, batch, levels, true_sl)
+            res = [np.array(r) for r in res]
+            draws = np.full(m, n_draws, dtype=np.int64)
+            # a low ESS makes the posterior mean and its MC error unreliable: sample again
+            for _ in range(opt.max_resample):
+                low = np.flatnonzero(res[4] < min_ess)
+                if low.size == 0:
+                    break
+                draws[low] *= 4
+                again = _importance_sample(
+                    proposal.subset(low),
+                    _SubLikelihood(loglik, low),
+                    int(draws[low[0]]),
+                    rng,
+                    batch,
+                    levels,
+                    None if true_sl is None else true_sl[low],
+                )
+                for r, a in zip(res, again):
+                    r[low] = a
+            for key, val in zip(keys, res):
+                out[key][sl] = val
+            out["theta_ml"][sl], out["chi2_ml"][sl], out["fisher_ml"][sl] = theta_ml, chi2_ml, F
+            out["n_draws"][sl] = draws
+            bar.update(m)
+    short = out["ess"] < min_ess
+    if short.any():
+        warnings.warn(
+            f"{int(short.sum())} of {n} spectra have an effective sample size below "
+            f"min_ess={min_ess:g} after {opt.max_resample} resampling round(s) (lowest "
+            f"{out['ess'].min():.1f}, row {int(np.argmin(out['ess']))}); their Monte-Carlo "
+            "errors are unreliable: raise n_samples or max_resample",
+            UserWarning,
+            stacklevel=3,
+        )
+    return PosteriorSummary(param_names=prob.names, quantile_levels=levels, **out)
 
 
 def posterior_summary(
@@ -463,7 +698,6 @@ def posterior_summary(
     truth=None,
     random_state=None,
     progress: bool = False,
-    _problem=None,
 ) -> PosteriorSummary:
     """Posterior means and variances of the labels of many spectra.
 
@@ -476,7 +710,7 @@ def posterior_summary(
     spectra were drawn from for the result to be the Bayes-optimal estimator.
 
     Spectra whose effective sample size stays below ``min_ess`` are sampled
-    again with four times as many samples, up to ``max_resample`` times (a
+    again with four times as many draws, up to ``max_resample`` times (a
     :class:`UserWarning` names those that still fall short).
 
     Parameters
@@ -513,7 +747,7 @@ def posterior_summary(
         Floor on the effective sample size per spectrum (>= 1). Below it the
         self-normalised Monte-Carlo error is itself unreliable.
     max_resample : int, default=2
-        Rounds of resampling (x4 samples each) for spectra below ``min_ess``.
+        Rounds of resampling (x4 draws each) for spectra below ``min_ess``.
     quantiles : sequence of float, default=QUANTILE_LEVELS
         Levels in (0, 1) of the weighted posterior quantiles kept per label
         (default: the median and the central 68 % and 95 % intervals).
@@ -533,114 +767,32 @@ def posterior_summary(
     >>> import numpy as np
     >>> from specreg.spectra import SpectralGrid
     >>> x = np.linspace(0, 1, 30)
-    >>> g = SpectralGrid({"a": [0.0, 1.0, 2.0]}, np.array([[0.0] * 30, [1.0] * 30, [2.0] * 30]) * x, x + 1)
+    >>> flux = np.array([[0.0] * 30, [1.0] * 30, [2.0] * 30]) * x
+    >>> g = SpectralGrid({"a": [0.0, 1.0, 2.0]}, flux, x + 1)
     >>> err = np.full((1, 30), 0.05)
     >>> post = posterior_summary(g, g.flux([[1.3]]), err, random_state=0)
     >>> bool(abs(post.mean[0, 0] - 1.3) < 0.05), bool(post.ess[0] > 50)
     (True, True)
     """
-    from tqdm.auto import tqdm
-
-    flux = np.atleast_2d(np.asarray(flux, dtype=np.float32))
-    error = np.atleast_2d(np.asarray(error, dtype=np.float32))
-    _check_spectra(flux, error)
-    n_pix = getattr(model, "n_pix", None) or len(model.wave)
-    if flux.shape[1] != n_pix:
-        raise ValueError(f"spectra have {flux.shape[1]} pixels, the model {n_pix}")
-    mixture = tuple(float(m) for m in mixture)
-    if len(mixture) != 3 or min(mixture) < 0 or not np.isclose(sum(mixture), 1.0):
-        raise ValueError(f"mixture must be 3 non-negative shares summing to 1, got {mixture}")
-    if mixture[2] <= 0:
-        raise ValueError("the prior share of the mixture must be > 0 (defensive sampling)")
-    if int(n_samples) < 8:
-        raise ValueError(f"n_samples must be >= 8, got {n_samples}")
-    check_real(min_ess, "min_ess", low=1)
-    if not (isinstance(max_resample, int | np.integer) and max_resample >= 0):
-        raise ValueError(f"max_resample must be an integer >= 0, got {max_resample!r}")
-    if not (isinstance(chunk_size, int | np.integer) and chunk_size >= 1):
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    levels = tuple(float(q) for q in np.atleast_1d(np.asarray(quantiles, dtype=float)))
-    if not all(0.0 < q < 1.0 for q in levels):
-        raise ValueError(f"quantiles must lie in (0, 1), got {levels}")
-    rng = as_generator(random_state)
-    prob = _problem if _problem is not None else _Problem(model, prior, lattice)
-    n, d = flux.shape[0], prob.d
-    if truth is not None:
-        truth = np.asarray(truth, dtype=float)
-        if truth.shape != (n, d):
-            raise ValueError(
-                f"truth must have shape (n_spectra, n_labels) = {(n, d)} in the model's "
-                f"label order {prob.names}; got {truth.shape}"
-            )
-    out = {k: np.empty((n, d)) for k in ("mean", "var", "mean_se", "var_se", "theta_ml")}
-    out["quantiles"] = np.empty((n, len(levels), d))
-    out["pit"] = np.empty((n, d))
-    out["ess"] = np.empty(n)
-    out["chi2_ml"] = np.empty(n)
-    out["fisher_ml"] = np.empty((n, d, d))
-    out["n_draws"] = np.empty(n, dtype=np.int64)
-    iw_all = 1.0 / error
-    batch = max(256, 4 * 4096 * 1024 // max(n_pix, 1) // 4)
-    keys = ("mean", "var", "mean_se", "var_se", "ess", "quantiles", "pit")
-    with tqdm(total=n, disable=not progress, unit="spectra", desc="posterior") as bar:
-        for start in range(0, n, chunk_size):
-            sl = slice(start, min(start + chunk_size, n))
-            x, iw = flux[sl], iw_all[sl]
-            loglik = _NoiseLikelihood(x, error[sl], noise_model)
-            m = x.shape[0]
-            lp = _lattice_logpost(prob, x, iw)
-            k = min(int(n_starts), lp.shape[1])
-            top = np.argsort(-lp, axis=1)[:, :k]
-            starts = prob.centres[top].reshape(-1, d)
-            rep = np.repeat(np.arange(m), k)
-            th, chi2 = _levenberg_marquardt(prob, x[rep], iw[rep], starts, max_iter)
-            best = chi2.reshape(m, k).argmin(axis=1)
-            pick = np.arange(m) * k + best
-            theta_ml, chi2_ml = th[pick], chi2[pick]
-            F = _fisher_w(prob.model.jacobian(theta_ml, out_of_bounds="clip"), iw)
-            true_sl = None if truth is None else truth[sl]
-            res = _importance_sample(
-                prob, loglik, theta_ml, F, lp, int(n_samples), mixture, df, scale, rng, batch,
-                levels, true_sl,
-            )  # fmt: skip
-            res = [np.array(r) for r in res]
-            draws = np.full(m, int(n_samples), dtype=np.int64)
-            # a low ESS makes the posterior mean and its MC error unreliable: sample again
-            for _ in range(int(max_resample)):
-                low = np.flatnonzero(res[4] < min_ess)
-                if low.size == 0:
-                    break
-                draws[low] *= 4
-                sub = _SubLikelihood(loglik, low)
-                again = _importance_sample(
-                    prob, sub, theta_ml[low], F[low], lp[low], int(draws[low[0]]), mixture,
-                    df, scale, rng, batch, levels, None if true_sl is None else true_sl[low],
-                )  # fmt: skip
-                for r, a in zip(res, again):
-                    r[low] = a
-            for key, val in zip(keys, res):
-                out[key][sl] = val
-            out["theta_ml"][sl], out["chi2_ml"][sl], out["fisher_ml"][sl] = theta_ml, chi2_ml, F
-            out["n_draws"][sl] = draws
-            bar.update(m)
-    short = out["ess"] < min_ess
-    if short.any():
-        warnings.warn(
-            f"{int(short.sum())} of {n} spectra have an effective sample size below "
-            f"min_ess={min_ess:g} after {max_resample} resampling round(s) (lowest "
-            f"{out['ess'].min():.1f}, row {int(np.argmin(out['ess']))}); their Monte-Carlo "
-            "errors are unreliable: raise n_samples or max_resample",
-            UserWarning,
-            stacklevel=2,
-        )
-    return PosteriorSummary(param_names=prob.names, quantile_levels=levels, **out)
-
-
-class _SubLikelihood:
-    """The likelihood of a subset of a chunk's spectra (rows renumbered from 0)."""
-
-    def __init__(self, loglik: _NoiseLikelihood, rows: np.ndarray):
-        self.loglik, self.rows = loglik, rows
-
-    def __call__(self, rows: np.ndarray, model_flux: np.ndarray) -> np.ndarray:
-        return self.loglik(self.rows[rows], model_flux)
+    settings = _SamplerSettings(
+        n_draws=n_samples,
+        mixture=mixture,
+        df=df,
+        scale=scale,
+        n_starts=n_starts,
+        max_iter=max_iter,
+        chunk_size=chunk_size,
+        min_ess=min_ess,
+        max_resample=max_resample,
+        quantiles=quantiles,
+    )
+    return _posterior(
+        _Problem(model, prior, lattice),
+        flux,
+        error,
+        settings,
+        noise_model=noise_model,
+        truth=truth,
+        random_state=random_state,
+        progress=progress,
+    )

@@ -5,9 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..datasets._grid_io import resolve_model
 from ..metrics._snr import bayes_squared_errors
-from ..spectra._validation import check_target_y, resolve_target
-from ._bayes import QUANTILE_LEVELS, PosteriorSummary, _Problem, posterior_summary, split_X
+from ..spectra._validation import as_generator, check_target_y, resolve_target
+from ._bayes import (
+    QUANTILE_LEVELS,
+    PosteriorSummary,
+    _posterior,
+    _Problem,
+    _SamplerSettings,
+    resolve_noise,
+    resolve_prior,
+    split_X,
+)
 from ._fisher import (
     aggregate_r2_max,
     condition_number,
@@ -65,11 +75,14 @@ def summarise_ceiling(frame: pd.DataFrame, *, prior=None, fisher=None, index: in
     Examples
     --------
     >>> import pandas as pd
-    >>> f = pd.DataFrame({"y": [1.0, 3.0], "posterior_mean": [1.5, 2.5], "posterior_mean_se": [0.0, 0.0],
-    ...                   "posterior_var": [0.25, 0.25], "posterior_var_se": [0.0, 0.0],
-    ...                   "theta_ml": [1.0, 3.0], "crlb": [0.1, 0.1], "schur": [0.7, 0.7],
-    ...                   "cond": [10.0, 10.0], "snr": [5.0, 5.0], "ess": [100.0, 100.0]})
-    >>> round(summarise_ceiling(f)["r2_bayes"], 3), round(summarise_ceiling(f)["r2_max_median"], 3)
+    >>> f = pd.DataFrame({
+    ...     "y": [1.0, 3.0], "posterior_mean": [1.5, 2.5],
+    ...     "posterior_mean_se": [0.0, 0.0], "posterior_var": [0.25, 0.25],
+    ...     "posterior_var_se": [0.0, 0.0], "theta_ml": [1.0, 3.0],
+    ...     "crlb": [0.1, 0.1], "schur": [0.7, 0.7], "cond": [10.0, 10.0],
+    ...     "snr": [5.0, 5.0], "ess": [100.0, 100.0]})
+    >>> row = summarise_ceiling(f)
+    >>> round(row["r2_bayes"], 3), round(row["r2_max_median"], 3)
     (0.75, 0.9)
     """
     y = frame["y"].to_numpy(float)
@@ -197,6 +210,8 @@ class FisherCeiling:
     lattice : int or sequence of int, optional
         Cells per label of the coarse likelihood lattice.
     random_state : int or None
+        Seed of the one generator of this instance: successive calls draw
+        fresh samples.
     progress : bool, default=False
     chunk_size : int, default=64
 
@@ -214,7 +229,8 @@ class FisherCeiling:
     >>> lines = np.exp(-0.5 * ((wave - 8000) / 200) ** 2)
     >>> flux = 0.5 - 0.05 * np.array([1.0, 2.0, 3.0])[:, None] * lines
     >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, wave)
-    >>> spectra = make_spectra(40, grid=grid, mag=20.0, noise="fixed", random_state=0)
+    >>> spectra = make_spectra(40, model=grid, mag=20.0, noisy=True,
+    ...                        random_state=0)
     >>> ceiling = FisherCeiling(grid, n_samples=64, random_state=0)
     >>> row = ceiling.ceiling(spectra.X, spectra.y)
     >>> 0 < row["r2_bayes"] <= 1
@@ -255,21 +271,7 @@ class FisherCeiling:
     # ------------------------------------------------------------ resolution
     def _noise_model(self):
         """The noise model of the posterior and the Fisher matrices (None: errors given)."""
-        if isinstance(self.noise, str):
-            if self.noise != "given":
-                raise ValueError(
-                    f'noise must be a PFSNoiseModel, "given" or None, got {self.noise!r}'
-                )
-            return None
-        if self.noise is not None:
-            return self.noise
-        cache = getattr(self, "_default_noise", None)
-        if cache is None or cache[0] is not self._model():
-            from ..spectra import PFSNoiseModel
-
-            cache = (self._model(), PFSNoiseModel(self._model().wave))
-            self._default_noise = cache
-        return cache[1]
+        return resolve_noise(self.noise, self._model())
 
     def _simulation_noise(self):
         noise = self._noise_model()
@@ -285,18 +287,15 @@ class FisherCeiling:
         return noise.true_error(self._model().flux(labels, out_of_bounds="clip"), error)
 
     def _model(self):
-        if self.model is None:
-            from ..datasets import load_grid
-
-            self.model = load_grid()
-        return self.model
+        if self.model is not None:
+            return self.model
+        # the embedded grid takes a second to load: once per instance, not per call
+        if getattr(self, "_default_model", None) is None:
+            self._default_model = resolve_model(None)
+        return self._default_model
 
     def _prior(self):
-        if self.prior is None:
-            from ..spectra import LabelPrior
-
-            self.prior = LabelPrior(dict(self._model().bounds))
-        return self.prior
+        return resolve_prior(self.prior, self._model())
 
     def _targets(self) -> tuple[str, ...]:
         """The target label(s), checked against the model's labels."""
@@ -315,16 +314,17 @@ class FisherCeiling:
     def _rng(self):
         # one generator per instance, so successive calls draw fresh samples
         if getattr(self, "_generator", None) is None:
-            from ..spectra._validation import as_generator
-
             self._generator = as_generator(self.random_state)
         return self._generator
 
-    def __getstate__(self):
-        # the lattice templates are a cache (up to ~100 MB): rebuild, don't pickle
-        state = dict(self.__dict__)
-        state.pop("_problem_cache", None)
-        return state
+    def _problem(self) -> _Problem:
+        """The lattice problem, kept between calls (scorer folds, SNR bins, magnitudes)."""
+        key = (id(self._model()), id(self.prior), str(self.lattice))
+        cache = getattr(self, "_problem_cache", None)
+        if cache is None or cache[0] != key:
+            cache = (key, _Problem(self._model(), self.prior, self.lattice))
+            self._problem_cache = cache
+        return cache[1]
 
     # ------------------------------------------------------------------ math
     def fisher(self, theta, error) -> np.ndarray:
@@ -332,11 +332,10 @@ class FisherCeiling:
 
         Examples
         --------
-        >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"log_g": [1.0, 2.0, 3.0]}, np.array([[1.0], [2.0], [3.0]]), [7000.0])
-        >>> FisherCeiling(g).fisher([[2.0]], [[0.5]]).tolist()
-        [[[4.0]]]
+        >>> g = SpectralGrid({"a": [0.0, 1.0, 2.0]}, [[1.0], [3.0], [5.0]], [7000.0])
+        >>> FisherCeiling(g).fisher([[1.0]], [[0.5]]).tolist()
+        [[[16.0]]]
         """
         return fisher_matrices(self._model(), theta, error)
 
@@ -345,9 +344,9 @@ class FisherCeiling:
 
         Examples
         --------
-        >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"log_g": [1.0, 2.0, 3.0]}, np.array([[1.0], [2.0], [3.0]]), [7000.0])
+        >>> flux = [[1.0], [2.0], [3.0]]
+        >>> g = SpectralGrid({"log_g": [1.0, 2.0, 3.0]}, flux, [7000.0])
         >>> FisherCeiling(g).crlb([[2.0]], [[0.5]]).tolist()
         [0.25]
         """
@@ -361,32 +360,25 @@ class FisherCeiling:
 
         Examples
         --------
-        >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
-        >>> post = FisherCeiling(g, "given", n_samples=32, random_state=0).posterior(g.flux([[3.0]]), np.full((1, 8), 0.1))
+        >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, [[1.0] * 8, [3.0] * 8], range(8))
+        >>> ceiling = FisherCeiling(g, "given", n_samples=32, random_state=0)
+        >>> post = ceiling.posterior([[2.0] * 8], [[0.1] * 8])
         >>> bool(abs(post.mean[0, 0] - 3.0) < 0.1)
         True
         """
-        model, prior = self._model(), self._prior()
-        key = (id(model), id(prior), str(self.lattice))
-        cache = getattr(self, "_problem_cache", None)
-        if cache is None or cache[0] != key:
-            # the lattice templates are reused by every call (scorer folds, SNR bins)
-            cache = (key, _Problem(model, prior, self.lattice))
-            self._problem_cache = cache
-        return posterior_summary(
-            model,
+        settings = _SamplerSettings(
+            n_draws=self.n_samples,
+            chunk_size=self.chunk_size,
+            quantiles=QUANTILE_LEVELS if quantiles is None else quantiles,
+        )
+        return _posterior(
+            self._problem(),
             flux,
             error,
-            prior,
-            _problem=cache[1],
-            n_samples=self.n_samples,
-            lattice=self.lattice,
-            chunk_size=self.chunk_size,
+            settings,
             noise_model=self._noise_model(),
             truth=truth,
-            quantiles=QUANTILE_LEVELS if quantiles is None else quantiles,
             random_state=self._rng(),
             progress=self.progress,
         )
@@ -424,10 +416,20 @@ class FisherCeiling:
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
+        >>> flux = np.repeat([[1.0], [2.0], [3.0]], 8, axis=1)
+        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, np.arange(8.0))
         >>> X = np.hstack([g.flux([[3.0]]), np.full((1, 8), 0.1)])
-        >>> FisherCeiling(g, "given", n_samples=32, random_state=0).evaluate(X, [3.0]).shape[0]
-        1
+        >>> frame = FisherCeiling(g, "given", n_samples=32).evaluate(X, [3.0])
+        >>> frame[["y", "theta_ml", "crlb"]].round(4).values.tolist()
+        [[3.0, 3.0, 0.005]]
+        """
+        return self._evaluate(X, y, theta=theta, snr=snr)[0]
+
+    def _evaluate(self, X, y, *, theta=None, snr=None) -> tuple[pd.DataFrame, np.ndarray | None]:
+        """:meth:`evaluate`, and the Fisher matrices at the true labels (None without them).
+
+        The van Trees bound needs Fisher matrices at labels drawn from the prior,
+        so only those at ``theta`` are handed on to the summaries.
         """
         model = self._model()
         names = tuple(model.param_names)
@@ -491,8 +493,7 @@ class FisherCeiling:
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         frame.attrs["fisher_labels"] = source
         self.last_evaluation_ = frame
-        self._last_fisher = F if source == "true" else None
-        return frame
+        return frame, (F if source == "true" else None)
 
     def _label_frames(self, frame: pd.DataFrame):
         """``(label, rows of that label)`` for each target; rows align with the spectra."""
@@ -531,14 +532,14 @@ class FisherCeiling:
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
+        >>> flux = [[1.0] * 8, [3.0] * 8]
+        >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, flux, np.arange(8.0))
         >>> X = np.hstack([g.flux([[2.0], [4.0]]), np.full((2, 8), 0.1)])
-        >>> row = FisherCeiling(g, "given", n_samples=32, random_state=0).ceiling(X, [2.0, 4.0])
-        >>> row["r2_bayes"] > 0.9
+        >>> ceiling = FisherCeiling(g, "given", n_samples=32, random_state=0)
+        >>> ceiling.ceiling(X, [2.0, 4.0])["r2_bayes"] > 0.9
         True
         """
-        frame = self.evaluate(X, y, theta=theta, snr=snr)
-        return self._summarise(frame, self._last_fisher)
+        return self._summarise(*self._evaluate(X, y, theta=theta, snr=snr))
 
     def __call__(self, estimator, X, y, theta=None) -> float:
         """Scorer interface: the ceiling (``aggregation``) for the spectra ``X``.
@@ -547,9 +548,11 @@ class FisherCeiling:
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
-        >>> X = np.hstack([g.flux([[2.0], [4.0]]), np.full((2, 8), 0.1)])
-        >>> FisherCeiling(g, "given", n_samples=32, random_state=0)(None, X, [2.0, 4.0]) > 0.9
+        >>> flux = np.outer([1.0, 2.0, 3.0], np.ones(6))
+        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, np.arange(6.0))
+        >>> X = np.hstack([g.flux([[2.0], [4.0]]), np.full((2, 6), 0.1)])
+        >>> scorer = FisherCeiling(g, "given", n_samples=32, random_state=0)
+        >>> scorer(None, X, [2.0, 4.0]) > 0.9
         True
         """
         if self.aggregation not in AGGREGATIONS:
@@ -608,15 +611,16 @@ class FisherCeiling:
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
-        >>> X = np.hstack([g.flux([[2.0], [4.0], [3.0], [1.5]]), np.full((4, 8), 0.1)])
-        >>> FisherCeiling(g, "given", n_samples=32).table_by_snr(X, [2.0, 4.0, 3.0, 1.5], bins=2).shape[0]
+        >>> y = [2.0, 4.0, 3.0, 1.5]
+        >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, [[1.0] * 8, [3.0] * 8], range(8))
+        >>> X = np.hstack([g.flux(np.c_[y]), np.full((4, 8), 0.1)])
+        >>> ceiling = FisherCeiling(g, "given", n_samples=32)
+        >>> ceiling.table_by_snr(X, y, bins=2).shape[0]
         2
         """
         from ..metrics import assign_snr_bins, scores_by_snr, snr_bin_edges
 
-        frame = self.evaluate(X, y, theta=theta, snr=snr)
-        F = self._last_fisher
+        frame, F = self._evaluate(X, y, theta=theta, snr=snr)
         edges = snr_bin_edges(frame["snr"].to_numpy(), bins, strategy=strategy)
         rows = []
         for label, sub_frame in self._label_frames(frame):
@@ -672,8 +676,10 @@ class FisherCeiling:
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid, pfs_mr_wave
         >>> wave = pfs_mr_wave(64)
-        >>> flux = 0.5 - 0.05 * np.array([1.0, 2.0, 3.0])[:, None] * np.exp(-0.5 * ((wave - 8000) / 200) ** 2)
-        >>> t = FisherCeiling(SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, wave)).reference_table([20.0])
+        >>> dip = np.exp(-0.5 * ((wave - 8000) / 200) ** 2)
+        >>> flux = 0.5 - np.outer([0.05, 0.1, 0.15], dip)
+        >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, wave)
+        >>> t = FisherCeiling(grid).reference_table([20.0])
         >>> round(float(t["var_nodes"].iloc[0]), 4)
         2.6667
         """
@@ -743,9 +749,11 @@ class FisherCeiling:
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid, pfs_mr_wave
         >>> wave = pfs_mr_wave(64)
-        >>> flux = 0.5 - 0.05 * np.array([1.0, 2.0, 3.0])[:, None] * np.exp(-0.5 * ((wave - 8000) / 200) ** 2)
-        >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, wave)
-        >>> t = FisherCeiling(grid, n_samples=32, random_state=0).table([20.0, 23.0], n=30)
+        >>> line = np.exp(-0.5 * ((wave - 8000) / 200) ** 2)
+        >>> depth = np.array([[0.05], [0.1], [0.15]])
+        >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, 0.5 - depth * line, wave)
+        >>> ceiling = FisherCeiling(grid, n_samples=32, random_state=0)
+        >>> t = ceiling.table([20.0, 23.0], n=30)
         >>> bool(t["r2_bayes"].iloc[0] > t["r2_bayes"].iloc[1])
         True
         """
@@ -760,17 +768,17 @@ class FisherCeiling:
             # magnitude, so rows differ by the noise level only (common random numbers)
             spectra = make_spectra(
                 int(n),
-                grid=model,
+                model=model,
                 prior=self._prior(),
                 mag=float(mag),
-                noise="fixed",
+                noisy=True,
                 noise_model=noise,
                 random_state=seed,
             )
             theta = spectra.params.loc[:, list(model.param_names)]
             targets = self._targets()
             y = spectra.params[self.target if isinstance(self.target, str) else list(targets)]
-            frame = self.evaluate(spectra.X, y, theta=theta, snr=spectra.params["snr"])
+            frame, F = self._evaluate(spectra.X, y, theta=theta, snr=spectra.params["snr"])
             # the reference's "grid SNR": median over all pixels of all spectra
             sigma = noise.true_error(spectra.flux, spectra.error)
             snr_grid = float(np.median(spectra.flux / sigma))
@@ -778,6 +786,6 @@ class FisherCeiling:
                 row = {"mag": float(mag), "snr_grid": snr_grid}
                 if not isinstance(self.target, str):
                     row["label"] = t
-                row.update(self._summarise_label(sub, t, self._last_fisher))
+                row.update(self._summarise_label(sub, t, F))
                 rows.append(row)
         return pd.DataFrame(rows)

@@ -1,14 +1,28 @@
-"""BayesCeilingRegressor: the posterior mean as a scikit-learn regressor."""
+"""BayesCeilingRegressor: the posterior mean as a scikit-learn regressor.
+
+A thin estimator: validation, the resolution of the model, prior and noise,
+and the shape of the predictions live here; the posterior is the functional
+core of :mod:`._bayes`.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..spectra._validation import check_target_y, resolve_target, target_shaped
+from ..datasets._grid_io import resolve_model
+from ..spectra._validation import (
+    as_generator,
+    check_target_y,
+    resolve_target,
+    target_shaped,
+)
+from . import _bayes
 from ._bayes import _ONE_SIGMA, QUANTILE_LEVELS, PosteriorSummary, split_X
-from ._ceiling import FisherCeiling
 
 __all__ = ["BayesCeilingRegressor"]
 
@@ -16,9 +30,9 @@ __all__ = ["BayesCeilingRegressor"]
 class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
     """The Bayes-optimal estimator ``E[label | spectrum]`` as a regressor.
 
-    Nothing is learned: ``fit`` only checks X and resolves the spectral model;
-    ``predict`` returns posterior means under (spectral model, noise process,
-    label prior) by importance sampling (see
+    Nothing is learned: ``fit`` only checks X and resolves the spectral model,
+    prior and noise process; ``predict`` returns posterior means under
+    (spectral model, noise process, label prior) by importance sampling (see
     :func:`~specreg.bounds.posterior_summary`). On spectra drawn from that
     model, noise and prior no regressor has a lower expected squared error,
     so it belongs next to the trained models in every comparison
@@ -29,7 +43,7 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
     grid : SpectralModel, optional
         Default: the embedded grid (:func:`~specreg.datasets.load_grid`).
     prior : LabelPrior, optional
-        The prior the labels were drawn from; default uniform on the grid box.
+        The prior the labels were drawn from; default uniform on the model's box.
     noise : PFSNoiseModel, "given" or None, default=None
         The noise process (see :class:`FisherCeiling`): by default the error
         half of X holds the reference errors of ``PFSNoiseModel(grid.wave)``
@@ -43,23 +57,29 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
     lattice : int or sequence of int, optional
         Cells per label of the coarse likelihood lattice.
     random_state : int or None
+        Seed of the generator that ``fit`` creates; successive predictions of
+        one fit draw fresh samples from it.
     progress : bool, default=False
 
     Attributes
     ----------
     grid_ : SpectralModel
+        The resolved spectral model.
+    noise_model_ : PFSNoiseModel or None
+        The resolved noise process (None: the errors are the true sigma).
     target_ : tuple of str
         The target label(s).
-    ceiling_ : FisherCeiling
     n_features_in_ : int
 
     Examples
     --------
     >>> import numpy as np
     >>> from specreg.spectra import SpectralGrid
-    >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
+    >>> flux = np.repeat([[1.0], [2.0], [3.0]], 8, axis=1)
+    >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, np.arange(8.0))
     >>> X = np.hstack([g.flux([[2.0], [4.0]]), np.full((2, 8), 0.05)])
-    >>> BayesCeilingRegressor(g, noise="given", n_samples=32, random_state=0).fit(X).predict(X).round(1).tolist()
+    >>> est = BayesCeilingRegressor(g, noise="given", n_samples=32, random_state=0)
+    >>> est.fit(X).predict(X).round(1).tolist()
     [2.0, 4.0]
     """
 
@@ -109,36 +129,27 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
 
         Examples
         --------
-        >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, np.ones((2, 4)), np.arange(4.0))
-        >>> est = BayesCeilingRegressor(g, noise="given").fit(np.ones((3, 8)))
+        >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, [[1.0] * 4] * 2, range(4))
+        >>> est = BayesCeilingRegressor(g, noise="given").fit([[1.0] * 8] * 3)
         >>> est.target_
         ('log_g',)
         """
         X = validate_data(self, X, reset=True, dtype=np.float32)
-        if self.grid is None:
-            from ..datasets import load_grid
-
-            self.grid_ = load_grid()
-        else:
-            self.grid_ = self.grid
-        names = tuple(self.grid_.param_names)
-        self.target_ = resolve_target(self.target, names)
+        model = resolve_model(self.grid)
+        names = tuple(model.param_names)
+        target = resolve_target(self.target, names)
         if y is not None:
             check_target_y(y, self.target, X.shape[0], names)
-        split_X(X, getattr(self.grid_, "n_pix", None))
-        self.ceiling_ = FisherCeiling(
-            self.grid_,
-            self.noise,
-            prior=self.prior,
-            target=self.target,
-            n_samples=self.n_samples,
-            lattice=self.lattice,
-            random_state=self.random_state,
-            progress=self.progress,
-        )
-        self.ceiling_._noise_model()  # a clear error for a bad noise, at fit time
+        split_X(X, getattr(model, "n_pix", None))
+        # clear errors for a bad noise, prior or lattice at fit time; the lattice
+        # templates themselves are computed at the first prediction
+        self.noise_model_ = _bayes.resolve_noise(self.noise, model)
+        self._problem = _bayes._Problem(model, self.prior, self.lattice)
+        self._settings = _bayes._SamplerSettings(n_draws=self.n_samples)
+        self._random = as_generator(self.random_state)
+        self.grid_ = model
+        self.target_ = target
         return self
 
     def predict_posterior(self, X, *, quantiles=QUANTILE_LEVELS) -> PosteriorSummary:
@@ -156,19 +167,26 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
 
         Examples
         --------
-        >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
-        >>> X = np.hstack([g.flux([[2.0]]), np.full((1, 8), 0.05)])
-        >>> est = BayesCeilingRegressor(g, noise="given", n_samples=64, random_state=0).fit(X)
-        >>> post = est.predict_posterior(X)
+        >>> g = SpectralGrid({"a": [0.0, 1.0]}, [[1.0] * 6, [2.0] * 6], range(6))
+        >>> X = [[1.5] * 6 + [0.05] * 6]  # the model spectrum at a = 0.5
+        >>> est = BayesCeilingRegressor(g, noise="given", target="a", n_samples=64)
+        >>> post = est.fit(X).predict_posterior(X)
         >>> post.mean.shape, post.quantiles.shape
         ((1, 1), (1, 5, 1))
         """
-        check_is_fitted(self, "ceiling_")
+        check_is_fitted(self, "grid_")
         X = validate_data(self, X, reset=False, dtype=np.float32)
         flux, error = split_X(X, getattr(self.grid_, "n_pix", None))
-        return self.ceiling_.posterior(flux, error, quantiles=quantiles)
+        return _bayes._posterior(
+            self._problem,
+            flux,
+            error,
+            dataclasses.replace(self._settings, quantiles=quantiles),
+            noise_model=self.noise_model_,
+            random_state=self._random,
+            progress=self.progress,
+        )
 
     def _columns(self, post: PosteriorSummary) -> list[int]:
         return [post.index(t) for t in self.target_]
@@ -194,12 +212,12 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
-        >>> X = np.hstack([g.flux([[2.0]]), np.full((1, 8), 0.05)])
-        >>> est = BayesCeilingRegressor(g, noise="given", n_samples=64, random_state=0).fit(X)
-        >>> mean, std = est.predict(X, return_std=True)
+        >>> g = SpectralGrid({"x": [0.0, 4.0]}, [[0.0] * 8, [4.0] * 8], np.arange(8.0))
+        >>> X = np.hstack([g.flux([[1.0]]), np.full((1, 8), 0.05)])
+        >>> est = BayesCeilingRegressor(g, noise="given", target="x", n_samples=64)
+        >>> mean, std = est.fit(X).predict(X, return_std=True)
         >>> mean.round(1).tolist(), bool(0 < std[0] < 0.1)
-        ([2.0], True)
+        ([1.0], True)
         """
         post = self.predict_posterior(X)
         cols = self._columns(post)
@@ -226,12 +244,36 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.array([[1.0] * 8, [2.0] * 8, [3.0] * 8]), np.arange(8.0))
-        >>> X = np.hstack([g.flux([[2.0]]), np.full((1, 8), 0.05)])
-        >>> est = BayesCeilingRegressor(g, noise="given", n_samples=64, random_state=0).fit(X)
+        >>> g = SpectralGrid({"t": [2.0, 6.0]}, [[1.0], [3.0]], [0.0])
+        >>> X = [[2.0, 0.05]]
+        >>> est = BayesCeilingRegressor(g, noise="given", target="t").fit(X)
         >>> q = est.predict_quantiles(X)
-        >>> q.shape, bool(q[0, 0] < 2.0 < q[0, 2])
+        >>> q.shape, bool(q[0, 0] < 4.0 < q[0, 2])
         ((1, 3), True)
         """
         post = self.predict_posterior(X, quantiles=quantiles)
         return target_shaped(post.quantiles[:, :, self._columns(post)], self.target)
+
+    @property
+    def ceiling_(self):
+        """Deprecated: the :class:`FisherCeiling` of the same settings."""
+        from ._ceiling import FisherCeiling
+
+        check_is_fitted(self, "grid_")
+        warnings.warn(
+            "the ceiling_ attribute is deprecated in 0.1 and will be removed in 0.3; "
+            "the estimator no longer uses a FisherCeiling: build one with the same "
+            "settings if you need its tables",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return FisherCeiling(
+            self.grid_,
+            "given" if self.noise_model_ is None else self.noise_model_,
+            prior=self.prior,
+            target=self.target,
+            n_samples=self._settings.n_draws,
+            lattice=self.lattice,
+            random_state=self.random_state,
+            progress=self.progress,
+        )

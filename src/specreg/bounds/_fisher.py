@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._numerics import fisher_information
 from ..spectra._validation import check_errors
 
 __all__ = [
@@ -80,8 +81,7 @@ def fisher_matrix(
             cols = slice(p0, p0 + step)
             Jc = J[rows, cols].astype(dtype, copy=False)
             w = error[rows, cols].astype(dtype, copy=False) ** -2
-            # batched (d x p) @ (p x d): one small GEMM per spectrum, fast BLAS path
-            out[rows] += np.matmul((Jc * w[:, :, None]).transpose(0, 2, 1), Jc)
+            out[rows] += fisher_information(Jc, w)
     return out
 
 

@@ -15,6 +15,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
+from .._numerics import levenberg_marquardt, profiled_information
+from ..datasets._grid_io import resolve_model
 from ..spectra import SpectralGrid, split_stacked
 from ..spectra._interp import axis_weights, weight_matrix
 from ..spectra._validation import (
@@ -23,7 +25,7 @@ from ..spectra._validation import (
     resolve_target,
     target_shaped,
 )
-from ._chi2 import coarse_chi2, fisher_matrix, legendre_basis, lm_refine
+from ._chi2 import coarse_chi2, legendre_basis
 
 __all__ = ["OUT_OF_MODEL_Z", "TemplateFitRegressor", "split_flux_error"]
 
@@ -79,10 +81,8 @@ def split_flux_error(X: np.ndarray, n_pix: int | None = None) -> tuple[np.ndarra
 
 
 def _resolve_model(grid):
-    if grid is None:
-        from ..datasets import load_grid  # raises a clear FileNotFoundError when absent
-
-        return load_grid()
+    # the embedded grid for None (a clear FileNotFoundError when it is absent)
+    grid = resolve_model(grid)
     missing = [
         a for a in ("param_names", "wave", "bounds", "flux", "jacobian") if not hasattr(grid, a)
     ]
@@ -757,15 +757,15 @@ class _BatchFitter:
         return np.moveaxis(out, 0, -1)  # (n, n_pix, d): a view; the LM casts it anyway
 
     def refine(self, flux, ivar, start) -> dict:
-        return lm_refine(
+        return levenberg_marquardt(
             self.flux,
             self.jacobian,
             flux,
             ivar,
             start,
-            self.basis,
             self.lo,
             self.hi,
+            basis=self.basis,
             max_iter=self.max_iter,
             xtol=self.xtol,
             ftol=self.tol,
@@ -922,8 +922,6 @@ def _fisher_labels(model, theta, error, poly_degree: int = 0, coef=None) -> np.n
     >>> _fisher_labels(grid, np.array([[0.5]]), np.ones((1, 2))).round(4).tolist()
     [[[0.3077]]]
     """
-    from ._chi2 import _reduced
-
     theta = np.atleast_2d(np.asarray(theta, dtype=float))
     basis = legendre_basis(np.asarray(model.wave, dtype=float), poly_degree)
     if coef is None:
@@ -932,4 +930,4 @@ def _fisher_labels(model, theta, error, poly_degree: int = 0, coef=None) -> np.n
     flux = np.asarray(model.flux(theta), dtype=np.float64)
     jac = np.asarray(model.jacobian(theta), dtype=np.float64)
     ivar = 1.0 / np.asarray(error, dtype=np.float64) ** 2
-    return _reduced(fisher_matrix(flux, jac, ivar, basis, coef), theta.shape[1])
+    return profiled_information(flux, jac, ivar, basis, coef)
