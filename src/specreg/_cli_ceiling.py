@@ -52,7 +52,7 @@ def run_ceiling(args: argparse.Namespace) -> int:
     ceiling = FisherCeiling(
         grid,
         prior=prior,
-        n_samples=args.n_samples,
+        n_draws=args.n_draws,
         random_state=args.seed,
         progress=not args.quiet,
     )
@@ -86,6 +86,21 @@ def run_ceiling(args: argparse.Namespace) -> int:
         ax.figure.savefig(args.out, dpi=150)
         print(f"wrote {args.out}")
     return 0 if np.all(np.isfinite(table["r2_bayes"])) else 1
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An option kept under its old name: stores the value and warns (FutureWarning)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import warnings
+
+        new = "--" + self.dest.replace("_", "-")
+        warnings.warn(
+            f"{option_string} was renamed {new} in 0.1 and will be removed in 0.3",
+            FutureWarning,
+            stacklevel=2,
+        )
+        setattr(namespace, self.dest, values)
 
 
 def _optional_path(text: str) -> Path | None:
@@ -122,7 +137,14 @@ def add_ceiling_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--grid", type=Path, default=None, help="grid file (default: embedded)")
     p.add_argument("--n", type=int, default=2000, help="spectra per magnitude (default 2000)")
     p.add_argument(
-        "--n-samples", type=int, default=256, help="importance samples per spectrum (default 256)"
+        "--n-draws", type=int, default=256, help="importance draws per spectrum (default 256)"
+    )
+    p.add_argument(
+        "--n-samples",
+        type=int,
+        dest="n_draws",
+        action=_DeprecatedAlias,
+        help=argparse.SUPPRESS,  # the old name of --n-draws
     )
     p.add_argument(
         "--taper",

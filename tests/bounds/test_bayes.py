@@ -30,7 +30,7 @@ def test_linear_gaussian_posterior_mean_variance_and_mse_match_closed_form():
     theta = rng.uniform(-4, 4, (n, d))  # >= 6 posterior sds from the box edges
     err = np.full((n, n_pix), sigma)
     x = grid.flux(theta) + sigma * rng.standard_normal((n, n_pix))
-    post = posterior_summary(grid, x, err, n_samples=256, random_state=1)
+    post = posterior_summary(grid, x, err, n_draws=256, random_state=1)
 
     # closed form: the box is far, so the posterior is N(least squares, F^-1)
     F = B.T @ B / sigma**2
@@ -65,7 +65,7 @@ def test_truncated_posterior_at_the_box_edge_matches_truncated_normal():
     truth = np.array([[0.02], [0.1], [0.5], [0.97]])
     x = grid.flux(truth) + sigma * rng.standard_normal((4, n_pix))
     err = np.full((4, n_pix), sigma)
-    post = posterior_summary(grid, x, err, n_samples=512, random_state=3)
+    post = posterior_summary(grid, x, err, n_draws=512, random_state=3)
     mu = (x.astype(float) @ b) / np.sum(b**2)
     a, c = (0.0 - mu) / s, (1.0 - mu) / s
     Z = norm.cdf(c) - norm.cdf(a)
@@ -83,7 +83,7 @@ def test_posterior_on_toy_grid_is_close_to_truth_at_high_snr(small_grid):
     theta = np.array([[4600.0, 2.2, -1.4], [5400.0, 4.3, 0.1]])
     flux = small_grid.flux(theta)
     err = np.full_like(flux, 0.002)
-    post = posterior_summary(small_grid, flux, err, n_samples=128, random_state=0)
+    post = posterior_summary(small_grid, flux, err, n_draws=128, random_state=0)
     np.testing.assert_allclose(post.theta_ml, theta, rtol=1e-3, atol=1e-3)
     assert np.all(np.abs(post.mean - theta) < np.array([20.0, 0.05, 0.05]))
     assert post.param_names == ("T_eff", "log_g", "M_H")
@@ -139,13 +139,13 @@ def test_split_X_checks_width():
 @pytest.fixture(scope="module")
 def simulated(small_grid):
     noise = PFSNoiseModel(small_grid.wave)
-    return noise, make_spectra(120, grid=small_grid, mag=21.0, noise="fixed", random_state=8)
+    return noise, make_spectra(120, model=small_grid, mag=21.0, noisy=True, random_state=8)
 
 
 def test_monte_carlo_errors_match_the_spread_between_seeds(small_grid, simulated):
     noise, s = simulated
     runs = [
-        posterior_summary(small_grid, s.noisy, s.error, noise_model=noise, n_samples=64,
+        posterior_summary(small_grid, s.noisy, s.error, noise_model=noise, n_draws=64,
                           random_state=seed)
         for seed in range(6)
     ]  # fmt: skip
@@ -158,7 +158,7 @@ def test_monte_carlo_errors_match_the_spread_between_seeds(small_grid, simulated
 
 def test_low_ess_spectra_are_resampled_up_to_the_floor(small_grid, simulated):
     noise, s = simulated
-    kw = dict(noise_model=noise, n_samples=16, random_state=0)
+    kw = dict(noise_model=noise, n_draws=16, random_state=0)
     plain = posterior_summary(small_grid, s.noisy[:40], s.error[:40], min_ess=1, **kw)
     floor = posterior_summary(small_grid, s.noisy[:40], s.error[:40], min_ess=12, **kw)
     low = plain.ess < 12
@@ -199,7 +199,7 @@ def test_quantiles_and_pit_of_a_gaussian_posterior():
     truth = np.full((200, 1), 5.0)
     rng = np.random.default_rng(0)
     flux = grid.flux(truth) + err * rng.standard_normal(err.shape)
-    post = posterior_summary(grid, flux, err, n_samples=512, truth=truth, random_state=1)
+    post = posterior_summary(grid, flux, err, n_draws=512, truth=truth, random_state=1)
     sigma = 0.5 / np.sqrt(np.sum(x**2))
     np.testing.assert_allclose(np.sqrt(post.var[:, 0]), sigma, rtol=0.15)
     lo, hi = post.interval(0.68)
@@ -214,3 +214,13 @@ def test_quantiles_and_pit_of_a_gaussian_posterior():
         posterior_summary(grid, flux, err, truth=truth[:3])
     with pytest.raises(ValueError, match="quantiles must lie in"):
         posterior_summary(grid, flux, err, quantiles=(0.5, 1.0))
+
+
+def test_n_samples_is_a_deprecated_alias_of_n_draws(small_grid):
+    flux = small_grid.flux([[5000.0, 3.0, -1.0]])
+    err = np.full_like(flux, 0.01)
+    new = posterior_summary(small_grid, flux, err, n_draws=16, min_ess=1, random_state=0)
+    with pytest.warns(FutureWarning, match="'n_samples' was renamed 'n_draws'"):
+        old = posterior_summary(small_grid, flux, err, n_samples=16, min_ess=1, random_state=0)
+    np.testing.assert_array_equal(old.mean, new.mean)
+    assert old.n_draws.tolist() == [16]

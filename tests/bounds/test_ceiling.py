@@ -19,10 +19,10 @@ N_BINS = 5
 @pytest.fixture(scope="module")
 def test_set(toy_grid):
     noise = PFSNoiseModel(toy_grid.wave, obj_coeff=0.0)
-    kw = dict(grid=toy_grid, mag=(20.5, 23.0), noise="fixed", noise_model=noise)
+    kw = dict(model=toy_grid, mag=(20.5, 23.0), noisy=True, noise_model=noise)
     test = make_spectra(250, random_state=11, **kw)
     train = make_spectra(600, random_state=12, **kw)
-    ceiling = FisherCeiling(toy_grid, noise, n_samples=96, lattice=10, random_state=0)
+    ceiling = FisherCeiling(toy_grid, noise, n_draws=96, lattice=10, random_state=0)
     theta = test.params[list(toy_grid.param_names)]
     table = ceiling.table_by_snr(test.X, test.y, snr=test.params["snr"], theta=theta, bins=N_BINS)
     preds = {
@@ -33,7 +33,7 @@ def test_set(toy_grid):
     try:  # written in parallel (issue 4); the other estimators still run without it
         from specreg.estimators import TemplateFitRegressor
 
-        tf = TemplateFitRegressor(grid=toy_grid).fit(test.X[:4], np.full(4, 3.0))
+        tf = TemplateFitRegressor(model=toy_grid).fit(test.X[:4], np.full(4, 3.0))
         preds["template_fit"] = tf.predict(test.X)
     except ImportError:
         pass
@@ -91,7 +91,7 @@ def test_bayes_ceiling_is_calibrated(test_set):
 
 
 def test_ceiling_falls_monotonically_with_magnitude(small_grid):
-    ceiling = FisherCeiling(small_grid, n_samples=48, lattice=10, random_state=0)
+    ceiling = FisherCeiling(small_grid, n_draws=48, lattice=10, random_state=0)
     table = ceiling.table([18.0, 20.0, 21.5, 22.5, 23.0], n=80, random_state=1)
     for col in ("snr", "r2_bayes_expected", "r2_population"):
         assert np.all(np.diff(table[col]) < 0), (col, table[col].tolist())
@@ -104,10 +104,10 @@ def test_ceiling_falls_monotonically_with_magnitude(small_grid):
 
 
 def test_van_trees_only_for_a_tapered_prior(small_grid):
-    flat = FisherCeiling(small_grid, n_samples=32, random_state=0).table([21.0], n=40)
+    flat = FisherCeiling(small_grid, n_draws=32, random_state=0).table([21.0], n=40)
     assert np.isnan(flat["r2_van_trees"].iloc[0])
     prior = LabelPrior(dict(small_grid.bounds), taper=0.1)
-    tapered = FisherCeiling(small_grid, prior=prior, n_samples=64, random_state=0)
+    tapered = FisherCeiling(small_grid, prior=prior, n_draws=64, random_state=0)
     row = tapered.table([21.0], n=80).iloc[0]
     assert np.isfinite(row["r2_van_trees"])
     # valid for every estimator, so also for the posterior mean (up to MC/sampling noise)
@@ -116,41 +116,39 @@ def test_van_trees_only_for_a_tapered_prior(small_grid):
 
 def test_scorer_in_cross_validate(small_grid):
     noise = PFSNoiseModel(small_grid.wave, obj_coeff=0.0)
-    s = make_spectra(
-        80, grid=small_grid, mag=20.0, noise="fixed", noise_model=noise, random_state=3
-    )
-    bayes = FisherCeiling(small_grid, noise, n_samples=32, random_state=0)
+    s = make_spectra(80, model=small_grid, mag=20.0, noisy=True, noise_model=noise, random_state=3)
+    bayes = FisherCeiling(small_grid, noise, n_draws=32, random_state=0)
     scoring = {"r2": "r2", "r2_bayes": bayes}
     res = cross_validate(Ridge(alpha=1.0), s.X, s.y, cv=2, scoring=scoring)
     assert np.all(np.isfinite(res["test_r2_bayes"]))
     assert np.all(res["test_r2_bayes"] >= res["test_r2"] - 0.05)
-    median = FisherCeiling(small_grid, noise, aggregation="median", n_samples=32, random_state=0)
+    median = FisherCeiling(small_grid, noise, aggregation="median", n_draws=32, random_state=0)
     assert 0 <= median(None, s.X[:40], s.y[:40]) <= 1
     # the errors of another noise model are refused, not silently misread
     with pytest.raises(ValueError, match="not this noise model's reference errors"):
-        FisherCeiling(small_grid, n_samples=16)(None, s.X[:4], s.y[:4])
+        FisherCeiling(small_grid, n_draws=16)(None, s.X[:4], s.y[:4])
 
 
 def test_scorer_rejects_bad_aggregation_and_input(small_grid):
-    s = make_spectra(4, grid=small_grid, mag=20.0, noise="fixed", random_state=0)
+    s = make_spectra(4, model=small_grid, mag=20.0, noisy=True, random_state=0)
     with pytest.raises(ValueError, match="aggregation"):
         FisherCeiling(small_grid, aggregation="best")(None, s.X, s.y)
     with pytest.raises(ValueError, match="y has"):
-        FisherCeiling(small_grid, n_samples=16).ceiling(s.X, s.y[:2])
+        FisherCeiling(small_grid, n_draws=16).ceiling(s.X, s.y[:2])
     with pytest.raises(ValueError, match="target"):
         FisherCeiling(small_grid, target="logg").ceiling(s.X, s.y)
     X = s.X.copy()
     X[0, -1] = 0.0
     with pytest.raises(ValueError, match="> 0"):
-        FisherCeiling(small_grid, n_samples=16).ceiling(X, s.y)
+        FisherCeiling(small_grid, n_draws=16).ceiling(X, s.y)
 
 
 def test_true_labels_are_routed_to_the_scorer(small_grid):
     import sklearn
 
-    s = make_spectra(60, grid=small_grid, mag=20.0, noise="fixed", random_state=3)
+    s = make_spectra(60, model=small_grid, mag=20.0, noisy=True, random_state=3)
     theta = s.params[list(small_grid.param_names)]
-    scorer = FisherCeiling(small_grid, aggregation="median", n_samples=32, random_state=0)
+    scorer = FisherCeiling(small_grid, aggregation="median", n_draws=32, random_state=0)
     with sklearn.config_context(enable_metadata_routing=True):
         res = cross_validate(
             Ridge(), s.X, s.y, cv=2, scoring={"r2": "r2", "c": scorer}, params={"theta": theta}
@@ -186,9 +184,9 @@ def test_table_by_snr_has_bootstrap_band(test_set):
 
 
 def test_a_snapped_test_set_is_refused(small_grid):
-    s = make_spectra(40, grid=small_grid, mag=20.0, noise="fixed", snap=True, random_state=0)
+    s = make_spectra(40, model=small_grid, mag=20.0, noisy=True, snap=True, random_state=0)
     theta = s.params[list(small_grid.param_names)]
-    ceiling = FisherCeiling(small_grid, n_samples=16, random_state=0)
+    ceiling = FisherCeiling(small_grid, n_draws=16, random_state=0)
     with pytest.raises(ValueError, match="snap=True"):
         ceiling.ceiling(s.X, s.y, theta=theta)
     with pytest.raises(ValueError, match="snapped prior"):
@@ -199,23 +197,23 @@ def test_a_snapped_test_set_is_refused(small_grid):
 
 @pytest.mark.parametrize("chunk_size", [0, -3])
 def test_chunk_size_must_be_positive(small_grid, chunk_size):
-    s = make_spectra(4, grid=small_grid, mag=20.0, noise="fixed", random_state=0)
+    s = make_spectra(4, model=small_grid, mag=20.0, noisy=True, random_state=0)
     with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
-        FisherCeiling(small_grid, n_samples=16, chunk_size=chunk_size).ceiling(s.X, s.y)
+        FisherCeiling(small_grid, n_draws=16, chunk_size=chunk_size).ceiling(s.X, s.y)
 
 
 def test_random_state_error_names_the_parameter(small_grid):
-    s = make_spectra(4, grid=small_grid, mag=20.0, noise="fixed", random_state=0)
+    s = make_spectra(4, model=small_grid, mag=20.0, noisy=True, random_state=0)
     with pytest.raises(ValueError, match="random_state must be None, a non-negative int"):
-        FisherCeiling(small_grid, n_samples=16, random_state=-1).ceiling(s.X, s.y)
+        FisherCeiling(small_grid, n_draws=16, random_state=-1).ceiling(s.X, s.y)
 
 
 def test_a_tuple_target_gives_every_label_from_one_posterior(toy_grid):
     from specreg.datasets import make_spectra
 
-    spectra = make_spectra(60, grid=toy_grid, mag=20.0, noise="fixed", random_state=4)
+    spectra = make_spectra(60, model=toy_grid, mag=20.0, noisy=True, random_state=4)
     target = ("T_eff", "log_g")
-    ceiling = FisherCeiling(toy_grid, target=target, n_samples=48, random_state=0)
+    ceiling = FisherCeiling(toy_grid, target=target, n_draws=48, random_state=0)
     y = spectra.params[list(target)]
     frame = ceiling.evaluate(spectra.X, y)
     assert list(frame["label"].unique()) == list(target) and len(frame) == 120
@@ -232,9 +230,17 @@ def test_a_tuple_target_gives_every_label_from_one_posterior(toy_grid):
         ceiling.evaluate(spectra.X, spectra.y)
 
 
+def test_n_samples_is_a_deprecated_alias_of_n_draws(small_grid):
+    with pytest.warns(FutureWarning, match="'n_samples' was renamed 'n_draws'"):
+        ceiling = FisherCeiling(small_grid, n_samples=24)
+    assert ceiling.n_draws == 24 and "n_draws=24" in repr(ceiling)
+    with pytest.warns(FutureWarning, match="'n_samples' was renamed 'n_draws'"):
+        assert ceiling.n_samples == 24
+
+
 def test_resolution_leaves_the_constructor_arguments_alone(small_grid):
     s = make_spectra(6, model=small_grid, mag=20.0, noisy=True, random_state=0)
-    ceiling = FisherCeiling(small_grid, n_samples=16, random_state=0)
+    ceiling = FisherCeiling(small_grid, n_draws=16, random_state=0)
     ceiling.ceiling(s.X, s.y, theta=s.params[list(small_grid.param_names)])
     assert ceiling.prior is None and ceiling.noise is None and ceiling.model is small_grid
     assert not hasattr(ceiling, "_last_fisher")

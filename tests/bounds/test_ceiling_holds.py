@@ -26,9 +26,9 @@ N_TRAIN, N_TEST, BINS, MAX_Z = 3000, 600, 4, 3.0
 @pytest.fixture(scope="module")
 def honest():
     grid = load_grid()
-    train = make_spectra(N_TRAIN, grid=grid, noise="fixed", random_state=11)
-    test = make_spectra(N_TEST, grid=grid, noise="fixed", random_state=12)
-    ceiling = FisherCeiling(grid, n_samples=256, random_state=0)
+    train = make_spectra(N_TRAIN, model=grid, noisy=True, random_state=11)
+    test = make_spectra(N_TEST, model=grid, noisy=True, random_state=12)
+    ceiling = FisherCeiling(grid, n_draws=256, random_state=0)
     frame = ceiling.evaluate(test.X, test.y, snr=test.params["snr"].to_numpy())
     return grid, train, test, frame
 
@@ -78,7 +78,7 @@ def test_vit_reading_the_errors_stays_below_the_ceiling(honest):
     from specreg.estimators import SpecViTRegressor
 
     grid, train, test, frame = honest
-    clean = make_spectra(N_TRAIN, grid=grid, random_state=13)  # noiseless: noise per fit
+    clean = make_spectra(N_TRAIN, model=grid, random_state=13)  # noiseless: noise per fit
     vit = make_pipeline(
         HeteroscedasticNoise(keep_error=True, noise_model=PFSNoiseModel(grid.wave)),
         SpecViTRegressor(
@@ -94,8 +94,8 @@ def test_vit_reading_the_errors_stays_below_the_ceiling(honest):
 def test_leaky_errors_beat_the_ceiling_so_the_comparison_can_fail(honest):
     grid, _, test, frame = honest
     # the same observations (same seeds), but reporting the noise they were drawn with
-    train = make_spectra(N_TRAIN, grid=grid, noise="fixed", errors="true", random_state=11)
-    leaky = make_spectra(N_TEST, grid=grid, noise="fixed", errors="true", random_state=12)
+    train = make_spectra(N_TRAIN, model=grid, noisy=True, errors="true", random_state=11)
+    leaky = make_spectra(N_TEST, model=grid, noisy=True, errors="true", random_state=12)
     np.testing.assert_array_equal(leaky.noisy, test.noisy)
     # a Ridge that reads the error half beats the ceiling in every bin (R2 ~ 0.96 where
     # the ceiling is 0.58-0.93), by far at low SNR where the ceiling is lowest

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -350,7 +353,7 @@ def fitted(small_grid):
 def test_odd_width_X_raises(fitted):
     reg, X = fitted
     with pytest.raises(ValueError, match="odd width"):
-        TemplateFitRegressor(reg.grid).fit(X[:, :-1])
+        TemplateFitRegressor(reg.model).fit(X[:, :-1])
 
 
 def test_n_pix_mismatch_with_grid_raises(fitted):
@@ -360,7 +363,7 @@ def test_n_pix_mismatch_with_grid_raises(fitted):
     with pytest.raises(
         ValueError, match="511 pixels of flux and of error, but 512 pixels are needed"
     ):
-        TemplateFitRegressor(reg.grid).fit(narrow)
+        TemplateFitRegressor(reg.model).fit(narrow)
     with pytest.raises(ValueError, match="features"):  # sklearn's check at predict
         reg.predict(narrow)
 
@@ -374,7 +377,7 @@ def test_nan_or_inf_in_either_half_raises(fitted, bad, half):
     with pytest.raises(ValueError, match="NaN|infinity"):
         reg.predict(X)
     with pytest.raises(ValueError, match="NaN|infinity"):
-        TemplateFitRegressor(reg.grid).fit(X)
+        TemplateFitRegressor(reg.model).fit(X)
 
 
 @pytest.mark.parametrize("bad", [0.0, -0.01])
@@ -385,13 +388,13 @@ def test_zero_or_negative_errors_raise_instead_of_infinite_weight(fitted, bad):
     with pytest.raises(ValueError, match="errors must be > 0"):
         reg.predict(X)
     with pytest.raises(ValueError, match="errors must be > 0"):
-        TemplateFitRegressor(reg.grid).fit(X)
+        TemplateFitRegressor(reg.model).fit(X)
 
 
 def test_y_outside_grid_log_g_range_raises(fitted):
     reg, X = fitted
     with pytest.raises(ValueError, match=r"outside the spectral model's range \[1, 5\]"):
-        TemplateFitRegressor(reg.grid).fit(X, [3.0, 5.5])
+        TemplateFitRegressor(reg.model).fit(X, [3.0, 5.5])
 
 
 def test_init_outside_grid_box_raises(fitted):
@@ -403,7 +406,7 @@ def test_init_outside_grid_box_raises(fitted):
 def test_params_not_matching_grid_labels_raise(fitted):
     reg, X = fitted
     with pytest.raises(ValueError, match="must be the spectral model's labels"):
-        TemplateFitRegressor(reg.grid, params=("T_eff", "log_g")).fit(X)
+        TemplateFitRegressor(reg.model, params=("T_eff", "log_g")).fit(X)
     grid1 = SpectralGrid({"T_eff": [4000.0, 5000.0]}, np.ones((2, 3)), [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match=r"target label\(s\) \['log_g'\] are not labels"):
         TemplateFitRegressor(grid1, params=("T_eff",)).fit(np.ones((1, 6)))
@@ -428,19 +431,19 @@ def test_params_not_matching_grid_labels_raise(fitted):
 def test_invalid_hyper_parameters_raise(fitted, kwargs):
     reg, X = fitted
     with pytest.raises(ValueError, match=next(iter(kwargs))):
-        TemplateFitRegressor(reg.grid, **kwargs).fit(X)
+        TemplateFitRegressor(reg.model, **kwargs).fit(X)
 
 
 def test_not_a_spectral_model_raises_type_error(fitted):
     _, X = fitted
     with pytest.raises(TypeError, match="SpectralModel"):
-        TemplateFitRegressor(grid=np.ones(3)).fit(X)
+        TemplateFitRegressor(model=np.ones(3)).fit(X)
 
 
 def test_input_never_modified_in_place(fitted):
     reg, X = fitted
     before = X.copy()
-    TemplateFitRegressor(reg.grid).fit(X, [3.3, 1.7])
+    TemplateFitRegressor(reg.model).fit(X, [3.3, 1.7])
     reg.predict(X)
     reg.predict_params(X)
     np.testing.assert_array_equal(X, before)
@@ -547,3 +550,21 @@ def test_noise_model_goodness_of_fit_uses_the_physical_noise():
     assert abs(res["fit_z"].mean()) < 0.5 and 0.6 < res["fit_z"].std() < 1.5
     with pytest.raises(TypeError):
         TemplateFitRegressor(grid, noise_model="pfs").fit(spectra.X)
+
+
+def test_grid_is_a_deprecated_alias_of_model(fitted):
+    reg, X = fitted
+    old = TemplateFitRegressor(grid=reg.model)
+    with pytest.warns(FutureWarning, match="'grid' was renamed 'model'"):
+        old.fit(X)
+    assert old.model_ is reg.model
+    with pytest.warns(FutureWarning, match="'grid_' was renamed 'model_'"):
+        assert old.grid_ is reg.model
+    np.testing.assert_array_equal(old.predict(X), reg.predict(X))
+    with pytest.raises(TypeError, match="pass 'model' only"):
+        TemplateFitRegressor(reg.model, grid=reg.model).fit(X)
+    # an unpickled estimator (a process-based cross_validate) holds the default too
+    fresh = pickle.loads(pickle.dumps(TemplateFitRegressor(reg.model)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        fresh.fit(X)

@@ -43,6 +43,7 @@ from ..spectra._validation import (
     as_generator,
     check_flux_error,
     check_real,
+    renamed,
     split_stacked,
 )
 
@@ -80,8 +81,8 @@ class PosteriorSummary:
     fisher_ml : ndarray of shape (n, d, d)
         Fisher matrix at ``theta_ml``.
     n_draws : ndarray of shape (n,)
-        Importance samples behind each spectrum's estimate (more than
-        ``n_samples`` where the ESS floor asked for resampling).
+        Importance draws behind each spectrum's estimate (more than the
+        requested ``n_draws`` where the ESS floor asked for resampling).
     quantile_levels : tuple of float
         Levels of ``quantiles``.
     quantiles : ndarray of shape (n, n_levels, d)
@@ -176,6 +177,24 @@ def split_X(X, n_pix: int | None = None) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_spectra(flux: np.ndarray, error: np.ndarray) -> None:
     check_flux_error(flux, error, error_rule="positive")
+
+
+def _warn_renamed_attribute(old: str, new: str) -> None:
+    """FutureWarning for reading the deprecated attribute ``old``, now ``new``."""
+    warnings.warn(
+        f"{old!r} was renamed {new!r} in 0.1 and will be removed in 0.3",
+        FutureWarning,
+        stacklevel=3,
+    )
+
+
+def _given(value):
+    """None for the marker ``"deprecated"`` of a renamed estimator parameter, else ``value``.
+
+    Compared by value: the marker string of an unpickled estimator (e.g. in a
+    process-based ``cross_validate``) is another object than the default's.
+    """
+    return None if isinstance(value, str) and value == "deprecated" else value
 
 
 def resolve_noise(noise, model):
@@ -567,7 +586,7 @@ class _SamplerSettings:
         if mixture[2] <= 0:
             raise ValueError("the prior share of the mixture must be > 0 (defensive sampling)")
         if int(self.n_draws) < 8:
-            raise ValueError(f"n_samples must be >= 8, got {self.n_draws}")
+            raise ValueError(f"n_draws must be >= 8, got {self.n_draws}")
         check_real(self.min_ess, "min_ess", low=1)
         if not (isinstance(self.max_resample, int | np.integer) and self.max_resample >= 0):
             raise ValueError(f"max_resample must be an integer >= 0, got {self.max_resample!r}")
@@ -670,7 +689,7 @@ def _posterior(
             f"{int(short.sum())} of {n} spectra have an effective sample size below "
             f"min_ess={min_ess:g} after {opt.max_resample} resampling round(s) (lowest "
             f"{out['ess'].min():.1f}, row {int(np.argmin(out['ess']))}); their Monte-Carlo "
-            "errors are unreliable: raise n_samples or max_resample",
+            "errors are unreliable: raise n_draws or max_resample",
             UserWarning,
             stacklevel=3,
         )
@@ -683,7 +702,7 @@ def posterior_summary(
     error,
     prior=None,
     *,
-    n_samples: int = 256,
+    n_draws: int = 256,
     lattice=None,
     mixture: tuple[float, float, float] = (0.5, 0.35, 0.15),
     df: float = 4.0,
@@ -698,6 +717,7 @@ def posterior_summary(
     truth=None,
     random_state=None,
     progress: bool = False,
+    n_samples: int | None = None,
 ) -> PosteriorSummary:
     """Posterior means and variances of the labels of many spectra.
 
@@ -724,8 +744,8 @@ def posterior_summary(
         1-sigma errors, > 0.
     prior : LabelPrior, optional
         Default: uniform on the model's box (``make_spectra``'s default).
-    n_samples : int, default=256
-        Importance samples per spectrum.
+    n_draws : int, default=256
+        Importance draws per spectrum.
     lattice : int or sequence of int, optional
         Cells per label of the coarse lattice; default ``4096 ** (1/d)``.
     mixture : (float, float, float), default=(0.5, 0.35, 0.15)
@@ -739,7 +759,7 @@ def posterior_summary(
     max_iter : int, default=12
         Levenberg-Marquardt iterations.
     chunk_size : int, default=64
-        Spectra processed at once (memory ~ chunk_size * n_samples * n_pix * 4 bytes / 8).
+        Spectra processed at once (memory ~ chunk_size * n_draws * n_pix * 4 bytes / 8).
     noise_model : PFSNoiseModel, optional
         The generator's noise model; ``error`` must then be its reference errors
         (``make_spectra``'s default). None: ``error`` is the true sigma.
@@ -757,6 +777,9 @@ def posterior_summary(
     random_state : int, Generator or None
     progress : bool, default=False
         Show a tqdm progress bar.
+    n_samples : int, optional
+        Deprecated alias of ``n_draws`` (``n_samples`` means the number of
+        spectra elsewhere in specreg).
 
     Returns
     -------
@@ -775,7 +798,7 @@ def posterior_summary(
     (True, True)
     """
     settings = _SamplerSettings(
-        n_draws=n_samples,
+        n_draws=renamed(n_draws, n_samples, old="n_samples", new="n_draws", default=256),
         mixture=mixture,
         df=df,
         scale=scale,

@@ -7,13 +7,14 @@ import pandas as pd
 
 from ..datasets._grid_io import resolve_model
 from ..metrics._snr import bayes_squared_errors
-from ..spectra._validation import as_generator, check_target_y, resolve_target
+from ..spectra._validation import as_generator, check_target_y, renamed, resolve_target
 from ._bayes import (
     QUANTILE_LEVELS,
     PosteriorSummary,
     _posterior,
     _Problem,
     _SamplerSettings,
+    _warn_renamed_attribute,
     resolve_noise,
     resolve_prior,
     split_X,
@@ -205,8 +206,8 @@ class FisherCeiling:
     aggregation : str, default="bayes"
         What the scorer returns: ``"bayes"``, ``"bayes_expected"``,
         ``"median"``, ``"mean"``, ``"population"`` or ``"van_trees"``.
-    n_samples : int, default=256
-        Importance samples per spectrum.
+    n_draws : int, default=256
+        Importance draws per spectrum.
     lattice : int or sequence of int, optional
         Cells per label of the coarse likelihood lattice.
     random_state : int or None
@@ -214,6 +215,8 @@ class FisherCeiling:
         fresh samples.
     progress : bool, default=False
     chunk_size : int, default=64
+    n_samples : int, optional
+        Deprecated alias of ``n_draws``.
 
     Attributes
     ----------
@@ -231,7 +234,7 @@ class FisherCeiling:
     >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, wave)
     >>> spectra = make_spectra(40, model=grid, mag=20.0, noisy=True,
     ...                        random_state=0)
-    >>> ceiling = FisherCeiling(grid, n_samples=64, random_state=0)
+    >>> ceiling = FisherCeiling(grid, n_draws=64, random_state=0)
     >>> row = ceiling.ceiling(spectra.X, spectra.y)
     >>> 0 < row["r2_bayes"] <= 1
     True
@@ -245,27 +248,34 @@ class FisherCeiling:
         prior=None,
         target: str = "log_g",
         aggregation: str = "bayes",
-        n_samples: int = 256,
+        n_draws: int = 256,
         lattice=None,
         random_state=None,
         progress: bool = False,
         chunk_size: int = 64,
+        n_samples: int | None = None,
     ) -> None:
         self.model = model
         self.noise = noise
         self.prior = prior
         self.target = target
         self.aggregation = aggregation
-        self.n_samples = n_samples
+        self.n_draws = renamed(n_draws, n_samples, old="n_samples", new="n_draws", default=256)
         self.lattice = lattice
         self.random_state = random_state
         self.progress = progress
         self.chunk_size = chunk_size
 
+    @property
+    def n_samples(self) -> int:
+        """Deprecated alias of ``n_draws``."""
+        _warn_renamed_attribute("n_samples", "n_draws")
+        return self.n_draws
+
     def __repr__(self) -> str:
         return (
             f"FisherCeiling(target={self.target!r}, aggregation={self.aggregation!r}, "
-            f"n_samples={self.n_samples})"
+            f"n_draws={self.n_draws})"
         )
 
     # ------------------------------------------------------------ resolution
@@ -362,13 +372,13 @@ class FisherCeiling:
         --------
         >>> from specreg.spectra import SpectralGrid
         >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, [[1.0] * 8, [3.0] * 8], range(8))
-        >>> ceiling = FisherCeiling(g, "given", n_samples=32, random_state=0)
+        >>> ceiling = FisherCeiling(g, "given", n_draws=32, random_state=0)
         >>> post = ceiling.posterior([[2.0] * 8], [[0.1] * 8])
         >>> bool(abs(post.mean[0, 0] - 3.0) < 0.1)
         True
         """
         settings = _SamplerSettings(
-            n_draws=self.n_samples,
+            n_draws=self.n_draws,
             chunk_size=self.chunk_size,
             quantiles=QUANTILE_LEVELS if quantiles is None else quantiles,
         )
@@ -419,7 +429,7 @@ class FisherCeiling:
         >>> flux = np.repeat([[1.0], [2.0], [3.0]], 8, axis=1)
         >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, np.arange(8.0))
         >>> X = np.hstack([g.flux([[3.0]]), np.full((1, 8), 0.1)])
-        >>> frame = FisherCeiling(g, "given", n_samples=32).evaluate(X, [3.0])
+        >>> frame = FisherCeiling(g, "given", n_draws=32).evaluate(X, [3.0])
         >>> frame[["y", "theta_ml", "crlb"]].round(4).values.tolist()
         [[3.0, 3.0, 0.005]]
         """
@@ -535,7 +545,7 @@ class FisherCeiling:
         >>> flux = [[1.0] * 8, [3.0] * 8]
         >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, flux, np.arange(8.0))
         >>> X = np.hstack([g.flux([[2.0], [4.0]]), np.full((2, 8), 0.1)])
-        >>> ceiling = FisherCeiling(g, "given", n_samples=32, random_state=0)
+        >>> ceiling = FisherCeiling(g, "given", n_draws=32, random_state=0)
         >>> ceiling.ceiling(X, [2.0, 4.0])["r2_bayes"] > 0.9
         True
         """
@@ -551,7 +561,7 @@ class FisherCeiling:
         >>> flux = np.outer([1.0, 2.0, 3.0], np.ones(6))
         >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, np.arange(6.0))
         >>> X = np.hstack([g.flux([[2.0], [4.0]]), np.full((2, 6), 0.1)])
-        >>> scorer = FisherCeiling(g, "given", n_samples=32, random_state=0)
+        >>> scorer = FisherCeiling(g, "given", n_draws=32, random_state=0)
         >>> scorer(None, X, [2.0, 4.0]) > 0.9
         True
         """
@@ -614,7 +624,7 @@ class FisherCeiling:
         >>> y = [2.0, 4.0, 3.0, 1.5]
         >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, [[1.0] * 8, [3.0] * 8], range(8))
         >>> X = np.hstack([g.flux(np.c_[y]), np.full((4, 8), 0.1)])
-        >>> ceiling = FisherCeiling(g, "given", n_samples=32)
+        >>> ceiling = FisherCeiling(g, "given", n_draws=32)
         >>> ceiling.table_by_snr(X, y, bins=2).shape[0]
         2
         """
@@ -752,7 +762,7 @@ class FisherCeiling:
         >>> line = np.exp(-0.5 * ((wave - 8000) / 200) ** 2)
         >>> depth = np.array([[0.05], [0.1], [0.15]])
         >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, 0.5 - depth * line, wave)
-        >>> ceiling = FisherCeiling(grid, n_samples=32, random_state=0)
+        >>> ceiling = FisherCeiling(grid, n_draws=32, random_state=0)
         >>> t = ceiling.table([20.0, 23.0], n=30)
         >>> bool(t["r2_bayes"].iloc[0] > t["r2_bayes"].iloc[1])
         True

@@ -18,6 +18,7 @@ from ..datasets._grid_io import resolve_model
 from ..spectra._validation import (
     as_generator,
     check_target_y,
+    renamed,
     resolve_target,
     target_shaped,
 )
@@ -40,30 +41,35 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    grid : SpectralModel, optional
+    model : SpectralModel, optional
         Default: the embedded grid (:func:`~specreg.datasets.load_grid`).
     prior : LabelPrior, optional
         The prior the labels were drawn from; default uniform on the model's box.
     noise : PFSNoiseModel, "given" or None, default=None
         The noise process (see :class:`FisherCeiling`): by default the error
-        half of X holds the reference errors of ``PFSNoiseModel(grid.wave)``
+        half of X holds the reference errors of ``PFSNoiseModel(model.wave)``
         and the likelihood uses its physical noise; ``"given"`` takes the
         errors as the true sigma.
     target : str or tuple of str, default="log_g"
         The label predicted, or several (e.g. ``("T_eff", "log_g", "M_H")``;
         predictions then have shape (n, k) in this order).
-    n_samples : int, default=256
-        Importance samples per spectrum.
+    n_draws : int, default=256
+        Importance draws per spectrum.
     lattice : int or sequence of int, optional
         Cells per label of the coarse likelihood lattice.
     random_state : int or None
         Seed of the generator that ``fit`` creates; successive predictions of
         one fit draw fresh samples from it.
     progress : bool, default=False
+    grid : SpectralModel, optional
+        Deprecated alias of ``model``.
+    n_samples : int, optional
+        Deprecated alias of ``n_draws`` (``n_samples`` is the number of
+        spectra in scikit-learn).
 
     Attributes
     ----------
-    grid_ : SpectralModel
+    model_ : SpectralModel
         The resolved spectral model.
     noise_model_ : PFSNoiseModel or None
         The resolved noise process (None: the errors are the true sigma).
@@ -78,30 +84,34 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
     >>> flux = np.repeat([[1.0], [2.0], [3.0]], 8, axis=1)
     >>> g = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, np.arange(8.0))
     >>> X = np.hstack([g.flux([[2.0], [4.0]]), np.full((2, 8), 0.05)])
-    >>> est = BayesCeilingRegressor(g, noise="given", n_samples=32, random_state=0)
+    >>> est = BayesCeilingRegressor(g, noise="given", n_draws=32, random_state=0)
     >>> est.fit(X).predict(X).round(1).tolist()
     [2.0, 4.0]
     """
 
     def __init__(
         self,
-        grid=None,
+        model=None,
         prior=None,
         noise=None,
         target: str | tuple[str, ...] = "log_g",
-        n_samples: int = 256,
+        n_draws: int = 256,
         lattice=None,
         random_state=None,
         progress: bool = False,
+        grid="deprecated",
+        n_samples="deprecated",
     ) -> None:
-        self.grid = grid
+        self.model = model
         self.prior = prior
         self.noise = noise
         self.target = target
-        self.n_samples = n_samples
+        self.n_draws = n_draws
         self.lattice = lattice
         self.random_state = random_state
         self.progress = progress
+        self.grid = grid
+        self.n_samples = n_samples
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -136,7 +146,15 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         ('log_g',)
         """
         X = validate_data(self, X, reset=True, dtype=np.float32)
-        model = resolve_model(self.grid)
+        model = renamed(self.model, _bayes._given(self.grid), old="grid", new="model")
+        n_draws = renamed(
+            self.n_draws,
+            _bayes._given(self.n_samples),
+            old="n_samples",
+            new="n_draws",
+            default=256,
+        )
+        model = resolve_model(model)
         names = tuple(model.param_names)
         target = resolve_target(self.target, names)
         if y is not None:
@@ -146,11 +164,17 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         # templates themselves are computed at the first prediction
         self.noise_model_ = _bayes.resolve_noise(self.noise, model)
         self._problem = _bayes._Problem(model, self.prior, self.lattice)
-        self._settings = _bayes._SamplerSettings(n_draws=self.n_samples)
+        self._settings = _bayes._SamplerSettings(n_draws=n_draws)
         self._random = as_generator(self.random_state)
-        self.grid_ = model
+        self.model_ = model
         self.target_ = target
         return self
+
+    @property
+    def grid_(self):
+        """Deprecated alias of ``model_``."""
+        _bayes._warn_renamed_attribute("grid_", "model_")
+        return self.model_
 
     def predict_posterior(self, X, *, quantiles=QUANTILE_LEVELS) -> PosteriorSummary:
         """Posterior summaries of all labels (means, variances, quantiles, MC errors, ESS).
@@ -170,14 +194,14 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         >>> from specreg.spectra import SpectralGrid
         >>> g = SpectralGrid({"a": [0.0, 1.0]}, [[1.0] * 6, [2.0] * 6], range(6))
         >>> X = [[1.5] * 6 + [0.05] * 6]  # the model spectrum at a = 0.5
-        >>> est = BayesCeilingRegressor(g, noise="given", target="a", n_samples=64)
+        >>> est = BayesCeilingRegressor(g, noise="given", target="a", n_draws=64)
         >>> post = est.fit(X).predict_posterior(X)
         >>> post.mean.shape, post.quantiles.shape
         ((1, 1), (1, 5, 1))
         """
-        check_is_fitted(self, "grid_")
+        check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=np.float32)
-        flux, error = split_X(X, getattr(self.grid_, "n_pix", None))
+        flux, error = split_X(X, getattr(self.model_, "n_pix", None))
         return _bayes._posterior(
             self._problem,
             flux,
@@ -214,7 +238,7 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         >>> from specreg.spectra import SpectralGrid
         >>> g = SpectralGrid({"x": [0.0, 4.0]}, [[0.0] * 8, [4.0] * 8], np.arange(8.0))
         >>> X = np.hstack([g.flux([[1.0]]), np.full((1, 8), 0.05)])
-        >>> est = BayesCeilingRegressor(g, noise="given", target="x", n_samples=64)
+        >>> est = BayesCeilingRegressor(g, noise="given", target="x", n_draws=64)
         >>> mean, std = est.fit(X).predict(X, return_std=True)
         >>> mean.round(1).tolist(), bool(0 < std[0] < 0.1)
         ([1.0], True)
@@ -259,7 +283,7 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         """Deprecated: the :class:`FisherCeiling` of the same settings."""
         from ._ceiling import FisherCeiling
 
-        check_is_fitted(self, "grid_")
+        check_is_fitted(self, "model_")
         warnings.warn(
             "the ceiling_ attribute is deprecated in 0.1 and will be removed in 0.3; "
             "the estimator no longer uses a FisherCeiling: build one with the same "
@@ -268,11 +292,11 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
             stacklevel=2,
         )
         return FisherCeiling(
-            self.grid_,
+            self.model_,
             "given" if self.noise_model_ is None else self.noise_model_,
             prior=self.prior,
             target=self.target,
-            n_samples=self._settings.n_draws,
+            n_draws=self._settings.n_draws,
             lattice=self.lattice,
             random_state=self.random_state,
             progress=self.progress,

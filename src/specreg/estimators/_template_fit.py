@@ -7,6 +7,7 @@ resolution, batching, threads and the progress bar live here; the mathematics th
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from ..spectra._interp import axis_weights, weight_matrix
 from ..spectra._validation import (
     check_noise_model,
     check_target_y,
+    renamed,
     resolve_target,
     target_shaped,
 )
@@ -80,18 +82,18 @@ def split_flux_error(X: np.ndarray, n_pix: int | None = None) -> tuple[np.ndarra
     return split_stacked(X, n_pix=n_pix, error_rule="positive")
 
 
-def _resolve_model(grid):
+def _resolve_model(model):
     # the embedded grid for None (a clear FileNotFoundError when it is absent)
-    grid = resolve_model(grid)
+    model = resolve_model(model)
     missing = [
-        a for a in ("param_names", "wave", "bounds", "flux", "jacobian") if not hasattr(grid, a)
+        a for a in ("param_names", "wave", "bounds", "flux", "jacobian") if not hasattr(model, a)
     ]
     if missing:
         raise TypeError(
-            f"grid must be a SpectralGrid or another SpectralModel (param_names, wave, "
-            f"bounds, flux, jacobian); {type(grid).__name__} lacks {missing}"
+            f"model must be a SpectralGrid or another SpectralModel (param_names, wave, "
+            f"bounds, flux, jacobian); {type(model).__name__} lacks {missing}"
         )
-    return grid
+    return model
 
 
 class TemplateFitRegressor(RegressorMixin, BaseEstimator):
@@ -114,7 +116,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    grid : SpectralModel or None, default=None
+    model : SpectralModel or None, default=None
         The forward model (a :class:`~specreg.spectra.SpectralGrid` or any object
         with ``param_names``, ``wave``, ``bounds``, ``flux`` and ``jacobian``).
         ``None`` uses the embedded grid (:func:`specreg.datasets.load_grid`), which
@@ -166,10 +168,12 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         the two kinds of parallelism do not oversubscribe the cores.
     progress_bar : bool, default=False
         Show a tqdm progress bar over spectra.
+    grid : SpectralModel, optional
+        Deprecated alias of ``model``.
 
     Attributes
     ----------
-    grid_ : SpectralModel
+    model_ : SpectralModel
         The resolved spectral model.
     param_names_ : tuple of str
         The fitted labels, in output order.
@@ -215,7 +219,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(
         self,
-        grid=None,
+        model=None,
         params: tuple[str, ...] = ("T_eff", "log_g", "M_H"),
         target: str | tuple[str, ...] = "log_g",
         noise_model=None,
@@ -227,8 +231,9 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         batch_size: int = 256,
         n_jobs: int | None = None,
         progress_bar: bool = False,
+        grid="deprecated",
     ):
-        self.grid = grid
+        self.model = model
         self.params = params
         self.target = target
         self.noise_model = noise_model
@@ -240,6 +245,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.progress_bar = progress_bar
+        self.grid = grid
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -249,6 +255,16 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         tags.target_tags.multi_output = not isinstance(self.target, str)
         tags.target_tags.single_output = isinstance(self.target, str)
         return tags
+
+    @property
+    def grid_(self):
+        """Deprecated alias of ``model_``."""
+        warnings.warn(
+            "'grid_' was renamed 'model_' in 0.1 and will be removed in 0.3",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.model_
 
     # ------------------------------------------------------------------ checks
     def _check_hyper_params(self) -> None:
@@ -303,7 +319,9 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         """
         self._check_hyper_params()
         X = self._check_X(X, reset=True)
-        model = _resolve_model(self.grid)
+        # the marker compared by value: an unpickled estimator holds another str object
+        grid = None if isinstance(self.grid, str) and self.grid == "deprecated" else self.grid
+        model = _resolve_model(renamed(self.model, grid, old="grid", new="model"))
         params = self._check_params_against(model)
         names = tuple(model.param_names)
         target = resolve_target(self.target, names)
@@ -322,7 +340,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
                         f"spectral model's range [{lo:g}, {hi:g}] (e.g. "
                         f"{y[outside, j][0]:g}); a template fit cannot return them"
                     )
-        self.grid_ = model
+        self.model_ = model
         self.param_names_ = params
         self.target_ = target
         self.n_pix_ = n_pix
@@ -413,7 +431,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         self._check_hyper_params()
         X = self._check_X(X, reset=False)
         flux, error = split_flux_error(X, self.n_pix_)
-        model = self.grid_
+        model = self.model_
         names = tuple(model.param_names)
         order = [names.index(p) for p in self.param_names_]  # model order -> output order
         start = None
@@ -463,7 +481,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
     def _check_init(self, init, n: int) -> np.ndarray:
         from ..spectra._validation import as_label_array
 
-        names = tuple(self.grid_.param_names)
+        names = tuple(self.model_.param_names)
         if isinstance(init, pd.DataFrame):
             arr = as_label_array(init, names)
         else:
@@ -471,7 +489,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
             arr = arr[:, [self.param_names_.index(p) for p in names]]
         if arr.shape[0] != n:
             raise ValueError(f"init has {arr.shape[0]} rows for {n} spectra")
-        lo, hi = _box(self.grid_)
+        lo, hi = _box(self.model_)
         outside = (arr < lo) | (arr > hi)
         if outside.any():
             row, col = np.argwhere(outside)[0]
