@@ -292,7 +292,7 @@ def _make_model(
         )
     if name == "template_fit":
         return TemplateFitRegressor(
-            grid=grid,
+            model=grid,
             target=_target(labels),
             noise_model=noise,
             n_jobs=jobs,
@@ -448,13 +448,13 @@ def _ceiling(stages, preset, grid, prior, test, seed, log, verbose=False, labels
     if stages.done("ceiling.csv"):
         log("ceiling: reusing per-spectrum evaluation")
         return pd.read_csv(path), FisherCeiling(
-            grid, target=target, prior=prior, n_samples=preset.ceiling_samples
+            grid, target=target, prior=prior, n_draws=preset.ceiling_samples
         )
     ceiling = FisherCeiling(
         grid,
         target=target,
         prior=prior,
-        n_samples=preset.ceiling_samples,
+        n_draws=preset.ceiling_samples,
         random_state=seed,
         progress=verbose,
     )
