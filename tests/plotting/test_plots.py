@@ -61,6 +61,41 @@ def test_r2_vs_snr_on_given_axes_without_fisher(tables):
     plt.close(fig)
 
 
+def _render(fig):
+    """Draw a figure the plot functions made (a bare Figure) and return its renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def test_r2_vs_snr_ticks_are_plain_snr_values(tables):
+    model, ceiling = tables
+    ax = plot_r2_vs_snr({"m": model}, ceiling)
+    _render(ax.figure)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["3", "4", "5", "7", "10"]  # the data span SNR 3-13
+    assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
+    # a long range (the ceiling per magnitude, SNR 2-90) gets the coarse set
+    wide = ceiling.assign(snr=[2.0, 8.0, 30.0, 90.0])
+    ax = plot_r2_vs_snr(None, wide)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "5", "10", "20", "50", "100"]
+
+
+def test_r2_vs_snr_legend_beside_the_axes_or_inside_or_none(tables):
+    model, ceiling = tables
+    ax = plot_r2_vs_snr({"m": model}, ceiling)
+    renderer = _render(ax.figure)
+    box = ax.get_legend().get_window_extent(renderer)
+    assert box.x0 >= ax.get_window_extent(renderer).x1  # right of the axes: hides nothing
+    assert box.x1 <= ax.figure.bbox.x1 + 1  # and still inside the figure
+    ax = plot_r2_vs_snr({"m": model}, ceiling, legend="lower right")
+    inside = ax.get_legend().get_window_extent(_render(ax.figure))
+    assert ax.get_window_extent().contains(inside.x0 + 1, inside.y0 + 1)
+    assert plot_r2_vs_snr({"m": model}, ceiling, legend=None).get_legend() is None
+
+
 def test_learning_curve_log_axis_and_shape_check():
     ax = plot_learning_curve(
         [1e3, 1e4, 1e5],

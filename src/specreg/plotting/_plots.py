@@ -20,19 +20,61 @@ __all__ = [
 ]
 
 
-def _axes(ax):
+def _axes(ax, figsize=None):
     if ax is not None:
         return ax
     from matplotlib.figure import Figure
 
     # a bare Figure (no pyplot): no global figure registry, safe in loops and threads
-    return Figure(figsize=(6.4, 4.4)).add_subplot()
+    fig = Figure(figsize=figsize or (6.4, 4.4), layout="tight")
+    return fig.add_subplot()
 
 
-def _minor_snr_label(value: float, _pos) -> str:
-    """Label the minor ticks 2, 3, 5 (x a power of ten) of a log SNR axis."""
-    mantissa = value / 10 ** np.floor(np.log10(value) + 1e-9)
-    return f"{value:g}" if round(mantissa) in (2, 3, 5) else ""
+#: Tick values of a log SNR axis: the fine set for short ranges, the coarse one for long.
+_SNR_TICKS_FINE = (1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500)
+_SNR_TICKS_COARSE = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def _snr_ticks(lo: float, hi: float, max_ticks: int = 8) -> list[float]:
+    """Plain-number ticks (3, 5, 10, 20) inside ``[lo, hi]`` of a log SNR axis.
+
+    Examples
+    --------
+    >>> _snr_ticks(2.6, 14.0)
+    [3, 4, 5, 7, 10]
+    >>> _snr_ticks(1.5, 95.0)
+    [2, 5, 10, 20, 50]
+    """
+    for ticks in (_SNR_TICKS_FINE, _SNR_TICKS_COARSE):
+        inside = [t for t in ticks if lo <= t <= hi]
+        if len(inside) <= max_ticks:
+            break
+    return inside
+
+
+def _log_snr_axis(ax) -> None:
+    """A log x axis labelled with plain SNR values, minor ticks unlabelled."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    ticks = _snr_ticks(lo, hi)
+    if len(ticks) >= 2:  # else keep matplotlib's own (a range within one tick step)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _place_legend(ax, legend) -> None:
+    """``"outside"``: right of the axes, clear of the curves; a matplotlib ``loc``; or none."""
+    if legend is None or legend is False:
+        return
+    if legend == "outside":
+        ax.legend(
+            loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small"
+        )
+    else:
+        ax.legend(loc=legend, fontsize="small")
 
 
 def plot_r2_vs_snr(
@@ -43,6 +85,7 @@ def plot_r2_vs_snr(
     reference=None,
     ax=None,
     log_snr: bool = True,
+    legend: str | None = "outside",
 ):
     """R2 vs per-spectrum SNR for several models, with the Bayes-optimal ceiling.
 
@@ -64,7 +107,14 @@ def plot_r2_vs_snr(
         (``snr_grid``, ``r2_max_median``), drawn dotted at the grid SNR, to show
         how far it sits from the ceiling on the models' axis.
     ax : matplotlib Axes, optional
+        Without one, a new figure wide enough for the legend beside the axes.
     log_snr : bool, default=True
+        A log SNR axis, labelled with plain numbers (3, 5, 10, 20).
+    legend : str or None, default="outside"
+        ``"outside"`` puts the legend to the right of the axes, where it hides
+        no curve (call ``fig.tight_layout()`` or save with
+        ``bbox_inches="tight"`` to keep it in the figure); a matplotlib
+        ``loc`` such as ``"lower right"`` puts it inside; None draws none.
 
     Returns
     -------
@@ -74,12 +124,15 @@ def plot_r2_vs_snr(
     --------
     >>> import pandas as pd
     >>> s = pd.DataFrame({"snr": [3.0, 10.0], "r2": [0.3, 0.8]})
-    >>> c = pd.DataFrame({"snr": [3.0, 10.0], "r2_bayes": [0.4, 0.9], "r2_bayes_mc_err": [0.01, 0.01]})
+    >>> c = pd.DataFrame({"snr": [3.0, 10.0], "r2_bayes": [0.4, 0.9],
+    ...                   "r2_bayes_mc_err": [0.01, 0.01]})
     >>> ax = plot_r2_vs_snr({"ridge": s}, c)
     >>> ax.get_ylabel()
     '$R^2$ (log g)'
+    >>> [t.get_text() for t in ax.get_xticklabels()]
+    ['3', '4', '5', '7', '10']
     """
-    ax = _axes(ax)
+    ax = _axes(ax, figsize=(8.4, 4.4) if legend == "outside" else None)
     if ceiling is not None:
         c = ceiling.sort_values("snr")
         if "r2_bayes" in c:
@@ -130,17 +183,12 @@ def plot_r2_vs_snr(
                 t["snr"], t["r2_lo"], t["r2_hi"], color=line.get_color(), alpha=0.2, lw=0
             )
     if log_snr:
-        ax.set_xscale("log")
-        from matplotlib.ticker import FuncFormatter, ScalarFormatter
-
-        # plain numbers (3, 5, 10, 20) rather than 4x10^0 on a short log axis
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(FuncFormatter(_minor_snr_label))
+        _log_snr_axis(ax)
     ax.set_xlabel("per-spectrum SNR (median flux / error)")
     ax.set_ylabel("$R^2$ (log g)")
     ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    _place_legend(ax, legend)
     return ax
 
 
