@@ -133,3 +133,8 @@ def test_fit_resets_the_generator_and_keeps_no_ceiling(small_grid, noise, spectr
     np.testing.assert_array_equal(est.fit(spectra.X).predict(spectra.X[:4]), first)
     assert not np.array_equal(est.predict(spectra.X[:4]), first)
     assert "ceiling_" not in vars(est) and est.noise_model_ is noise
+
+
+def test_expected_failed_checks_name_their_reason():
+    reasons = BayesCeilingRegressor()._expected_failed_checks()
+    assert len(reasons) == 21 and all(r.startswith(("X ", "the check")) for r in reasons.values())

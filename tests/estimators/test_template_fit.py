@@ -568,3 +568,8 @@ def test_grid_is_a_deprecated_alias_of_model(fitted):
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         fresh.fit(X)
+
+
+def test_expected_failed_checks_name_their_reason():
+    reasons = TemplateFitRegressor()._expected_failed_checks()
+    assert len(reasons) == 26 and all(r.startswith(("X ", "the check")) for r in reasons.values())
