@@ -285,7 +285,7 @@ def faint_embedded():
     from specreg.datasets import load_grid, make_spectra
 
     grid = load_grid()
-    test = make_spectra(400, grid=grid, mag=22.5, noise="fixed", random_state=2)
+    test = make_spectra(400, model=grid, mag=22.5, noisy=True, random_state=2)
     return grid, test.X, test.params[list(grid.param_names)].to_numpy()
 
 
@@ -545,7 +545,7 @@ def test_noise_model_goodness_of_fit_uses_the_physical_noise():
 
     grid = make_toy_grid(512)
     noise = PFSNoiseModel(grid.wave)
-    spectra = make_spectra(80, grid=grid, mag=19.0, noise="fixed", random_state=2)
+    spectra = make_spectra(80, model=grid, mag=19.0, noisy=True, random_state=2)
     res = TemplateFitRegressor(grid, noise_model=noise).fit(spectra.X).predict_params(spectra.X)
     assert abs(res["fit_z"].mean()) < 0.5 and 0.6 < res["fit_z"].std() < 1.5
     with pytest.raises(TypeError):
