@@ -30,7 +30,7 @@ def test_set(toy_grid):
         "max_likelihood": ceiling.last_evaluation_["theta_ml"].to_numpy(),
         "prior_mean": np.full(len(test), 3.0),
     }
-    try:  # written in parallel (issue 4); the other estimators still run without it
+    try:  # the comparison runs without the template fit where it is not installed
         from specreg.estimators import TemplateFitRegressor
 
         tf = TemplateFitRegressor(model=toy_grid).fit(test.X[:4], np.full(4, 3.0))

@@ -108,7 +108,8 @@ def fisher_matrices(model, theta, error, *, chunk_size: int = 512) -> np.ndarray
     --------
     >>> import numpy as np
     >>> from specreg.spectra import SpectralGrid
-    >>> g = SpectralGrid({"x": [0.0, 1.0, 2.0]}, np.array([[0.0, 0.0], [1.0, 2.0], [2.0, 4.0]]), [1.0, 2.0])
+    >>> flux = np.outer([0.0, 1.0, 2.0], [1.0, 2.0])  # slopes 1 and 2 per unit x
+    >>> g = SpectralGrid({"x": [0.0, 1.0, 2.0]}, flux, [1.0, 2.0])
     >>> fisher_matrices(g, [[0.5]], np.ones((1, 2)))[0].round(6).tolist()
     [[5.0]]
     """
@@ -367,7 +368,7 @@ def van_trees_bound(fisher, prior, index: int = 1) -> float:
     biased or not. ``fisher`` must be evaluated at labels drawn from ``prior``
     (the expectation is their mean). The bound is loose when the Fisher
     information varies strongly over the prior: the most informative stars
-    dominate the average (DESIGN.md section 6).
+    dominate the average, so it says little about the typical star's error.
 
     Parameters
     ----------
@@ -386,7 +387,8 @@ def van_trees_bound(fisher, prior, index: int = 1) -> float:
     >>> import numpy as np
     >>> from specreg.spectra import LabelPrior
     >>> prior = LabelPrior({"x": (0, 1)}, taper=0.25)
-    >>> round(van_trees_bound(np.zeros((3, 1, 1)), prior, 0), 5)  # prior information only
+    >>> no_data = np.zeros((3, 1, 1))  # the prior's information only
+    >>> round(van_trees_bound(no_data, prior, 0), 5)
     0.019
     """
     F = _check_fisher(fisher)

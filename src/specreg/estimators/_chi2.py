@@ -77,7 +77,8 @@ def coarse_chi2(
     Examples
     --------
     >>> t = np.array([[1.0, 2.0], [2.0, 1.0]])
-    >>> coarse_chi2(np.array([[2.0, 4.0]]), np.ones((1, 2)), t, np.ones((2, 1))).round(6)
+    >>> flux, ivar = np.array([[2.0, 4.0]]), np.ones((1, 2))
+    >>> coarse_chi2(flux, ivar, t, np.ones((2, 1))).round(6)
     array([[0. , 7.2]])
     """
     flux = np.asarray(flux, dtype=np.float64)

@@ -240,7 +240,9 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
     >>> wave = np.linspace(7100.0, 8850.0, 200)
     >>> g = np.linspace(1.0, 5.0, 5)
     >>> t = np.linspace(4000.0, 6000.0, 5)
-    >>> line = lambda tt, gg: 1 - (0.3 + 0.05 * gg) * np.exp(-((wave - 8000 - 0.1 * (tt - 5000)) / 3) ** 2)
+    >>> def line(tt, gg):
+    ...     centre = 8000 + 0.1 * (tt - 5000)
+    ...     return 1 - (0.3 + 0.05 * gg) * np.exp(-(((wave - centre) / 3) ** 2))
     >>> flux = np.array([[line(a, b) for b in g] for a in t])
     >>> grid = SpectralGrid({"T_eff": t, "log_g": g}, flux, wave)
     >>> truth = np.array([[4700.0, 2.3]])
@@ -371,8 +373,9 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.ones((3, 4)), np.arange(4.0))
-        >>> TemplateFitRegressor(grid, params=("log_g",)).fit(np.ones((2, 8)), [2.0, 3.0]).n_pix_
+        >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, np.ones((3, 4)), range(4))
+        >>> reg = TemplateFitRegressor(grid, params=("log_g",))
+        >>> reg.fit(np.ones((2, 8)), [2.0, 3.0]).n_pix_
         4
         """
         self._check_hyper_params()
@@ -426,12 +429,13 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
 
         Examples
         --------
-        >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, [[1.0, 0.5], [1.0, 0.6], [1.0, 0.9]], [1.0, 2.0])
-        >>> X = np.hstack([2 * grid.flux([[2.0]]), [[0.01, 0.01]]])
-        >>> TemplateFitRegressor(grid, params=("log_g",)).fit(X).predict(X).round(4).tolist()
-        [2.0]
+        >>> flux = [[1.0, 0.5], [1.0, 0.6], [1.0, 0.9]]
+        >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, flux, [1.0, 2.0])
+        >>> X = [[2.0, 1.2, 0.01, 0.01]]  # twice the node spectrum at log g = 3
+        >>> reg = TemplateFitRegressor(grid, params=("log_g",)).fit(X)
+        >>> reg.predict(X).round(4).tolist()
+        [3.0]
         """
         res = self.predict_params(X)
         mean = target_shaped(res[list(self.target_)].to_numpy(), self.target)
@@ -477,9 +481,11 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         --------
         >>> import numpy as np
         >>> from specreg.spectra import SpectralGrid
-        >>> grid = SpectralGrid({"log_g": [1.0, 3.0, 5.0]}, [[1.0, 0.5], [1.0, 0.6], [1.0, 0.9]], [1.0, 2.0])
-        >>> X = np.hstack([2 * grid.flux([[2.0]]), [[0.01, 0.01]]])
-        >>> res = TemplateFitRegressor(grid, params=("log_g",)).fit(X).predict_params(X)
+        >>> flux = [[1.0, 0.4], [1.0, 0.6], [1.0, 1.0]]
+        >>> grid = SpectralGrid({"log_g": [0.0, 2.0, 4.0]}, flux, [1.0, 2.0])
+        >>> X = np.hstack([2 * grid.flux([[3.0]]), [[0.01, 0.01]]])
+        >>> reg = TemplateFitRegressor(grid, params=("log_g",)).fit(X)
+        >>> res = reg.predict_params(X)
         >>> list(res.columns)[:6]
         ['log_g', 'log_g_err', 'log_g_std', 'chi2', 'dof', 'amplitude']
         >>> round(float(res["amplitude"][0]), 4)
@@ -992,10 +998,10 @@ def _fisher_labels(model, theta, error, poly_degree: int = 0, coef=None) -> np.n
 
     Examples
     --------
-    >>> import numpy as np
     >>> from specreg.spectra import SpectralGrid
-    >>> grid = SpectralGrid({"x": [0.0, 1.0]}, [[1.0, 1.0], [1.0, 2.0]], [1.0, 2.0], method="linear")
-    >>> _fisher_labels(grid, np.array([[0.5]]), np.ones((1, 2))).round(4).tolist()
+    >>> flux = [[1.0, 1.0], [1.0, 2.0]]
+    >>> grid = SpectralGrid({"x": [0.0, 1.0]}, flux, [1.0, 2.0], method="linear")
+    >>> _fisher_labels(grid, [[0.5]], [[1.0, 1.0]]).round(4).tolist()
     [[[0.3077]]]
     """
     theta = np.atleast_2d(np.asarray(theta, dtype=float))
