@@ -213,7 +213,8 @@ def plot_learning_curve(
 
     Examples
     --------
-    >>> ax = plot_learning_curve([1e3, 1e4], {"ridge": [[0.3, 0.35], [0.5, 0.52]]}, ceiling=0.8)
+    >>> r2 = {"ridge": [[0.3, 0.35], [0.5, 0.52]]}  # two folds per size
+    >>> ax = plot_learning_curve([1e3, 1e4], r2, ceiling=0.8)
     >>> ax.get_xscale()
     'log'
     """
@@ -270,7 +271,8 @@ def plot_parity(y_true, y_pred, *, crlb=None, bins: int = 20, ax=None, label: st
 
     Examples
     --------
-    >>> ax = plot_parity([1.0, 3.0, 5.0], [1.2, 2.9, 4.5], crlb=[0.1, 0.2, 0.3], bins=3)
+    >>> y_true, y_pred = [1.0, 3.0, 5.0], [1.2, 2.9, 4.5]
+    >>> ax = plot_parity(y_true, y_pred, crlb=[0.1, 0.2, 0.3], bins=3)
     >>> ax.get_xlabel()
     'true log g'
     """
@@ -297,7 +299,8 @@ def plot_residuals(y_true, y_pred, *, crlb=None, bins: int = 20, ax=None):
 
     Examples
     --------
-    >>> ax = plot_residuals([1.0, 3.0, 5.0], [1.2, 2.9, 4.5], crlb=[0.1, 0.2, 0.3], bins=3)
+    >>> y_true, y_pred = [1.0, 3.0, 5.0], [1.2, 2.9, 4.5]
+    >>> ax = plot_residuals(y_true, y_pred, crlb=[0.1, 0.2, 0.3], bins=3)
     >>> ax.get_ylabel()
     'residual (dex)'
     """
