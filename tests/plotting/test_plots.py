@@ -103,6 +103,8 @@ def test_learning_curve_log_axis_and_shape_check():
         ceiling=0.9,
     )
     assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1,000", "10k", "100k"]
+    assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [0.15, 0.35, 0.55])
     with pytest.raises(ValueError, match="rows"):
         plot_learning_curve([1, 2], {"a": [0.1]})

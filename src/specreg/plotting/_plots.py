@@ -192,6 +192,21 @@ def plot_r2_vs_snr(
     return ax
 
 
+def _count_label(n: float) -> str:
+    """A training-set size as a short tick label: 250, 2,000, 50k, 1M.
+
+    Examples
+    --------
+    >>> [_count_label(n) for n in (250, 2000, 50_000, 1_000_000, 1_500_000)]
+    ['250', '2,000', '50k', '1M', '1.5M']
+    """
+    if n >= 1e6:
+        return f"{n / 1e6:g}M"
+    if n >= 1e4:
+        return f"{n / 1e3:g}k"
+    return f"{n:,.0f}"
+
+
 def plot_learning_curve(
     train_sizes, scores: dict, *, ceiling: float | None = None, ax=None, ylabel: str = "$R^2$"
 ):
@@ -217,6 +232,8 @@ def plot_learning_curve(
     >>> ax = plot_learning_curve([1e3, 1e4], r2, ceiling=0.8)
     >>> ax.get_xscale()
     'log'
+    >>> [t.get_text() for t in ax.get_xticklabels()]  # the sizes
+    ['1,000', '10k']
     """
     ax = _axes(ax)
     sizes = np.asarray(train_sizes, dtype=float)
@@ -232,6 +249,12 @@ def plot_learning_curve(
     if ceiling is not None:
         ax.axhline(ceiling, color="k", lw=1.5, label="Bayes-optimal ceiling")
     ax.set_xscale("log")
+    if 2 <= sizes.size <= 8:  # the sizes themselves, not 3x10^2 on the minor ticks
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+        ax.xaxis.set_major_locator(FixedLocator(sizes))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _count_label(v)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training spectra N")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
