@@ -19,11 +19,12 @@ version = release = specreg.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    "myst_parser",  # CHANGELOG.md, rendered in changelog.rst
+    "sphinx-mathjax-offline",  # a packaged MathJax 3: formulas render without network
 ]
 
 templates_path = ["_templates"]
@@ -44,7 +45,11 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_validation_checks = set()
 
-intersphinx_mapping = {}  # no network at build time: keep the docs self-contained
+# No intersphinx: its inventories would be downloaded at build time, and the build is
+# offline. numpy, scikit-learn and torch names stay plain text, never broken links.
+
+# MathJax: the sphinx-mathjax-offline extension sets mathjax_path to its own copy of
+# MathJax 3 (tex-chtml.js) and copies it into _static/mathjax of the built pages.
 
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
