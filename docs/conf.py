@@ -10,6 +10,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import specreg  # after the path: the docs build from a plain checkout too
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# argparse wraps the usage lines that the command-line reference shows at this width
+os.environ["COLUMNS"] = "79"
 
 project = "specreg"
 author = "specreg developers"
@@ -23,6 +25,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    "sphinxarg.ext",  # the command-line reference, from the real parsers
     "myst_parser",  # CHANGELOG.md, rendered in changelog.rst
     "sphinx-mathjax-offline",  # a packaged MathJax 3: formulas render without network
 ]
@@ -32,6 +35,8 @@ exclude_patterns = ["_build", "README.md", "**/README.md", "sg_execution_times.r
 html_theme = "pydata_sphinx_theme"
 html_static_path = ["_static"]
 html_title = f"specreg {version}"
+# quotes and ellipses, but "--out" stays two hyphens (no en dash) in option names
+smartquotes_action = "qe"
 toc_object_entries_show_parents = "hide"  # "fit()", not "TemplateFitRegressor.fit()"
 html_theme_options = {
     "navigation_with_keys": False,
