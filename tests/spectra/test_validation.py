@@ -47,3 +47,15 @@ def test_many_bad_pixels_are_counted_and_the_first_named():
         check_flux_error(np.ones((3, 10)), error)
     with pytest.raises(ValueError, match="differ in shape"):
         check_flux_error(np.ones((3, 10)), error[:2])
+
+
+def test_renamed_compares_a_string_marker_by_value():
+    import warnings
+
+    from specreg.spectra._validation import renamed
+
+    marker = "".join(["depre", "cated"])  # equal to the default, another object
+    assert marker is not "deprecated"  # noqa: F632
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert renamed(5, marker, old="grid", new="model", unset="deprecated") == 5

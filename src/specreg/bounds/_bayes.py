@@ -188,15 +188,6 @@ def _warn_renamed_attribute(old: str, new: str) -> None:
     )
 
 
-def _given(value):
-    """None for the marker ``"deprecated"`` of a renamed estimator parameter, else ``value``.
-
-    Compared by value: the marker string of an unpickled estimator (e.g. in a
-    process-based ``cross_validate``) is another object than the default's.
-    """
-    return None if isinstance(value, str) and value == "deprecated" else value
-
-
 def resolve_noise(noise, model):
     """The noise model of the likelihood for a ``noise`` argument (None: errors given).
 

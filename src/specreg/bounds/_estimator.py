@@ -214,13 +214,14 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         ('log_g',)
         """
         X = validate_data(self, X, reset=True, dtype=np.float32)
-        model = renamed(self.model, _bayes._given(self.grid), old="grid", new="model")
+        model = renamed(self.model, self.grid, old="grid", new="model", unset="deprecated")
         n_draws = renamed(
             self.n_draws,
-            _bayes._given(self.n_samples),
+            self.n_samples,
             old="n_samples",
             new="n_draws",
             default=256,
+            unset="deprecated",
         )
         model = resolve_model(model)
         names = tuple(model.param_names)

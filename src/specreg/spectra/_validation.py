@@ -461,7 +461,9 @@ def renamed(
     >>> print(w[0].message)
     'grid' was renamed 'model' in 0.1 and will be removed in 0.3; use model=3 instead
     """
-    if old_value is unset:
+    # by value for string markers: a pickled estimator's "deprecated" default is
+    # another str object (a process-parallel cross_validate copies estimators)
+    if old_value is unset or (isinstance(unset, str) and old_value == unset):
         return value
     if value is not default and value != default:
         raise TypeError(f"pass {new!r} only: {old!r} is its deprecated old name")
