@@ -1,4 +1,4 @@
-"""Benchmark: Fisher table and Bayes-optimal ceiling speed (issue 5).
+"""Benchmark: Fisher table and Bayes-optimal ceiling speed.
 
 Run by hand:  python benchmarks/bench_bounds.py [--n-fisher 30000] [--n-bayes 1000]
 Targets: Fisher table for 30,000 labels x 5 parameters x 4096 pixels in <= 10 s on
@@ -71,9 +71,9 @@ def bench_bayes(n: int, n_samples: int, seed: int = 0) -> dict:
     from specreg.metrics import scores_by_snr
 
     grid, description = benchmark_grid()
-    test = make_spectra(n, grid=grid, mag=(20.5, 22.5), noise="fixed", random_state=seed)
+    test = make_spectra(n, model=grid, mag=(20.5, 22.5), noisy=True, random_state=seed)
     theta = test.params[list(grid.param_names)]
-    ceiling = FisherCeiling(grid, n_samples=n_samples, random_state=seed, progress=True)
+    ceiling = FisherCeiling(grid, n_draws=n_samples, random_state=seed, progress=True)
     t0 = time.perf_counter()
     table = ceiling.table_by_snr(test.X, test.y, snr=test.params["snr"], theta=theta, bins=5)
     elapsed = time.perf_counter() - t0
@@ -115,7 +115,7 @@ def bench_bayes(n: int, n_samples: int, seed: int = 0) -> dict:
         from specreg.estimators import TemplateFitRegressor
 
         t0 = time.perf_counter()
-        tf = TemplateFitRegressor(grid=grid).fit(test.X[:4], test.y[:4])
+        tf = TemplateFitRegressor(model=grid).fit(test.X[:4], test.y[:4])
         pred = tf.predict(test.X)
         out["template_fit_s"] = round(time.perf_counter() - t0, 1)
         per_bin["r2_template_fit"] = scores_by_snr(

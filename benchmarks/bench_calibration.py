@@ -62,10 +62,10 @@ def _out_of_model(grid, noise, n: int, seed: int) -> dict:
 
     rng = np.random.default_rng(seed)
     fit = TemplateFitRegressor(grid, noise_model=noise)
-    inside = make_spectra(n, grid=grid, noise="fixed", random_state=seed)
+    inside = make_spectra(n, model=grid, noisy=True, random_state=seed)
     res_in = fit.fit(inside.X).predict_params(inside.X)
     # half the resolution: the grid's LSF (R ~ 5000, sigma ~ 1.6 px) convolved to R ~ 2500
-    clean = make_spectra(n, grid=grid, random_state=seed + 1)
+    clean = make_spectra(n, model=grid, random_state=seed + 1)
     blurred = gaussian_filter1d(clean.flux, 2.8, axis=1)
     sigma = noise.true_error(blurred, clean.error)
     X_blur = np.hstack([blurred + sigma * rng.standard_normal(blurred.shape), clean.error])
@@ -79,7 +79,7 @@ def _out_of_model(grid, noise, n: int, seed: int) -> dict:
         grid.wave,
         valid=grid.valid[keep],
     )
-    hot = make_spectra(n, grid=grid, noise="fixed", random_state=seed + 2)
+    hot = make_spectra(n, model=grid, noisy=True, random_state=seed + 2)
     sel = hot.params["T_eff"].to_numpy() > 5500
     res_hot = TemplateFitRegressor(sub, noise_model=noise).fit(hot.X).predict_params(hot.X[sel])
     snr_in, snr_blur = inside.params["snr"].to_numpy(), clean.params["snr"].to_numpy()
@@ -111,13 +111,13 @@ def run(n: int, bins: int, seed: int, n_samples: int) -> dict:
 
     grid = load_grid()
     noise = PFSNoiseModel(grid.wave)
-    test = make_spectra(n, grid=grid, noise="fixed", random_state=seed)
+    test = make_spectra(n, model=grid, noisy=True, random_state=seed)
     snr = test.params["snr"].to_numpy()
     edges = snr_bin_edges(snr, bins)
     y = test.params[list(LABELS)]
 
     t0 = time.perf_counter()
-    frame = FisherCeiling(grid, target=LABELS, n_samples=n_samples, random_state=seed).evaluate(
+    frame = FisherCeiling(grid, target=LABELS, n_draws=n_samples, random_state=seed).evaluate(
         test.X, y
     )
     bayes_s = time.perf_counter() - t0

@@ -1,7 +1,7 @@
 """Benchmark: spectra/s for producing X = [flux | error], and peak memory writing shards.
 
 Run by hand:  python benchmarks/bench_simulate.py [--n-write 1000000] [--out DIR]
-Targets (issue 2): >= 5,000 spectra/s on 2 cores; <= 4 GB peak RSS writing 1M spectra.
+Floors: >= 5,000 spectra/s on 2 cores; <= 4 GB peak RSS writing 1M spectra.
 Writes benchmarks/results/simulate.json.
 """
 
@@ -21,8 +21,7 @@ import numpy as np
 from _grids import benchmark_grid
 
 from specreg import __version__
-from specreg.datasets._io import write_shards
-from specreg.datasets._spectra import iter_spectra
+from specreg.datasets import iter_spectra, write_shards
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -45,7 +44,7 @@ def main() -> None:
     # 1. producing X in memory, chunk by chunk (what a training loop or writer consumes)
     t0 = time.perf_counter()
     n = 0
-    for chunk in iter_spectra(args.n_rate, grid=grid, chunk_size=8192, random_state=0):
+    for chunk in iter_spectra(args.n_rate, model=grid, chunk_size=8192, random_state=0):
         X = chunk.X
         n += X.shape[0]
     rate = n / (time.perf_counter() - t0)
@@ -54,7 +53,7 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="specreg-bench-"))
     t0 = time.perf_counter()
     write_shards(
-        iter_spectra(args.n_write, grid=grid, chunk_size=8192, random_state=1),
+        iter_spectra(args.n_write, model=grid, chunk_size=8192, random_state=1),
         out,
         shard_size=100_000,
     )

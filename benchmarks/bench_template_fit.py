@@ -1,4 +1,4 @@
-"""Benchmark: template-fit throughput (issue 4).
+"""Benchmark: template-fit throughput.
 
 Run by hand:  python benchmarks/bench_template_fit.py [--n 2000] [--mag 20.5 22.5]
 Target: >= 200 spectra/s for a 3-D grid and 4096 pixels on 2 cores (10k test spectra in
@@ -66,7 +66,7 @@ def run(
     from specreg.datasets import make_spectra
 
     grid, grid_name = benchmark_grid()
-    test = make_spectra(n, grid=grid, mag=mag, noise="fixed", random_state=seed)
+    test = make_spectra(n, model=grid, mag=mag, noisy=True, random_state=seed)
     X, y = test.X, test.y
     runs = {}
     for n_jobs in n_jobs_list:
