@@ -12,7 +12,7 @@ from specreg.datasets import save_grid
 @pytest.fixture(scope="module")
 def smoke_run(toy_grid, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    results = run_benchmark("smoke", out, grid=toy_grid, verbose=False, device="cpu")
+    results = run_benchmark("smoke", out, model=toy_grid, verbose=False, device="cpu")
     return out, results
 
 
@@ -47,7 +47,7 @@ def test_no_model_beats_the_bayes_ceiling_beyond_noise(smoke_run):
 def test_second_run_reuses_finished_stages(smoke_run, toy_grid, capsys):
     out, first = smoke_run
     stamp = (out / "stages" / "model_ridge.npz").stat().st_mtime
-    again = run_benchmark("smoke", out, grid=toy_grid, verbose=True, device="cpu")
+    again = run_benchmark("smoke", out, model=toy_grid, verbose=True, device="cpu")
     printed = capsys.readouterr().out
     assert "reusing" in printed and "log_g on the test set" in printed
     assert (out / "stages" / "model_ridge.npz").stat().st_mtime == stamp
@@ -70,15 +70,15 @@ def test_benchmark_cli_and_bad_preset(toy_grid, tmp_path, capsys):
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert [r["model"] for r in results["results"]] == ["ridge", "template_fit", "bayes_ceiling"]
     with pytest.raises(ValueError, match="unknown preset"):
-        run_benchmark("huge", tmp_path / "x", grid=toy_grid)
+        run_benchmark("huge", tmp_path / "x", model=toy_grid)
     with pytest.raises(ValueError, match="unknown model"):
-        run_benchmark("smoke", tmp_path / "x", grid=toy_grid, models=("svm",))
+        run_benchmark("smoke", tmp_path / "x", model=toy_grid, models=("svm",))
     assert "R2 per SNR bin" in format_results(results)
 
 
 def _quick(out, toy_grid, **kw):
     return run_benchmark(
-        "smoke", out, grid=toy_grid, verbose=False, device="cpu", models=("ridge",), **kw
+        "smoke", out, model=toy_grid, verbose=False, device="cpu", models=("ridge",), **kw
     )
 
 
@@ -101,7 +101,7 @@ def test_a_foreign_training_set_is_never_reused_or_overwritten(toy_grid, tmp_pat
 
     out = tmp_path / "o"
     out.mkdir()
-    foreign = make_spectra(50, grid=toy_grid, random_state=9)
+    foreign = make_spectra(50, model=toy_grid, random_state=9)
     write_spectra(foreign, out / "train.h5")
     before = (out / "train.h5").read_bytes()
     with pytest.raises(
@@ -125,7 +125,7 @@ def test_a_file_left_by_a_killed_write_is_replaced_not_reused(toy_grid, tmp_path
 
 
 def test_long_stages_report_progress_and_quiet_silences_them(toy_grid, tmp_path, capsys):
-    kw = dict(grid=toy_grid, device="cpu", models=("lightgbm", "vit"), jobs=1)
+    kw = dict(model=toy_grid, device="cpu", models=("lightgbm", "vit"), jobs=1)
     run_benchmark("smoke", tmp_path / "a", verbose=True, **kw)
     out = capsys.readouterr().out
     assert "lightgbm: 60/60 trees" in out and "lightgbm: 6/60 trees" in out
@@ -138,7 +138,7 @@ def test_long_stages_report_progress_and_quiet_silences_them(toy_grid, tmp_path,
 
 
 def test_the_vit_stage_checkpoints_every_epoch_and_resumes(toy_grid, tmp_path):
-    kw = dict(grid=toy_grid, device="cpu", models=("vit",), verbose=False, jobs=1)
+    kw = dict(model=toy_grid, device="cpu", models=("vit",), verbose=False, jobs=1)
     out = tmp_path / "o"
     first = run_benchmark("smoke", out, **kw)
     (last,) = (out / "stages" / "vit-checkpoints").glob("*/last.pt")
@@ -173,4 +173,11 @@ def test_several_labels_from_the_command_line(toy_grid, tmp_path):
     for name in ("r2_vs_snr.png", "r2_vs_snr_log_g.png", "r2_vs_snr_M_H.png", "reliability.png"):
         assert (out / name).is_file(), name
     with pytest.raises(ValueError, match=r"labels label\(s\) \['a_M'\] are not labels"):
-        run_benchmark("smoke", tmp_path / "x", grid=toy_grid, labels=("a_M",))
+        run_benchmark("smoke", tmp_path / "x", model=toy_grid, labels=("a_M",))
+
+
+def test_grid_is_a_deprecated_name_of_model(toy_grid, tmp_path):
+    with pytest.warns(FutureWarning, match="'grid' was renamed 'model'"):
+        run_benchmark(
+            "smoke", tmp_path / "x", grid=toy_grid, models=("ridge",), verbose=False, device="cpu"
+        )

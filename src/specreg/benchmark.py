@@ -689,12 +689,13 @@ def run_benchmark(
     models: tuple[str, ...] = MODELS,
     labels: tuple[str, ...] = ("log_g",),
     learning_curve: bool = False,
-    grid=None,
+    model=None,
     box: dict | None = None,
     snap: bool | None = None,
     seed: int = 0,
     jobs: int | None = None,
     verbose: bool = True,
+    grid=None,
 ) -> dict:
     """Run the whole comparison; write tables, ``results.json`` and figures to ``out``.
 
@@ -718,9 +719,9 @@ def run_benchmark(
         have one block of rows per label.
     learning_curve : bool, default=False
         Also train Ridge, LightGBM and the ViT on growing subsets (R2 vs N).
-    grid : SpectralModel, optional
-        Default: the preset's embedded model (the 3-D grid, or the 5-D one for the
-        ``reference`` preset).
+    model : SpectralModel, optional
+        The forward model of the sets and the ceiling. Default: the preset's embedded
+        model (the 3-D grid, or the 5-D one for the ``reference`` preset).
     box : dict of str -> (float, float), optional
         Narrower label ranges to draw from, e.g. ``{"T_eff": (4500, 5500)}``; each
         inside the grid's box (the ceiling's prior is the same box).
@@ -734,6 +735,11 @@ def run_benchmark(
     verbose : bool, default=True
         Log every stage, with progress lines for LightGBM (every tenth of the
         trees), the ViT (one line per epoch), the template fit and the ceiling.
+    grid : SpectralModel, optional
+        Deprecated old name of ``model``.
+
+        .. deprecated:: 0.1
+           ``grid`` was renamed ``model``; it will be removed in 0.3.
 
     Returns
     -------
@@ -766,6 +772,9 @@ def run_benchmark(
     device = _resolve_device(device)
     if "vit" in models and preset.name == "paper" and device != "cuda":
         raise ValueError("the paper preset trains the reference ViT: it needs a CUDA GPU")
+    from .spectra._validation import renamed
+
+    grid = renamed(model, grid, old="grid", new="model")
     grid = load_grid(preset.grid) if grid is None else grid
     from .spectra import LabelPrior
     from .spectra._validation import resolve_target

@@ -145,7 +145,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     run_benchmark(
         args.preset,
         args.out,
-        grid=grid,
+        model=grid,
         box=_box(args, grid),
         snap=args.snap,
         device=args.device,
