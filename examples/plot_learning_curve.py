@@ -4,9 +4,9 @@ Learning curves: ViT vs LightGBM vs Ridge
 
 R² on one fixed test set against the number of training spectra, for
 three models that all take the same stacked input ``X = [flux | error]``.
-The sizes and models here are tiny so that the example runs in under a
-minute and a half on two CPU cores; ``specreg benchmark --learning-curve``
-runs the same comparison at scale.
+The sizes and models here are tiny so that the example runs in about 25
+seconds on two CPU cores; ``specreg benchmark --learning-curve`` runs the
+same comparison at scale.
 """
 
 import matplotlib.pyplot as plt
