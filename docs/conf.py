@@ -66,6 +66,8 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "within_subsection_order": "gallery_order.GalleryOrder",
     "plot_gallery": "True",
+    # no computation-times page: it loads DataTables and jQuery from CDNs
+    "write_computation_times": False,
     # "Examples using X" on every API page (the minigallery in the autosummary templates)
     "backreferences_dir": "generated/backreferences",
     "doc_module": ("specreg",),
