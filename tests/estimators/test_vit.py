@@ -1172,8 +1172,8 @@ def test_gaussian_fit_is_reproducible_and_trains_the_beta_nll(data, monkeypatch)
     b = gaussian_tiny().fit(X, y)
     np.testing.assert_array_equal(a.predict(X, return_std=True), b.predict(X, return_std=True))
     assert isinstance(a.net_.criterion_, vit_impl.BetaNLLLoss)
-    assert a.net_.criterion_.beta == 0.5
-    assert gaussian_tiny(nll_beta=1.0).fit(X, y).net_.criterion_.beta == 1.0
+    assert a.net_.criterion_.beta == 1.0  # the default
+    assert gaussian_tiny(nll_beta=0.5).fit(X, y).net_.criterion_.beta == 0.5
     # nll_beta changes training
     c = gaussian_tiny(nll_beta=0.0).fit(X, y)
     assert not np.array_equal(c.predict(X), a.predict(X))

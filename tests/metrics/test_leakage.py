@@ -23,8 +23,8 @@ N = 400
 def test_sets():
     """Two test sets with the same stars and the same noisy flux: leaky and honest errors."""
     grid = load_grid()
-    leaky = make_spectra(N, grid=grid, noise="fixed", errors="true", random_state=0)
-    honest = make_spectra(N, grid=grid, noise="fixed", random_state=0)
+    leaky = make_spectra(N, model=grid, noisy=True, errors="true", random_state=0)
+    honest = make_spectra(N, model=grid, noisy=True, random_state=0)
     return leaky, honest
 
 

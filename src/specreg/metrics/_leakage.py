@@ -267,11 +267,13 @@ def error_leakage(
     >>> wave = pfs_mr_wave()
     >>> dip = np.exp(-0.5 * ((wave - 8542.0) / 3.0) ** 2)
     >>> g = SpectralGrid({"log_g": [1.0, 5.0]}, 0.5 - np.outer([0.3, 0.1], dip), wave)
-    >>> leaky = make_spectra(200, grid=g, noise="fixed", errors="true", random_state=0)
+    >>> leaky = make_spectra(200, model=g, noisy=True, errors="true",
+    ...                      random_state=0)
     >>> report = error_leakage(leaky.X, leaky.y, random_state=0)
     >>> report.leaks, report.r2_error > 0.9 > report.r2_flux
     (True, True)
-    >>> honest = make_spectra(200, grid=g, noise="fixed", random_state=0)  # reference errors
+    >>> # reference errors: no leak
+    >>> honest = make_spectra(200, model=g, noisy=True, random_state=0)
     >>> report = error_leakage(honest.X, honest.y, random_state=0)
     >>> report.leaks, abs(report.r2_error) < 0.05
     (False, True)
