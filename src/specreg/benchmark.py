@@ -77,6 +77,7 @@ class BenchmarkPreset:
     snap: bool = False
 
 
+#: The benchmark's presets by name: sizes and model settings (see `BenchmarkPreset`).
 PRESETS = {
     "smoke": BenchmarkPreset(
         "smoke",
@@ -702,7 +703,7 @@ def run_benchmark(
     Parameters
     ----------
     preset : {"smoke", "cpu", "reference", "paper"} or BenchmarkPreset, default="cpu"
-        ``smoke`` runs in about a minute (tests), ``cpu`` in under 20 minutes on 2
+        ``smoke`` runs in about 20 s (tests), ``cpu`` in about 15 minutes on 2
         cores, ``reference`` is ``cpu`` with the reference study's sampling (the 5-D
         grid, snapped labels, mag 20.5-22.5), ``paper`` is the reference set-up (1M training spectra; needs a GPU and
         about 64 GB of memory).

@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=["smoke", "cpu", "reference", "paper"],
         default="cpu",
-        help="smoke: ~1 min; cpu: <20 min on 2 cores; reference: the cpu sizes with the "
+        help="smoke: ~20 s; cpu: ~15 min on 2 cores; reference: the cpu sizes with the "
         "reference study's sampling (5-D grid, snapped labels); paper: 1M spectra, GPU",
     )
     bench.add_argument(

@@ -99,10 +99,12 @@ def truncated_moments(mean, std, low, high) -> tuple[np.ndarray, np.ndarray]:
 
     Examples
     --------
-    >>> m, s = truncated_moments([0.0], [1e6], -1.0, 1.0)  # -> uniform on [-1, 1]
+    >>> # a very wide one: the uniform distribution on [-1, 1]
+    >>> m, s = truncated_moments([0.0], [1e6], -1.0, 1.0)
     >>> round(float(m[0]), 6), round(float(s[0]), 4)
     (0.0, 0.5774)
-    >>> m, s = truncated_moments([0.0], [0.01], -1.0, 1.0)  # -> the Gaussian itself
+    >>> # a narrow Gaussian inside the box: the Gaussian itself
+    >>> m, s = truncated_moments([0.0], [0.01], -1.0, 1.0)
     >>> round(float(m[0]), 6), round(float(s[0]), 6)
     (0.0, 0.01)
     """

@@ -6,8 +6,8 @@ Layering (compose, don't rebuild):
   standardises the labels, seeds torch, and builds a fresh :class:`_SpecViTNet`.
   Composition rather than subclassing keeps ``get_params``/``clone`` limited to our own
   constructor parameters (a skorch subclass would expose dozens of extra ones). Its
-  architecture parameters are :data:`~specreg.estimators._vit_module.ARCHITECTURE_PARAMS`,
-  passed on to the module as they are.
+  architecture parameters (patch_size, hidden_size, depth, heads, ...) are passed on to the
+  torch module as they are.
 * :class:`_SpecViTNet` is a ``skorch.NeuralNetRegressor`` that adds what skorch does not do,
   through skorch's own override points: per-batch noise drawn on the device (``infer``),
   autocast and a grad scaler (``train_step_single``, ``_step_optimizer``),
@@ -565,7 +565,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
 
     See Also
     --------
-    specreg.estimators._vit_module.SpecViT : the torch module.
+    SpecViTRegressor.module_ : the fitted torch module.
 
     Notes
     -----

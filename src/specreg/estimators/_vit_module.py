@@ -308,7 +308,8 @@ class TruncatedBetaNLLLoss(BetaNLLLoss):
     --------
     >>> loss = TruncatedBetaNLLLoss(1.0, low=[-1.0], high=[1.0])
     >>> y_pred = torch.zeros(4, 2)
-    >>> bool(loss(y_pred, torch.zeros(4, 1)) < BetaNLLLoss(1.0)(y_pred, torch.zeros(4, 1)))
+    >>> y = torch.zeros(4, 1)
+    >>> bool(loss(y_pred, y) < BetaNLLLoss(1.0)(y_pred, y))
     True
     """
 

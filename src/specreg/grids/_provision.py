@@ -42,7 +42,7 @@ def default_cache_dir() -> Path:
 
     Examples
     --------
-    >>> from specreg.grids._provision import default_cache_dir
+    >>> from specreg.grids import default_cache_dir
     >>> default_cache_dir().name
     'turbospectrum'
     """

@@ -169,7 +169,8 @@ def scores_by_snr(
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> y = rng.uniform(1, 5, 200); snr = rng.uniform(2, 20, 200)
-    >>> t = scores_by_snr(y, y + rng.normal(0, 1 / snr), snr, bins=4, random_state=0)
+    >>> pred = y + rng.normal(0, 1 / snr)
+    >>> t = scores_by_snr(y, pred, snr, bins=4, random_state=0)
     >>> t.shape[0], bool(t["r2"].is_monotonic_increasing)
     (4, True)
     """
@@ -250,7 +251,8 @@ def efficiency_by_snr(
     --------
     >>> import numpy as np
     >>> y = np.linspace(1, 5, 100)
-    >>> t = efficiency_by_snr(y, y + 0.2, y + 0.1, np.linspace(1, 10, 100), bins=2, n_bootstrap=0)
+    >>> snr = np.linspace(1, 10, 100)
+    >>> t = efficiency_by_snr(y, y + 0.2, y + 0.1, snr, bins=2, n_bootstrap=0)
     >>> t["efficiency"].round(3).tolist()
     [0.25, 0.25]
     """
