@@ -196,14 +196,20 @@ def test_nodes_are_the_base_nodes_times_the_response_nodes(small_case, tmp_path)
     assert not model.node_flux.flags.writeable
 
 
-def test_build_response_takes_verbose_and_warns_for_progress(tmp_path):
+def test_build_response_records_its_design_and_refuses_another(tmp_path):
+    import json
+
     from specreg.grids._response import build_response
 
     # max_nodes=0: nothing is synthesised, no Turbospectrum is needed
-    assert build_response(tmp_path, max_nodes=0, verbose=False)["done"] == 0
-    with pytest.warns(FutureWarning, match="'progress' was renamed 'verbose'"):
-        report = build_response(tmp_path, max_nodes=0, progress=False)
-    assert report["done"] == 0 and report["pending"] > 0
+    report = build_response(tmp_path, max_nodes=0, verbose=False)
+    assert report["done"] == 0 and report["pending"] == 2375 + 56
+    record = json.loads((tmp_path / "build.json").read_text())
+    assert record["axes"]["a_M"] == [-0.2, 0.0, 0.2, 0.4]
+    record["axes"]["a_M"] = [0.0, 0.4]
+    (tmp_path / "build.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="other settings"):
+        build_response(tmp_path, max_nodes=0, verbose=False)
 
 
 def test_load_grid_reads_a_response_file_as_the_5d_model(tmp_path):

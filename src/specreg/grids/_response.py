@@ -198,7 +198,6 @@ def build_response(
     n_validation: tuple[int, int] = (8, 40),
     max_nodes: int | None = None,
     verbose: bool = True,
-    progress: bool | None = None,
 ) -> dict:
     """Synthesise the missing response nodes and validation spectra (resumable).
 
@@ -216,8 +215,6 @@ def build_response(
         Stop after this many new spectra (to spread a build over sessions).
     verbose : bool, default True
         Print one line per spectrum (as `provision` prints one per step).
-    progress : bool, optional
-        Deprecated old name of ``verbose`` (``progress_bar`` is a bar elsewhere).
 
     Returns
     -------
@@ -231,10 +228,8 @@ def build_response(
     """
     from ..datasets import load_grid
     from ..datasets._grid_io import embedded_grid_path
-    from ..spectra._validation import renamed
     from ._provision import provision
 
-    verbose = renamed(verbose, progress, old="progress", new="verbose", default=True)
     out = Path(out)
     record = {
         "axes": {k: list(v) for k, v in RESPONSE_AXES.items()},
