@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._checks import ODD_WIDTH_REASON
 from ..datasets._grid_io import resolve_model
 from ..spectra._validation import (
     as_generator,
@@ -29,10 +30,6 @@ __all__ = ["BayesCeilingRegressor"]
 
 # scikit-learn common checks failed by design (BayesCeilingRegressor._expected_failed_checks),
 # for the instance the common tests build: a 1-label model on 5 pixels, noise="given"
-_ODD_WIDTH = (
-    "X must be [flux | error] with an even number of columns; the check feeds an "
-    "odd-width X (3 or 5 features) and the estimator refuses it by design"
-)
 _ODD_WIDTH_CHECKS = (
     "check_dict_unchanged",
     "check_dont_overwrite_parameters",
@@ -176,7 +173,7 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         (21, "the check's X has values <= 0")
         """
         return {
-            **dict.fromkeys(_ODD_WIDTH_CHECKS, _ODD_WIDTH),
+            **dict.fromkeys(_ODD_WIDTH_CHECKS, ODD_WIDTH_REASON),
             **dict.fromkeys(_MODEL_WIDTH_CHECKS, _MODEL_WIDTH),
             **dict.fromkeys(_ERROR_HALF_CHECKS, _ERROR_HALF),
         }

@@ -15,16 +15,13 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
+from .._checks import ODD_WIDTH_REASON
 from ..spectra._validation import check_noise_model, check_real, check_seed, split_stacked
 
 __all__ = ["HeteroscedasticNoise", "MedianNormalizer"]
 
 # reasons for the checks of scikit-learn's estimator suite that the transformers fail (found
 # by running every check with check_estimator(on_fail=None) and reading each exception)
-_ODD_WIDTH = (
-    "X must be [flux | error] with an even number of columns; the check feeds an "
-    "odd-width X (3 or 5 features) and the estimator refuses it by design"
-)
 _NEGATIVE_ERROR = (
     "the check's X has negative values in its second half, which is the 1-sigma error "
     "half of [flux | error]; negative errors are refused by design (the estimator does "
@@ -83,7 +80,7 @@ def _failed_checks(odd_width_checks: tuple[str, ...], second_half: str) -> dict[
     [True, True]
     """
     return {
-        **dict.fromkeys(odd_width_checks, _ODD_WIDTH),
+        **dict.fromkeys(odd_width_checks, ODD_WIDTH_REASON),
         **dict.fromkeys(_NEGATIVE_SECOND_HALF_CHECKS, second_half),
     }
 

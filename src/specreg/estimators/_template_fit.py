@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
+from .._checks import ODD_WIDTH_CHECKS, ODD_WIDTH_REASON
 from .._numerics import levenberg_marquardt, profiled_information
 from ..datasets._grid_io import resolve_model
 from ..spectra import SpectralGrid, split_stacked
@@ -28,7 +29,6 @@ from ..spectra._validation import (
     target_shaped,
 )
 from ._chi2 import coarse_chi2, legendre_basis
-from ._vit import _ODD_WIDTH_CHECKS  # the checks that feed odd-width X, as for the ViT
 
 __all__ = ["OUT_OF_MODEL_Z", "TemplateFitRegressor", "split_flux_error"]
 
@@ -52,10 +52,6 @@ OUT_OF_MODEL_Z = 5.0
 
 
 # scikit-learn common checks failed by design (TemplateFitRegressor._expected_failed_checks)
-_ODD_WIDTH = (
-    "X must be [flux | error] with an even number of columns; the check feeds an "
-    "odd-width X (3 or 5 features) and the estimator refuses it by design"
-)
 _MODEL_WIDTH = (
     "the check's X has 2 or 4 columns (1 or 2 pixels), but the spectral model has "
     "another number of pixels; X must be [flux | error] on the model's pixels, so it "
@@ -311,7 +307,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         "the check's X has values <= 0"
         """
         return {
-            **dict.fromkeys(_ODD_WIDTH_CHECKS, _ODD_WIDTH),
+            **dict.fromkeys(ODD_WIDTH_CHECKS, ODD_WIDTH_REASON),
             **dict.fromkeys(_MODEL_WIDTH_CHECKS, _MODEL_WIDTH),
             **dict.fromkeys(_ERROR_WEIGHT_CHECKS, _ERROR_WEIGHTS),
         }

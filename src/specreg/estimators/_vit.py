@@ -39,6 +39,7 @@ from skorch.dataset import ValidSplit, unpack_data
 from skorch.history import History
 from skorch.utils import to_tensor
 
+from .._checks import ODD_WIDTH_CHECKS
 from ..spectra._validation import check_noise_model, check_real, check_seed, split_stacked
 from ._truncnorm import truncated_cdf, truncated_moments, truncated_ppf
 from ._vit_batches import _TensorBatches
@@ -382,23 +383,6 @@ _NEGATIVE_ERROR_CHECKS: tuple[str, ...] = (
     "check_regressors_train",
 )
 
-# checks whose data have an odd number of columns (found by running the suite with
-# noise_level=1); see SpecViTRegressor._expected_failed_checks
-_ODD_WIDTH_CHECKS: tuple[str, ...] = (
-    "check_fit_score_takes_y",
-    "check_dont_overwrite_parameters",
-    "check_estimators_dtypes",
-    "check_pipeline_consistency",
-    "check_estimators_nan_inf",
-    "check_estimators_pickle",
-    "check_f_contiguous_array_estimator",
-    "check_supervised_y_2d",
-    "check_methods_sample_order_invariance",
-    "check_methods_subset_invariance",
-    "check_dict_unchanged",
-    "check_fit2d_predict1d",
-)
-
 
 class SpecViTRegressor(RegressorMixin, BaseEstimator):
     """Vision Transformer regressor for 1-D spectra, with per-batch noise augmentation.
@@ -703,7 +687,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             "design (the noise_level=0 instance runs these checks on the same data)"
         )
         return {
-            **dict.fromkeys(_ODD_WIDTH_CHECKS, odd),
+            **dict.fromkeys(ODD_WIDTH_CHECKS, odd),
             **dict.fromkeys(_NEGATIVE_ERROR_CHECKS, negative),
         }
 
