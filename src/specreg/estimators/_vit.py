@@ -815,7 +815,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         if self.uncertainty == "gaussian":
             criterion, criterion_params = BetaNLLLoss, {"beta": float(self.nll_beta)}
         elif self.uncertainty == "truncated":
-            low, high = (self.label_range_ - self.y_mean_) / self.y_scale_
+            low, high = self._box()
             criterion = TruncatedBetaNLLLoss
             criterion_params = {"beta": float(self.nll_beta), "low": low, "high": high}
         else:
@@ -1155,21 +1155,20 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=np.float32)
         k = self.n_outputs_
         out = self.net_.predict(X).reshape(len(X), 2 * k if head else k)
-        mean = out[:, :k].astype(np.float64)
+        mean = out[:, :k]
         std = None
         if head:
             # the same variance transform as in training (softplus + floor), in float32
             var = gaussian_variance(torch.from_numpy(np.ascontiguousarray(out[:, k:]))).numpy()
             std = np.sqrt(var.astype(np.float64))
         if standardised:
-            return mean, std
-        truncated = getattr(self, "label_range_", None) is not None
-        if truncated and head:
-            low, high = (self.label_range_ - self.y_mean_) / self.y_scale_
-            mean, std = truncated_moments(mean, std, low, high)
-        # computed in float32 by the network; returned in float64, the dtype scikit-learn's
-        # metrics and common checks expect from a regressor
-        mean = mean * self.y_scale_ + self.y_mean_
+            return mean.astype(np.float64), std
+        if head and getattr(self, "label_range_", None) is not None:
+            mean, std = truncated_moments(mean.astype(np.float64), std, *self._box())
+        # the Gaussian and point heads are computed in float32 and returned as float64, the
+        # dtype scikit-learn's metrics and common checks expect from a regressor (an exact
+        # upcast); the truncated moments are float64 throughout
+        mean = (mean * self.y_scale_ + self.y_mean_).astype(np.float64)
         return mean, (None if std is None else std * self.y_scale_)
 
     def _box(self):
