@@ -170,16 +170,24 @@ def _validation_plans(n_per_cell: int, n_box: int) -> list[NodePlan]:
     return plans
 
 
+#: Resolving power of the Gaussian LSF applied to every spectrum of the build.
+LSF_RESOLUTION = 5000.0
+
+
+def _degraded(res: dict, wave: np.ndarray) -> np.ndarray:
+    """(flux, continuum) of a raw synthesis, through the LSF onto ``wave``: (2, n_pix)."""
+    raw_wave = res["wave0"] + res["dwave"] * np.arange(res["n"])
+    both = np.stack([res["flux"].astype(float), res["continuum"].astype(float)])
+    return degrade_to_grid(raw_wave, both, wave, LSF_RESOLUTION)
+
+
 def _compact(res: dict, base: np.ndarray, wave: np.ndarray) -> tuple[np.ndarray, float]:
     """int16 log-ratios of the degraded (flux, continuum) to the 3-D node's, and their step.
 
     The step is `LOG_RATIO_SCALE` unless the response is too strong for it (a carbon-rich
     cool giant's C2 and CN bands): then the smallest power of two that holds it.
     """
-    raw_wave = res["wave0"] + res["dwave"] * np.arange(res["n"])
-    both = np.stack([res["flux"].astype(float), res["continuum"].astype(float)])
-    out = degrade_to_grid(raw_wave, both, wave, 5000.0)
-    log_ratio = np.log(out / base)
+    log_ratio = np.log(_degraded(res, wave) / base)
     if not np.all(np.isfinite(log_ratio)):
         raise ValueError("non-finite response")
     scale = LOG_RATIO_SCALE
@@ -236,7 +244,7 @@ def build_response(
         "settings": _SETTINGS,
         "log_ratio_scale": LOG_RATIO_SCALE,
         "base_grid": embedded_grid_path().name,
-        "lsf_resolution": 5000.0,
+        "lsf_resolution": LSF_RESOLUTION,
     }
     path = out / "build.json"
     if path.exists():
@@ -276,7 +284,6 @@ def build_response(
                 fh.write(json.dumps({"node": name, "error": err}) + "\n")
             return
         params = np.array(res["meta"]["params"])
-        raw_wave = res["wave0"] + res["dwave"] * np.arange(res["n"])
         meta = json.dumps(res["meta"])
         if kinds[name] == "nodes":
             theta = params[None, :3]
@@ -287,8 +294,7 @@ def build_response(
                 return handle(name, None, f"{type(exc).__name__}: {exc}")
             _save_npz(out / "nodes" / f"{name}.npz", log_ratio=log_ratio, scale=scale, meta=meta)
         else:
-            both = np.stack([res["flux"].astype(float), res["continuum"].astype(float)])
-            spec = degrade_to_grid(raw_wave, both, wave, 5000.0).astype(np.float32)
+            spec = _degraded(res, wave).astype(np.float32)
             _save_npz(out / "validation" / f"{name}.npz", spectrum=spec, meta=meta)
         done += 1
         if verbose:
