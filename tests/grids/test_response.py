@@ -196,18 +196,26 @@ def test_nodes_are_the_base_nodes_times_the_response_nodes(small_case, tmp_path)
     assert not model.node_flux.flags.writeable
 
 
-def test_build_response_records_its_design_and_refuses_another(tmp_path):
+def test_build_response_resumes_another_design_but_refuses_other_synthesis(tmp_path):
     import json
 
     from specreg.grids._response import build_response
 
     # max_nodes=0: nothing is synthesised, no Turbospectrum is needed
     report = build_response(tmp_path, max_nodes=0, verbose=False)
-    assert report["done"] == 0 and report["pending"] == 2375 + 56
-    record = json.loads((tmp_path / "build.json").read_text())
-    assert record["axes"]["a_M"] == [-0.2, 0.0, 0.2, 0.4]
-    record["axes"]["a_M"] = [0.0, 0.4]
-    (tmp_path / "build.json").write_text(json.dumps(record))
+    assert report["done"] == 0 and report["pending"] == 1000 + 56
+    path = tmp_path / "build.json"
+    record = json.loads(path.read_text())
+    assert record["axes"]["a_M"] == [-0.2, 0.0, 0.4]
+    # another design (an earlier, finer one): node files are named by their labels,
+    # so the build goes on and records the design it now follows
+    record["axes"]["a_M"] = [-0.2, 0.0, 0.2, 0.4]
+    path.write_text(json.dumps(record))
+    build_response(tmp_path, max_nodes=0, verbose=False)
+    assert json.loads(path.read_text())["axes"]["a_M"] == [-0.2, 0.0, 0.4]
+    # other synthesis settings: the finished nodes would not match, so it refuses
+    record["settings"] = dict(record["settings"], step=0.01)
+    path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match="other settings"):
         build_response(tmp_path, max_nodes=0, verbose=False)
 

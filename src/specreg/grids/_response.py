@@ -68,9 +68,13 @@ RESPONSE_AXES: dict[str, tuple[float, ...]] = {
     "T_eff": (4000.0, 4500.0, 5000.0, 5500.0, 6000.0),
     "log_g": (1.0, 2.0, 3.0, 4.0, 5.0),
     "M_H": (-2.5, -1.5, -0.75, 0.0, 0.75),
-    "a_M": (-0.2, 0.0, 0.2, 0.4),
-    "C_M": (-0.5, -0.25, 0.0, 0.25, 0.5),
+    "a_M": (-0.2, 0.0, 0.4),
+    "C_M": (-0.5, 0.0, 0.5),
 }
+
+#: What decides a node file's content; a resumed build must agree on all of it. The
+#: design (which nodes) may change between runs: a node file is named by its labels.
+_CONTENT_KEYS = ("settings", "log_ratio_scale", "base_grid", "lsf_resolution")
 
 #: Quantisation step of the stored log-ratios.
 LOG_RATIO_SCALE = 2.0**-15
@@ -108,7 +112,7 @@ def response_plan(axes: dict[str, Sequence[float]] | None = None) -> list[NodePl
     --------
     >>> from specreg.grids._response import response_plan
     >>> len(response_plan())
-    2375
+    1000
     """
     axes = RESPONSE_AXES if axes is None else axes
     plans = [
@@ -249,11 +253,13 @@ def build_response(
     path = out / "build.json"
     if path.exists():
         old = json.loads(path.read_text())
-        if old != record:
+        changed = [k for k in _CONTENT_KEYS if old.get(k) != record[k]]
+        if changed:
             raise ValueError(
-                f"{out} holds a response build with other settings; use another --out"
+                f"{out} holds a response build with other {', '.join(changed)}; use another --out"
             )
-    else:
+    if not path.exists() or old != record:
+        # same synthesis, another design: the finished node files stay valid
         write_json_atomic(path, record)
     base = load_grid(normalize=False)
     wave = base.wave

@@ -99,7 +99,7 @@ class ResponseGrid(SpectralGrid):
                 )
         self.base = base
         # the nodes: the base's nodes times the response nodes of the extra labels
-        # (node spectra are computed on first use: 9 x 9 x 14 x 4 x 5 of them are 370 MB)
+        # (node spectra are computed on first use: 9 x 9 x 14 x 3 x 3 of them are 170 MB)
         self.param_names = names
         self.axes = {**base.axes, **{n: self._ratio.axes[n] for n in names[k:]}}
         self.shape = tuple(a.size for a in self.axes.values())
