@@ -10,6 +10,11 @@ one noise draw, and the table reports the Bayes-optimal R2 (posterior mean on
 the noisy spectra, with its Monte-Carlo error) next to the reference-style
 Fisher numbers (median / p10 / p90 of pointwise R2_max, population, Schur
 decay, sigma_min), all with Var(log g) of the evaluated labels.
+
+On a model with extra labels over a base grid (``--grid 5d``: the 3-D grid times
+its [alpha/M] and [C/M] response), the table is computed on both and printed side
+by side, as the reference study compared its 3-D and 5-D ceilings: the 3-D ceiling
+knows [alpha/M] = [C/M] = 0, the 5-D one marginalises log g over them too.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_ceiling_parser", "run_ceiling"]
+__all__ = ["add_ceiling_parser", "compare_tables", "run_ceiling"]
 
 _COLUMNS = [
     "mag",
@@ -48,18 +53,33 @@ def run_ceiling(args: argparse.Namespace) -> int:
     if args.n < 2:
         raise ValueError(f"--n must be >= 2, got {args.n}")
     grid = load_grid(args.grid)
-    prior = LabelPrior(dict(grid.bounds), taper=args.taper) if args.taper else None
-    ceiling = FisherCeiling(
-        grid,
-        prior=prior,
-        n_draws=args.n_draws,
-        random_state=args.seed,
-        progress=not args.quiet,
-    )
-    table = ceiling.table(args.mag, n=args.n, random_state=args.seed)
+
+    def ceiling_table(model):
+        prior = LabelPrior(dict(model.bounds), taper=args.taper) if args.taper else None
+        ceiling = FisherCeiling(
+            model,
+            prior=prior,
+            n_draws=args.n_draws,
+            random_state=args.seed,
+            progress=not args.quiet,
+        )
+        return ceiling, ceiling.table(args.mag, n=args.n, random_state=args.seed)
+
+    ceiling, table = ceiling_table(grid)
     cols = [c for c in _COLUMNS if c in table and (c != "r2_van_trees" or args.taper)]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    base = getattr(grid, "base", None)
+    side_by_side = None
+    if base is not None and args.compare:
+        _, base_table = ceiling_table(base)
+        side_by_side = compare_tables(base_table, table, base.n_params, grid.n_params)
+        print(
+            f"\n{base.n_params}-D (other labels known, at 0) and {grid.n_params}-D "
+            "(marginalised) side by side:"
+        )
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(side_by_side.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     reference = None
     if args.reference:
         reference = ceiling.reference_table(args.mag)
@@ -67,10 +87,19 @@ def run_ceiling(args: argparse.Namespace) -> int:
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(reference.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        (table if side_by_side is None else side_by_side).to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
     if args.out:
         ax = plot_r2_vs_snr(None, table, reference=reference)
+        if side_by_side is not None:
+            ax.plot(
+                side_by_side["snr"],
+                side_by_side[f"r2_bayes_{base.n_params}d"],
+                "o--",
+                color="0.5",
+                label=f"Bayes ceiling, {base.n_params}-D",
+            )
+            ax.legend(fontsize=8, loc="lower right")
         for _, row in table.iterrows():
             ax.annotate(
                 f"{row['mag']:g}",
@@ -86,6 +115,45 @@ def run_ceiling(args: argparse.Namespace) -> int:
         ax.figure.savefig(args.out, dpi=150)
         print(f"wrote {args.out}")
     return 0 if np.all(np.isfinite(table["r2_bayes"])) else 1
+
+
+def compare_tables(low, high, d_low: int, d_high: int):
+    """Two ceiling tables (same magnitudes) side by side, with the relative change.
+
+    Parameters
+    ----------
+    low, high : DataFrame
+        :meth:`FisherCeiling.table` of the lower- and higher-dimensional model.
+    d_low, d_high : int
+        Their numbers of labels (the column suffixes).
+
+    Returns
+    -------
+    DataFrame
+        ``mag``, ``snr`` (of the higher-dimensional model's spectra), and per model
+        ``r2_bayes``, ``r2_max_median`` and ``schur``; ``delta_r2_max`` is the
+        reference's "5-D vs 3-D", ``high - low`` of the median R2_max (an absolute
+        difference: the relative one is undefined where the lower one is 0).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"mag": [21.5], "snr": [7.0], "r2_bayes": [0.8],
+    ...                   "r2_max_median": [0.9], "schur": [0.7]})
+    >>> t5 = t.assign(r2_bayes=0.7, r2_max_median=0.81, schur=0.5)
+    >>> compare_tables(t, t5, 3, 5)["delta_r2_max"].round(2).tolist()
+    [-0.09]
+    """
+    import numpy as np
+
+    if not np.allclose(low["mag"].to_numpy(), high["mag"].to_numpy()):
+        raise ValueError("the two ceiling tables are for different magnitudes")
+    out = high[["mag", "snr"]].copy()
+    for name in ("r2_bayes", "r2_max_median", "schur"):
+        out[f"{name}_{d_low}d"] = low[name].to_numpy()
+        out[f"{name}_{d_high}d"] = high[name].to_numpy()
+    out["delta_r2_max"] = high["r2_max_median"].to_numpy() - low["r2_max_median"].to_numpy()
+    return out
 
 
 class _DeprecatedAlias(argparse.Action):
@@ -134,7 +202,18 @@ def add_ceiling_parser(subparsers) -> argparse.ArgumentParser:
         default=[18.0, 20.0, 21.5, 22.0, 22.5, 23.0],
         help="magnitudes (default 18 20 21.5 22 22.5 23)",
     )
-    p.add_argument("--grid", type=Path, default=None, help="grid file (default: embedded)")
+    p.add_argument(
+        "--grid",
+        default=None,
+        help="'3d' (default: the embedded grid), '5d' (the embedded 5-D model), or a "
+        "grid or response file",
+    )
+    p.add_argument(
+        "--no-compare",
+        dest="compare",
+        action="store_false",
+        help="on a 5-D model, skip the 3-D ceiling printed beside it",
+    )
     p.add_argument("--n", type=int, default=2000, help="spectra per magnitude (default 2000)")
     p.add_argument(
         "--n-draws", type=int, default=256, help="importance draws per spectrum (default 256)"

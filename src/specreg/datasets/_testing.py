@@ -13,7 +13,7 @@ import numpy as np
 
 from ..spectra import SpectralGrid, pfs_mr_wave
 
-__all__ = ["TOY_AXES", "line_model", "make_toy_grid"]
+__all__ = ["TOY_AXES", "line_model", "make_toy_grid", "write_toy_response"]
 
 # (centre Å, base depth, gravity sensitivity, metal sensitivity, temperature sensitivity)
 _LINES = np.array(
@@ -101,3 +101,74 @@ def make_toy_grid(n_pix: int = 4096, axes: dict | None = None, valid=None) -> Sp
     nodes = np.stack([a.ravel() for a in mesh], axis=1)
     flux = line_model(nodes, wave).reshape(*[len(a) for a in axes.values()], n_pix)
     return SpectralGrid(axes, flux, wave, valid=valid, metadata={"name": "toy line grid"})
+
+
+def _toy_log_ratio(p: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+    """Smooth in every label, zero at [alpha/M] = [C/M] = 0, interacting at low T_eff."""
+    t, _, m, a, c = p
+    cool = 1.0 + 1e-3 * (5000.0 - t)
+    strength = 0.06 * a * cool * (1 + 0.3 * m) - 0.04 * c * cool**2 + 0.02 * a * c
+    return strength * pattern
+
+
+def write_toy_response(
+    path, base: SpectralGrid, a_nodes=(-0.2, 0.0, 0.4), c_nodes=(-0.5, 0.0, 0.5)
+):
+    """A 5-D response file around ``base`` with an analytic response (a test double).
+
+    It is what ``specreg grid assemble`` writes, so ``load_grid(path)`` reads it
+    as a :class:`~specreg.spectra.ResponseGrid` over the embedded 3-D grid when
+    ``base`` is that grid (not normalised). The response spans the base box with
+    its corner nodes only and deepens a fixed set of pixels with [alpha/M] and
+    [C/M], so that the extra labels are measurable but not physics.
+
+    Parameters
+    ----------
+    path : path-like
+        Output HDF5 file.
+    base : SpectralGrid
+        The 3-D grid the response multiplies (with a continuum).
+    a_nodes, c_nodes : sequence of float
+        Nodes of [alpha/M] and [C/M]; each must hold 0.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from specreg.datasets import load_grid
+    >>> base = load_grid(normalize=False)
+    >>> tmp = pathlib.Path(tempfile.mkdtemp()) / "toy5d.h5"
+    >>> load_grid(write_toy_response(tmp, base)).param_names
+    ('T_eff', 'log_g', 'M_H', 'a_M', 'C_M')
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from ..grids._builder import _save_npz, node_filename
+    from ..grids._response import LOG_RATIO_SCALE, assemble_response
+
+    if 0.0 not in a_nodes or 0.0 not in c_nodes:
+        raise ValueError("a_nodes and c_nodes must each hold 0 (the base grid's own value)")
+    axes = {n: [float(v[0]), float(v[-1])] for n, v in base.axes.items()}
+    axes |= {"a_M": sorted(map(float, a_nodes)), "C_M": sorted(map(float, c_nodes))}
+    # a fixed set of "lines": a smooth random pixel pattern in [0, 1]
+    rng = np.random.default_rng(5)
+    pattern = np.convolve(rng.random(base.n_pix) ** 8, np.ones(5) / 5, mode="same")
+    pattern /= pattern.max()
+    with tempfile.TemporaryDirectory() as tmp:
+        build = Path(tmp)
+        (build / "nodes").mkdir()
+        record = {"axes": axes, "log_ratio_scale": LOG_RATIO_SCALE, "base_grid": "toy"}
+        (build / "build.json").write_text(json.dumps(record))
+        for p in np.array(np.meshgrid(*axes.values(), indexing="ij")).reshape(5, -1).T:
+            if p[3] == 0.0 and p[4] == 0.0:
+                continue
+            log_ratio = _toy_log_ratio(p, pattern)
+            stored = np.round(np.stack([log_ratio, 0 * log_ratio]) / LOG_RATIO_SCALE)
+            name = f"{node_filename(*p)}.npz"
+            _save_npz(build / "nodes" / name, log_ratio=stored.astype(np.int16))
+        return assemble_response(build, path)
