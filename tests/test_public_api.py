@@ -1,5 +1,10 @@
 """The names DESIGN.md fixes as specreg's top-level API."""
 
+import subprocess
+import sys
+
+import pytest
+
 import specreg
 from specreg.bounds import FisherCeiling
 from specreg.estimators import HeteroscedasticNoise, SpecViTRegressor, TemplateFitRegressor
@@ -26,3 +31,28 @@ def test_iter_spectra_has_a_public_import_path():
 
     assert "iter_spectra" in specreg.datasets.__all__
     assert iter_spectra is _spectra.iter_spectra
+
+
+def test_importing_the_estimators_does_not_import_torch():
+    # the ViT and fit_distributed are bound on first use: a fresh interpreter that imports
+    # specreg.estimators has no torch, and gets it (and the ViT) by asking for the ViT
+    code = (
+        "import sys, specreg.estimators as est\n"
+        "before = 'torch' in sys.modules\n"
+        "names = dir(est)\n"
+        "from specreg.estimators import SpecViTRegressor\n"
+        "print(before, 'SpecViTRegressor' in names, 'fit_distributed' in names,\n"
+        "      'torch' in sys.modules, SpecViTRegressor.__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True", "True", "specreg.estimators._vit"]
+
+
+def test_lazy_names_are_listed_and_unknown_names_refused():
+    import specreg.estimators
+    import specreg.grids
+
+    for package in (specreg, specreg.estimators, specreg.grids):
+        assert set(package.__all__) <= set(dir(package))
+        with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+            package.no_such_name  # noqa: B018

@@ -7,8 +7,7 @@ They are imported on first use (PEP 562), so that ``import specreg`` and the
 scikit-learn.
 """
 
-from importlib import import_module
-
+from ._lazy import lazy_attributes
 from ._version import __version__
 
 # public name -> the subpackage that defines it
@@ -28,13 +27,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value  # import once
-        return value
-    raise AttributeError(f"module 'specreg' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

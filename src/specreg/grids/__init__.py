@@ -4,32 +4,32 @@ Importing this package is cheap and side-effect free: the external tools are
 downloaded and compiled only when `provision` or `build_grid` is called.
 """
 
-from importlib import import_module
+from .._lazy import lazy_attributes
 
 # public name -> the module that defines it, imported on first use (PEP 562) so that
 # the `specreg` command's help and argument errors do not wait for scipy and pandas
 _LAZY = {
-    "assemble_grid": "_assemble",
-    "parse_bosz_name": "_bosz",
-    "read_bosz_directory": "_bosz",
-    "read_bosz_file": "_bosz",
-    "BuildReport": "_builder",
-    "NodePlan": "_builder",
-    "build_grid": "_builder",
-    "node_filename": "_builder",
-    "pending_nodes": "_builder",
-    "plan_grid": "_builder",
-    "plan_node": "_builder",
-    "convolve_constant_r": "_lsf",
-    "degrade_to_grid": "_lsf",
-    "resample_linear": "_lsf",
-    "default_cache_dir": "_provision",
-    "provision": "_provision",
-    "CAT_LINES": "_validate",
-    "NA_LINES": "_validate",
-    "equivalent_width": "_validate",
-    "leave_one_out_errors": "_validate",
-    "line_depth": "_validate",
+    "assemble_grid": "._assemble",
+    "parse_bosz_name": "._bosz",
+    "read_bosz_directory": "._bosz",
+    "read_bosz_file": "._bosz",
+    "BuildReport": "._builder",
+    "NodePlan": "._builder",
+    "build_grid": "._builder",
+    "node_filename": "._builder",
+    "pending_nodes": "._builder",
+    "plan_grid": "._builder",
+    "plan_node": "._builder",
+    "convolve_constant_r": "._lsf",
+    "degrade_to_grid": "._lsf",
+    "resample_linear": "._lsf",
+    "default_cache_dir": "._provision",
+    "provision": "._provision",
+    "CAT_LINES": "._validate",
+    "NA_LINES": "._validate",
+    "equivalent_width": "._validate",
+    "leave_one_out_errors": "._validate",
+    "line_depth": "._validate",
 }
 
 __all__ = [
@@ -57,13 +57,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)
