@@ -456,6 +456,13 @@ def read_response(path: str | os.PathLike, base) -> ResponseGrid:
 
 
 if __name__ == "__main__":  # pragma: no cover - a long build is run by hand
-    import sys
+    import argparse
 
-    print(build_response(sys.argv[1] if len(sys.argv) > 1 else "gridbuild/5d", jobs=2))
+    parser = argparse.ArgumentParser(
+        prog="python -m specreg.grids._response",
+        description="Resume the 5-D response build (as `specreg grid build --response`).",
+    )
+    parser.add_argument("out", nargs="?", default="gridbuild/5d", help="build directory")
+    parser.add_argument("--jobs", type=int, default=2, help="Turbospectrum processes")
+    args = parser.parse_args()
+    print(build_response(args.out, jobs=args.jobs))
