@@ -61,6 +61,21 @@ def test_snapped_sampling_mimics_reference(toy_grid):
     assert np.all(on_node.sum(axis=1) >= 2)
 
 
+def test_snap_with_a_prior_is_refused(toy_grid):
+    # the prior decides the sampling: snap=True would be ignored, so it is refused, and the
+    # message names the snapped prior to pass instead
+    prior = LabelPrior.from_grid(toy_grid)
+    match = r"the prior decides the sampling.*LabelPrior\.from_grid\(model, snap=True\)"
+    with pytest.raises(ValueError, match=match):
+        make_spectra(10, model=toy_grid, prior=prior, snap=True, random_state=0)
+    with pytest.raises(ValueError, match=match):
+        iter_spectra(10, model=toy_grid, prior=prior, snap=True, random_state=0)
+    snapped = LabelPrior.from_grid(toy_grid, snap=True)
+    a = make_spectra(50, model=toy_grid, prior=snapped, random_state=0)
+    b = make_spectra(50, model=toy_grid, snap=True, random_state=0)
+    np.testing.assert_array_equal(a.params.to_numpy(), b.params.to_numpy())
+
+
 def test_holes_are_avoided_when_drawing(toy_grid):
     from ..conftest import TOY_AXES, make_toy_grid
 

@@ -351,6 +351,13 @@ def _generate(
     model = resolve_model(model)
     if prior is None:
         prior = LabelPrior.from_grid(model, snap=snap)
+    elif snap:
+        # a given prior is drawn from as it is: snapping is a property of the prior
+        raise ValueError(
+            "snap=True has no effect with a prior: the prior decides the sampling; "
+            "pass prior=LabelPrior.from_grid(model, snap=True) (with box=... for a "
+            "sub-box) instead of snap"
+        )
     missing = [p for p in model.param_names if p not in prior.param_names]
     if missing:
         raise ValueError(f"the prior does not cover the model's labels {missing}")
@@ -446,6 +453,9 @@ def make_spectra(
         Mimic the reference study's sampling: per spectrum one label stays
         continuous and the others snap to grid nodes (see
         :class:`~specreg.spectra.LabelPrior`; needs a model with ``axes``).
+        Only without ``prior``: a prior decides the sampling itself, so
+        ``snap=True`` with a prior raises ``ValueError``; snap a prior with
+        ``LabelPrior.from_grid(model, snap=True)``.
     chunk_size : int, default=8192
         Spectra generated at once (bounds temporary memory).
     random_state : int or None
