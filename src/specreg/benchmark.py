@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ._version import __version__
+from .grids._labels import PARAM_NAMES
 
 __all__ = ["PRESETS", "BenchmarkPreset", "available_cores", "run_benchmark"]
 
@@ -470,7 +471,7 @@ def _ceiling(stages, preset, grid, prior, test, seed, log, verbose=False, labels
 
 
 #: Units of the labels in the results tables.
-UNITS = {"T_eff": "K", "log_g": "dex", "M_H": "dex", "a_M": "dex", "C_M": "dex"}
+UNITS = dict(zip(PARAM_NAMES, ("K", "dex", "dex", "dex", "dex"), strict=True))
 
 
 def _label_frame(frame: pd.DataFrame, label: str) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ._version import __version__
+from .grids._labels import PARAM_NAMES
 
 __all__ = ["main", "build_parser"]
 
@@ -27,8 +28,9 @@ def _int_at_least(low: int):
     return parse
 
 
-#: Command-line options that narrow one label's range: option -> label name.
-BOX_OPTIONS = {"teff": "T_eff", "logg": "log_g", "mh": "M_H", "am": "a_M", "cm": "C_M"}
+#: Command-line options that narrow one label's range: option -> label name (the option
+#: names are short spellings of `PARAM_NAMES`, in its order).
+BOX_OPTIONS = dict(zip(("teff", "logg", "mh", "am", "cm"), PARAM_NAMES, strict=True))
 
 
 def _add_box_options(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +42,9 @@ def _add_box_options(parser: argparse.ArgumentParser) -> None:
             nargs=2,
             metavar=("LO", "HI"),
             default=None,
+            # the labels after the first three are those of the 5-D grid only
             help=f"draw {label} in [LO, HI] (default: the grid's range"
-            + ("; a 5-D grid only)" if label in ("a_M", "C_M") else ")"),
+            + ("; a 5-D grid only)" if label in PARAM_NAMES[3:] else ")"),
         )
 
 

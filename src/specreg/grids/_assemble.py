@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._builder import PARAM_NAMES, node_filename
+from ._builder import node_filename
+from ._labels import PARAM_NAMES
 from ._lsf import degrade_to_grid
 from ._marcs import PLANE_PARALLEL_MIN_LOGG, SPHERICAL_MAX_LOGG
 from ._provision import LINELIST_WINDOW, PACKAGES

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._builder import PARAM_NAMES
+from ._labels import PARAM_NAMES
 from ._lsf import degrade_to_grid, resample_linear
 
 __all__ = ["parse_bosz_name", "read_bosz_directory", "read_bosz_file"]

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, write_json_atomic
+from ._labels import PARAM_NAMES  # imported from here by _response as well
 from ._marcs import PLANE_PARALLEL_MIN_LOGG, SPHERICAL_MAX_LOGG
 
 __all__ = [
@@ -42,10 +43,6 @@ __all__ = [
     "plan_grid",
     "pending_nodes",
 ]
-
-#: The labels of every grid specreg builds or reads, in node order: the order of
-#: `node_filename`'s and `plan_node`'s parameters and of the grid axes.
-PARAM_NAMES = ("T_eff", "log_g", "M_H", "a_M", "C_M")
 
 
 @dataclass(frozen=True)
