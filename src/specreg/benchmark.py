@@ -78,6 +78,10 @@ class BenchmarkPreset:
     snap: bool = False
 
 
+#: The ViT's training settings of the presets that run on a CPU (smoke, cpu, reference):
+#: batches of 128 at a learning rate of 1e-3, without dropout.
+_CPU_VIT = dict(batch_size=128, lr=1e-3, dropout=0.0)
+
 #: The benchmark's presets by name: sizes and model settings (see `BenchmarkPreset`).
 PRESETS = {
     "smoke": BenchmarkPreset(
@@ -85,16 +89,7 @@ PRESETS = {
         n_train=1500,
         n_test=300,
         lgbm_params={"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 15},
-        vit_params=dict(
-            patch_size=64,
-            hidden_size=32,
-            depth=1,
-            heads=2,
-            max_epochs=3,
-            batch_size=128,
-            lr=1e-3,
-            dropout=0.0,
-        ),
+        vit_params=dict(patch_size=64, hidden_size=32, depth=1, heads=2, max_epochs=3, **_CPU_VIT),
         ceiling_samples=64,
         learning_curve_sizes=(300, 750, 1500),
         bins=4,
@@ -110,9 +105,7 @@ PRESETS = {
             depth=3,
             heads=4,
             max_epochs=12,
-            batch_size=128,
-            lr=1e-3,
-            dropout=0.0,
+            **_CPU_VIT,
             warmup_epochs=1,
         ),
         ceiling_samples=256,
