@@ -3,21 +3,13 @@ reliability diagrams.
 
 Every function draws on the given Axes (or a new one) and returns it; nothing
 touches pyplot's global state beyond creating a figure when no Axes is given.
+The public figures are listed once, in ``specreg.plotting.__all__``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-__all__ = [
-    "plot_learning_curve",
-    "plot_parity",
-    "plot_r2_vs_snr",
-    "plot_reliability",
-    "plot_residuals",
-    "plot_spectrum",
-]
 
 
 def _axes(ax, figsize=None):
