@@ -63,29 +63,51 @@ _MEDIAN_ODD_WIDTH_CHECKS = (
 )
 
 
-def _failed_checks(odd_width_checks: tuple[str, ...], second_half: str) -> dict[str, str]:
-    """Check name -> reason, for a transformer's ``_expected_failed_checks``.
+class _StackedTransformer(TransformerMixin, BaseEstimator):
+    """What the transformers of ``X = [flux | error]`` share: their tags and failed checks.
 
-    ``X`` is ``[flux | error]``: the ``odd_width_checks`` feed X of odd width, which is
-    refused; the ``_NEGATIVE_SECOND_HALF_CHECKS`` feed X with negative values in its
-    second half, refused for the reason ``second_half``. Pass
-    ``expected_failed_checks=lambda est: est._expected_failed_checks()`` to
-    :func:`sklearn.utils.estimator_checks.parametrize_with_checks`.
-
-    Examples
-    --------
-    >>> table = HeteroscedasticNoise()._expected_failed_checks()
-    >>> [name in table for name in ("check_transformer_general",
-    ...                              "check_readonly_memmap_input")]
-    [True, True]
+    A subclass sets what sets it apart in scikit-learn's estimator checks: whether its
+    output is a random draw (``_random_draw``), whether it is stateless
+    (``_stateless``: ``transform`` needs no ``fit``), the checks that feed it X of odd
+    width (``_odd_width_checks``) and why it refuses the negative values that the
+    ``_NEGATIVE_SECOND_HALF_CHECKS`` put in the second half (``_second_half_reason``).
     """
-    return {
-        **dict.fromkeys(odd_width_checks, ODD_WIDTH_REASON),
-        **dict.fromkeys(_NEGATIVE_SECOND_HALF_CHECKS, second_half),
-    }
+
+    _random_draw = False
+    _stateless = False
+    _odd_width_checks: tuple[str, ...] = ()
+    _second_half_reason = ""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self._random_draw
+        tags.requires_fit = not self._stateless
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def _expected_failed_checks(self) -> dict[str, str]:
+        """Check name -> reason: the checks of scikit-learn's suite failed by design.
+
+        ``X`` is ``[flux | error]``: the checks that feed X of odd width meet its
+        refusal, and those that put negative values in its second half meet the
+        transformer's own refusal of them. Pass
+        ``expected_failed_checks=lambda est: est._expected_failed_checks()`` to
+        :func:`sklearn.utils.estimator_checks.parametrize_with_checks`.
+
+        Examples
+        --------
+        >>> table = HeteroscedasticNoise()._expected_failed_checks()
+        >>> [name in table for name in ("check_transformer_general",
+        ...                              "check_readonly_memmap_input")]
+        [True, True]
+        """
+        return {
+            **dict.fromkeys(self._odd_width_checks, ODD_WIDTH_REASON),
+            **dict.fromkeys(_NEGATIVE_SECOND_HALF_CHECKS, self._second_half_reason),
+        }
 
 
-class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
+class HeteroscedasticNoise(_StackedTransformer):
     """Add Gaussian noise with per-pixel sigma from the error half, for training only.
 
     ``X`` is the stacked ``[flux | error]`` array of shape ``(n_samples, 2 * n_pix)``
@@ -160,6 +182,10 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
     (4,)
     """
 
+    _random_draw = True  # its purpose
+    _odd_width_checks = _NOISE_ODD_WIDTH_CHECKS
+    _second_half_reason = _NEGATIVE_ERROR
+
     def __init__(
         self,
         noise_level: float = 1.0,
@@ -173,16 +199,6 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         self.noisy_transform = noisy_transform
         self.noise_model = noise_model
         self.random_state = random_state
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
-    def _expected_failed_checks(self) -> dict[str, str]:
-        """Checks failed by design: X of odd width, negative errors (:func:`_failed_checks`)."""
-        return _failed_checks(_NOISE_ODD_WIDTH_CHECKS, _NEGATIVE_ERROR)
 
     def _validate(self, X, reset: bool) -> np.ndarray:
         check_real(self.noise_level, "noise_level", low=0)
@@ -310,7 +326,7 @@ class HeteroscedasticNoise(TransformerMixin, BaseEstimator):
         return names if self.keep_error else names[: self.n_pix_]
 
 
-class MedianNormalizer(TransformerMixin, BaseEstimator):
+class MedianNormalizer(_StackedTransformer):
     """Scale each spectrum (flux and error alike) so that its flux median is ``value``.
 
     The reference study normalises every spectrum to a median of 0.5 over the
@@ -342,23 +358,14 @@ class MedianNormalizer(TransformerMixin, BaseEstimator):
     [[0.25, 0.5, 0.75, 0.025, 0.05, 0.075]]
     """
 
+    _stateless = True  # every row is scaled on its own
+    _odd_width_checks = _MEDIAN_ODD_WIDTH_CHECKS
+    # the negative values of the checks' X are refused as flux medians <= 0
+    _second_half_reason = _NONPOSITIVE_MEDIAN
+
     def __init__(self, value: float = 0.5, stacked: bool = True):
         self.value = value
         self.stacked = stacked
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
-    def _expected_failed_checks(self) -> dict[str, str]:
-        """Checks of scikit-learn's suite failed by design: see :func:`_failed_checks`.
-
-        Being stateless (``transform`` needs no ``fit``), it meets the odd-width refusal in
-        more checks, and the negative values of the checks' X as flux medians <= 0.
-        """
-        return _failed_checks(_MEDIAN_ODD_WIDTH_CHECKS, _NONPOSITIVE_MEDIAN)
 
     def fit(self, X: ArrayLike, y: None = None) -> MedianNormalizer:
         """Check ``X`` (nothing is learned).
