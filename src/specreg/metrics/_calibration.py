@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from ._snr import assign_snr_bins, snr_bin_edges
+from ._snr import _snr_bins
 
 __all__ = [
     "calibration_by_snr",
@@ -338,12 +338,9 @@ def calibration_by_snr(
     keys = [k for k in _scores(d, slice(None), lv, 1) if k not in ("n", "pit_hist")]
     if q is not None:
         keys += ["std_ratio_median", "std_ratio_q16", "std_ratio_q84"]
-    edges = snr_bin_edges(s, bins, strategy=strategy)
-    idx = assign_snr_bins(s, edges)
     rows = []
-    for b in range(edges.size - 1):
-        sel = np.flatnonzero(idx == b)
-        row = {"snr_lo": float(edges[b]), "snr_hi": float(edges[b + 1])}
+    for lo, hi, sel in _snr_bins(s, bins, strategy):
+        row = {"snr_lo": float(lo), "snr_hi": float(hi)}
         row["snr"] = float(np.median(s[sel])) if sel.size else float("nan")
         row["n"] = int(sel.size)
         row.update(dict.fromkeys(keys, float("nan")))
@@ -418,13 +415,10 @@ def reliability_curve(
     else:
         s = _vector(snr, "snr")
         _same_length(y_true=d["y"], snr=s)
-        edges = snr_bin_edges(s, bins, strategy=strategy)
-        idx = assign_snr_bins(s, edges)
-        groups = []
-        for b in range(edges.size - 1):
-            sel = np.flatnonzero(idx == b)
-            med = float(np.median(s[sel])) if sel.size else nan
-            groups.append((float(edges[b]), float(edges[b + 1]), med, sel))
+        groups = [
+            (float(lo), float(hi), float(np.median(s[sel])) if sel.size else nan, sel)
+            for lo, hi, sel in _snr_bins(s, bins, strategy)
+        ]
     rows = []
     for lo, hi, med, sel in groups:
         n = int(sel.size)

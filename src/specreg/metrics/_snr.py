@@ -105,6 +105,24 @@ def assign_snr_bins(snr, edges) -> np.ndarray:
     return idx
 
 
+def _snr_bins(snr: np.ndarray, bins, strategy: str) -> list[tuple[float, float, np.ndarray]]:
+    """``(low edge, high edge, indices of the bin's spectra)`` per SNR bin, in order.
+
+    The bins of :func:`snr_bin_edges` and :func:`assign_snr_bins`, as every per-SNR table
+    walks them (empty bins included; spectra outside explicit edges are in none).
+
+    Examples
+    --------
+    >>> for lo, hi, sel in _snr_bins([1, 2, 3, 4], 2, "uniform"):
+    ...     print(float(lo), float(hi), sel.tolist())
+    1.0 2.5 [0, 1]
+    2.5 4.0 [2, 3]
+    """
+    edges = snr_bin_edges(snr, bins, strategy=strategy)
+    idx = assign_snr_bins(snr, edges)
+    return [(edges[b], edges[b + 1], np.flatnonzero(idx == b)) for b in range(edges.size - 1)]
+
+
 def regression_scores(y_true, y_pred) -> dict:
     """R2 (with the labels' own variance, ddof=0), MAE, RMSE and bias (pred - true).
 
@@ -177,13 +195,11 @@ def scores_by_snr(
     y, p, s = _as_1d(y_true, "y_true"), _as_1d(y_pred, "y_pred"), _as_1d(snr, "snr")
     if not (y.shape == p.shape == s.shape):
         raise ValueError("y_true, y_pred and snr must have the same length")
-    edges = snr_bin_edges(s, bins, strategy=strategy)
-    idx = assign_snr_bins(s, edges)
+    groups = _snr_bins(s, bins, strategy)
     rng = np.random.default_rng(random_state)
     rows = []
-    for b in range(edges.size - 1):
-        sel = np.flatnonzero(idx == b)
-        row = {"snr_lo": edges[b], "snr_hi": edges[b + 1], "n": sel.size}
+    for lo, hi, sel in groups:
+        row = {"snr_lo": lo, "snr_hi": hi, "n": sel.size}
         if sel.size == 0:
             rows.append(row)
             continue
@@ -262,13 +278,11 @@ def efficiency_by_snr(
     )
     if not (y.shape == p.shape == q.shape == s.shape):
         raise ValueError("y_true, y_pred, y_bayes and snr must have the same length")
-    edges = snr_bin_edges(s, bins, strategy=strategy)
-    idx = assign_snr_bins(s, edges)
+    groups = _snr_bins(s, bins, strategy)
     rng = np.random.default_rng(random_state)
     rows = []
-    for b in range(edges.size - 1):
-        sel = np.flatnonzero(idx == b)
-        row = {"snr_lo": edges[b], "snr_hi": edges[b + 1], "n": sel.size}
+    for lo, hi, sel in groups:
+        row = {"snr_lo": lo, "snr_hi": hi, "n": sel.size}
         if sel.size:
             em, eb = (p[sel] - y[sel]) ** 2, (q[sel] - y[sel]) ** 2
             row.update(
@@ -379,12 +393,9 @@ def compare_to_ceiling(
         raise ValueError("y_true, y_pred, y_bayes, snr and bayes_mc_se must have the same length")
     if np.any(se_b < 0):
         raise ValueError("bayes_mc_se must be >= 0")
-    edges = snr_bin_edges(s, bins, strategy=strategy)
-    idx = assign_snr_bins(s, edges)
     rows = []
-    for b in range(edges.size - 1):
-        sel = np.flatnonzero(idx == b)
-        row = {"snr_lo": edges[b], "snr_hi": edges[b + 1], "n": sel.size}
+    for lo, hi, sel in _snr_bins(s, bins, strategy):
+        row = {"snr_lo": lo, "snr_hi": hi, "n": sel.size}
         nan = float("nan")
         row.update(
             dict.fromkeys(("snr r2_model r2_bayes delta_r2 se_sampling se_mc se z").split(), nan)
