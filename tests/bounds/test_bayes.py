@@ -224,3 +224,61 @@ def test_n_samples_is_a_deprecated_alias_of_n_draws(small_grid):
         old = posterior_summary(small_grid, flux, err, n_samples=16, min_ess=1, random_state=0)
     np.testing.assert_array_equal(old.mean, new.mean)
     assert old.n_draws.tolist() == [16]
+
+
+def _two_basin_grid():
+    """A 1-D model whose chi-square has a broad secondary basin at x = 2 (the best
+    point of a 4-cell lattice) and the true, narrow minimum at x = 8.3."""
+    rng = np.random.default_rng(0)
+    u, v = rng.standard_normal((2, 40))
+    u -= v * (u @ v) / (v @ v)
+    u *= 1.0 / np.linalg.norm(u)  # chi2 = 100 at the secondary basin for sigma = 0.1
+    v *= np.sqrt(6.0) / np.linalg.norm(v)
+    x = np.linspace(0, 10, 201)
+    a = np.exp(-0.5 * ((x - 8.3) / 0.3) ** 2)
+    b = 0.6 * np.exp(-0.5 * ((x - 2.0) / 2.0) ** 2) + 0.6 * a
+    return SpectralGrid({"x": x}, 1 + a[:, None] * u + b[:, None] * v, np.arange(40) + 7e3)
+
+
+def test_resampling_refits_a_laplace_centre_stuck_in_a_secondary_basin():
+    grid = _two_basin_grid()
+    obs = grid.flux([[8.3]])
+    err = np.full_like(obs, 0.1)
+    kw = dict(lattice=4, n_starts=1, n_draws=512, random_state=0)
+    with pytest.warns(UserWarning, match="effective sample size"):
+        stuck = posterior_summary(grid, obs, err, max_resample=0, **kw)
+    assert abs(stuck.theta_ml[0, 0] - 2.0) < 0.1 and stuck.ess[0] < 30
+    # the best draw of the first round lies in the true basin: the fit from there
+    # centres the Student-t on it, and one round reaches the ESS floor
+    post = posterior_summary(grid, obs, err, **kw)
+    assert abs(post.theta_ml[0, 0] - 8.3) < 0.02 and post.chi2_ml[0] < 1e-3
+    assert post.ess[0] >= 30 and post.n_draws[0] == 4 * 512
+    assert abs(post.mean[0, 0] - 8.3) < 3 * post.std[0, 0]
+
+
+def test_the_fused_likelihood_is_the_noise_model_one(small_grid, simulated):
+    from specreg.bounds._bayes import _NoiseLikelihood
+
+    noise, s = simulated
+    flux, error = s.noisy[:3].astype(np.float32), s.error[:3]
+    rows = np.repeat([0, 1, 2, 1], 5)
+    theta = s.params[list(small_grid.param_names)].to_numpy()[rows]
+    f = small_grid.flux(theta + [30.0, 0.05, 0.02])
+
+    def expected(model):
+        x = model.collected_flux_from_error(error)
+        var = model.sigma(f, x[rows]).astype(np.float64) ** 2
+        return -0.5 * (((flux[rows] - f) ** 2 / var).sum(axis=1) + np.log(var).sum(axis=1))
+
+    fused = _NoiseLikelihood(flux, error, noise)
+    assert fused.slope is not None  # the variance is affine in the clipped flux
+    np.testing.assert_allclose(fused(rows, f), expected(noise), rtol=0, atol=1e-3)
+
+    class CurvedNoise(PFSNoiseModel):
+        def sigma(self, flux, x):
+            return super().sigma(flux, x) * (1 + 0.2 * np.clip(flux, 0, None) ** 2)
+
+    curved = CurvedNoise(small_grid.wave)
+    generic = _NoiseLikelihood(flux, error, curved)
+    assert generic.slope is None  # not affine: the model's own sigma is used
+    np.testing.assert_allclose(generic(rows, f), expected(curved), rtol=0, atol=1e-3)

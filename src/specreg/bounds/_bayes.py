@@ -16,6 +16,8 @@ module computes it for many spectra at once:
    approximation, heavy-tailed), the coarse lattice posterior (uniform within
    cells) and the prior itself, so multi-modal and prior-dominated posteriors
    are covered. Weights use the full mixture density (deterministic mixture).
+   Spectra below the ESS floor are sampled again with more draws, around a
+   maximum-likelihood fit repeated from their best draw.
 
 Per spectrum it reports the posterior mean and variance, the effective sample
 size and the Monte-Carlo standard errors of both (delta method for
@@ -328,19 +330,79 @@ class _NoiseLikelihood:
     def __init__(self, flux: np.ndarray, error: np.ndarray, noise_model=None):
         self.flux = flux
         self.noise_model = noise_model
+        self.slope = self.floor = None
         if noise_model is None:
             self.iw = (1.0 / error).astype(np.float32)
         else:
             self.x = noise_model.collected_flux_from_error(error)
+            affine = _affine_variance(noise_model, self.x)
+            if affine is not None:
+                self.slope, self.floor = affine
 
     def __call__(self, rows: np.ndarray, model_flux: np.ndarray) -> np.ndarray:
-        """log p(flux[rows] | theta) up to a constant, for model spectra ``model_flux``."""
+        """log p(flux[rows] | theta) up to a constant, for model spectra ``model_flux``.
+
+        ``rows`` (m,) names the observed spectrum of each model spectrum (m, n_pix);
+        the draws of one spectrum come in runs, each evaluated against its spectrum
+        by broadcasting (no (m, n_pix) copies of the data).
+        """
+        out = np.empty(rows.shape[0])
+        for row, sel in _runs(rows):
+            out[sel] = self._one(row, model_flux[sel])
+        return out
+
+    def _one(self, row: int, f: np.ndarray) -> np.ndarray:
+        """log p(flux[row] | theta) for model spectra ``f`` (m, n_pix), shape (m,)."""
+        x = self.flux[row]
         if self.noise_model is None:
-            return -0.5 * _chi2(self.flux[rows], self.iw[rows], model_flux)
-        # the noise model's own variance, the one make_spectra draws the noise with
-        var = self.noise_model.sigma(model_flux, self.x[rows]).astype(np.float64) ** 2
-        r2 = (self.flux[rows] - model_flux) ** 2 / var
-        return -0.5 * (r2.sum(axis=1) + np.log(var).sum(axis=1))
+            return -0.5 * _chi2(x[None, :], self.iw[row][None, :], f)
+        if self.slope is None:  # a noise model whose variance is not affine in the flux
+            var = self.noise_model.sigma(f, self.x[[row]].repeat(f.shape[0])) ** 2
+        else:
+            # the noise model's variance obj * max(f, 0) / x + bkg / x**2, in the flux's
+            # precision (float32: ~1e-7 relative, far below the Monte-Carlo error)
+            var = np.maximum(f, 0)
+            var *= self.slope[row]
+            var += self.floor[row]
+        r2 = np.subtract(x, f)
+        r2 *= r2
+        r2 /= var
+        log_var = np.log(var, out=var)
+        return -0.5 * (r2.sum(axis=1, dtype=np.float64) + log_var.sum(axis=1, dtype=np.float64))
+
+
+def _runs(rows: np.ndarray):
+    """``(value, slice)`` of each run of equal values in ``rows``."""
+    cuts = np.flatnonzero(np.diff(rows)) + 1
+    starts, stops = np.r_[0, cuts], np.r_[cuts, rows.shape[0]]
+    return [(int(rows[a]), slice(int(a), int(b))) for a, b in zip(starts, stops)]
+
+
+def _affine_variance(noise_model, x: np.ndarray):
+    """The noise model's variance as ``slope * max(f, 0) + floor``, per spectrum and pixel.
+
+    The generator's variance ``obj * max(f, 0) / x + bkg / x**2`` is affine in the
+    clipped flux: its slope and floor, read off the model's own ``sigma`` at f = 0 and
+    f = 1, make the likelihood one fused float32 pass per draw instead of a square
+    root and its square. Checked at two other flux levels; None (use ``sigma``
+    itself) for a noise model of another form.
+
+    Returns
+    -------
+    (slope, floor) : ndarrays of shape (n, n_pix), float32, or None
+    """
+    shape = (x.shape[0], len(noise_model.wave))
+
+    def var(level):
+        return noise_model.sigma(np.full(shape, level, np.float32), x).astype(np.float64) ** 2
+
+    floor = var(0.0)
+    slope = var(1.0) - floor
+    for level in (0.37, -0.5):
+        expect = floor + max(level, 0.0) * slope
+        if not np.allclose(var(level), expect, rtol=1e-5, atol=0):
+            return None
+    return slope.astype(np.float32), floor.astype(np.float32)
 
 
 class _SubLikelihood:
@@ -403,9 +465,11 @@ class _MixtureProposal:
         self.problem = problem
         self.mixture = mixture
         self.df = df
-        self.theta_ml = theta_ml
+        self.theta_ml = np.array(theta_ml, dtype=float)  # a copy: the caller may refit
         cov = np.linalg.inv(fisher + problem.box_precision[None]) * scale**2
         self.chol = np.linalg.cholesky(cov)
+        # the whitening of the Student-t, once per spectrum (not per draw)
+        self.chol_inv = np.linalg.inv(self.chol)
         self.logdet = 2.0 * np.log(np.einsum("nii->ni", self.chol)).sum(axis=1)
         self.cell_logp = lattice_logpost - logsumexp(lattice_logpost, axis=1, keepdims=True)
 
@@ -413,6 +477,7 @@ class _MixtureProposal:
         """The proposal of the spectra ``rows`` only (renumbered from 0)."""
         out = copy.copy(self)
         out.theta_ml, out.chol = self.theta_ml[rows], self.chol[rows]
+        out.chol_inv = self.chol_inv[rows]
         out.logdet, out.cell_logp = self.logdet[rows], self.cell_logp[rows]
         return out
 
@@ -454,8 +519,8 @@ class _MixtureProposal:
         owner = np.repeat(np.arange(n), S)
         if log_prior is None:
             log_prior = prob.logprior(flat)
-        delta = flat - self.theta_ml[owner]
-        m = np.einsum("nij,nj->ni", np.linalg.inv(self.chol)[owner], delta)
+        delta = theta - self.theta_ml[:, None, :]
+        m = np.einsum("nij,nsj->nsi", self.chol_inv, delta).reshape(-1, d)
         log_qt = _log_t((m**2).sum(axis=1), self.logdet[owner], self.df, d)
         inside = np.isfinite(log_prior)
         log_qc = np.full(flat.shape[0], -np.inf)
@@ -523,20 +588,27 @@ def _importance_sample(proposal, loglik_fn, n_draws, rng, batch, levels=(), trut
     for start in range(0, rows.size, batch):
         sel = rows[start : start + batch]
         loglik[sel] = loglik_fn(owner[sel], prob.flux(flat[sel]))
-    logw = (logprior + loglik - log_q).reshape(n, S)
-    return _weighted_summary(theta, logw, levels, truth)
+    logpost = (logprior + loglik).reshape(n, S)
+    logw = logpost - log_q.reshape(n, S)
+    best = theta[np.arange(n), np.argmax(logpost, axis=1)]
+    return _weighted_summary(theta, logw, levels, truth), best
 
 
-def _max_likelihood(prob: _Problem, x, iw, lattice_logpost, n_starts: int, max_iter: int):
-    """Maximum-likelihood labels within the prior box from the best lattice points.
+def _lattice_starts(prob: _Problem, lattice_logpost, n_starts: int) -> np.ndarray:
+    """The ``n_starts`` best lattice centres of each spectrum, shape (m, k, d)."""
+    k = min(int(n_starts), lattice_logpost.shape[1])
+    top = np.argsort(-lattice_logpost, axis=1)[:, :k]
+    return prob.centres[top]
+
+
+def _max_likelihood(prob: _Problem, x, iw, starts, max_iter: int):
+    """Maximum-likelihood labels within the prior box from ``starts`` (m, k, d).
 
     Returns ``theta_ml`` (m, d), ``chi2_ml`` (m,) and the Fisher matrices there.
     """
-    m, d = x.shape[0], prob.d
+    m, k, d = starts.shape
     ivar = np.square(iw, dtype=np.float64)
-    k = min(int(n_starts), lattice_logpost.shape[1])
-    top = np.argsort(-lattice_logpost, axis=1)[:, :k]
-    starts = prob.centres[top].reshape(-1, d)
+    starts = starts.reshape(-1, d)
     rep = np.repeat(np.arange(m), k)
     # no free amplitude (the model fixes the flux scale) and no step-size criterion:
     # the fit stops when the chi-square an undamped step would still gain is < 1e-3
@@ -646,10 +718,11 @@ def _posterior(
             loglik = _NoiseLikelihood(x, error[sl], noise_model)
             m = x.shape[0]
             lp = _lattice_logpost(prob, x, iw)
-            theta_ml, chi2_ml, F = _max_likelihood(prob, x, iw, lp, opt.n_starts, opt.max_iter)
+            starts = _lattice_starts(prob, lp, opt.n_starts)
+            theta_ml, chi2_ml, F = _max_likelihood(prob, x, iw, starts, opt.max_iter)
             proposal = _MixtureProposal(prob, theta_ml, F, lp, **proposal_options)
             true_sl = None if truth is None else truth[sl]
-            res = _importance_sample(proposal, loglik, n_draws, rng, batch, levels, true_sl)
+            res, best = _importance_sample(proposal, loglik, n_draws, rng, batch, levels, true_sl)
             res = [np.array(r) for r in res]
             draws = np.full(m, n_draws, dtype=np.int64)
             # a low ESS makes the posterior mean and its MC error unreliable: sample again
@@ -658,7 +731,16 @@ def _posterior(
                 if low.size == 0:
                     break
                 draws[low] *= 4
-                again = _importance_sample(
+                # a very low ESS mostly means a Laplace fit in a secondary mode (the
+                # lattice draws found more posterior elsewhere): fit again from the best
+                # draw and centre the Student-t there where the chi-square is lower
+                fit = _max_likelihood(prob, x[low], iw[low], best[low][:, None], opt.max_iter)
+                better = low[fit[1] < chi2_ml[low]]
+                keep = fit[1] < chi2_ml[low]
+                theta_ml[better], chi2_ml[better], F[better] = (v[keep] for v in fit)
+                if better.size:
+                    proposal = _MixtureProposal(prob, theta_ml, F, lp, **proposal_options)
+                again, best_low = _importance_sample(
                     proposal.subset(low),
                     _SubLikelihood(loglik, low),
                     int(draws[low[0]]),
@@ -669,6 +751,7 @@ def _posterior(
                 )
                 for r, a in zip(res, again):
                     r[low] = a
+                best[low] = best_low
             for key, val in zip(keys, res):
                 out[key][sl] = val
             out["theta_ml"][sl], out["chi2_ml"][sl], out["fisher_ml"][sl] = theta_ml, chi2_ml, F
@@ -722,7 +805,10 @@ def posterior_summary(
 
     Spectra whose effective sample size stays below ``min_ess`` are sampled
     again with four times as many draws, up to ``max_resample`` times (a
-    :class:`UserWarning` names those that still fall short).
+    :class:`UserWarning` names those that still fall short); before each round
+    their maximum-likelihood fit is repeated from the best draw so far, and the
+    Student-t moves there when that fit has the lower chi-square (a Laplace
+    fit stuck in a secondary basin is the usual cause of a very low ESS).
 
     Parameters
     ----------
