@@ -216,7 +216,7 @@ def load_grid(
     >>> grid = load_grid()  # doctest: +SKIP
     >>> grid.param_names  # doctest: +SKIP
     ('T_eff', 'log_g', 'M_H')
-    >>> load_grid("5d").param_names  # doctest: +SKIP
+    >>> load_grid("5d").param_names
     ('T_eff', 'log_g', 'M_H', 'a_M', 'C_M')
     """
     if path is None or (isinstance(path, str) and path == "3d"):

@@ -425,7 +425,7 @@ def read_response(path: str | os.PathLike, base) -> ResponseGrid:
     Examples
     --------
     >>> from specreg.datasets import load_grid
-    >>> model = load_grid("5d")  # doctest: +SKIP
+    >>> model = load_grid("5d")
     """
     import h5py
 
