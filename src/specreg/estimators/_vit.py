@@ -359,9 +359,20 @@ class _SpecViTNet(NeuralNetRegressor):
         self.check_is_fitted()
         Xi, _ = unpack_data(batch)
         self._set_training(training)
+        n = len(Xi) if isinstance(Xi, torch.Tensor) else None
+        pad = 0 if n is None or training else max(int(self.batch_size) - n, 0)
+        if pad:
+            # every forward pass sees batch_size rows, so a spectrum's prediction does not
+            # depend on how many others share its batch (float32 kernels block by shape)
+            Xi = torch.cat([Xi, Xi.new_zeros((pad, *Xi.shape[1:]))])
         # inference_mode is stricter and cheaper than no_grad (no version counters)
         with torch.inference_mode(not training):
-            return self.infer(Xi)
+            out = self.infer(Xi)
+        if not pad:
+            return out
+        if isinstance(out, torch.Tensor):
+            return out[:n]
+        return type(out)(o[:n] for o in out)
 
 
 # --------------------------------------------------------------------------------------
