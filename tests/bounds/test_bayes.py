@@ -111,11 +111,9 @@ def test_posterior_rejects_bad_spectra(small_grid, flux, error, match):
         posterior_summary(small_grid, flux, error)
 
 
-def test_posterior_rejects_snapped_prior_and_bad_mixture(small_grid):
+def test_posterior_rejects_a_bad_mixture_or_prior_box(small_grid):
     f = small_grid.flux([[5000.0, 3.0, -1.0]])
     e = np.full_like(f, 0.01)
-    with pytest.raises(ValueError, match="snapped"):
-        posterior_summary(small_grid, f, e, LabelPrior.from_grid(small_grid, snap=True))
     with pytest.raises(ValueError, match="mixture"):
         posterior_summary(small_grid, f, e, mixture=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="prior share"):

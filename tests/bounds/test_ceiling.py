@@ -183,16 +183,15 @@ def test_table_by_snr_has_bootstrap_band(test_set):
     )
 
 
-def test_a_snapped_test_set_is_refused(small_grid):
+def test_a_snapped_test_set_needs_the_snapped_prior(small_grid):
     s = make_spectra(40, model=small_grid, mag=20.0, noisy=True, snap=True, random_state=0)
     theta = s.params[list(small_grid.param_names)]
     ceiling = FisherCeiling(small_grid, n_draws=16, random_state=0)
-    with pytest.raises(ValueError, match="snap=True"):
+    with pytest.raises(ValueError, match=r"snap=True.*LabelPrior.from_grid\(model, snap=True\)"):
         ceiling.ceiling(s.X, s.y, theta=theta)
-    with pytest.raises(ValueError, match="snapped prior"):
-        FisherCeiling(small_grid, prior=LabelPrior.from_grid(small_grid, snap=True)).ceiling(
-            s.X, s.y
-        )
+    snapped = FisherCeiling(small_grid, prior=LabelPrior.from_grid(small_grid, snap=True))
+    row = snapped.ceiling(s.X, s.y, theta=theta)
+    assert 0.5 < row["r2_bayes"] <= 1.0 and row["fisher_labels"] == "true"
 
 
 @pytest.mark.parametrize("chunk_size", [0, -3])

@@ -71,11 +71,13 @@ class PosteriorSummary:
     var : ndarray of shape (n, d)
         Posterior variances (their mean over spectra estimates the Bayes MSE).
     mean_se : ndarray of shape (n, d)
-        Monte-Carlo standard error of ``mean``.
+        Monte-Carlo standard error of ``mean`` (under a snapped prior: the
+        quadrature's error estimate).
     var_se : ndarray of shape (n, d)
-        Monte-Carlo standard error of ``var``.
+        Monte-Carlo standard error of ``var`` (likewise).
     ess : ndarray of shape (n,)
-        Effective sample size ``(sum w)^2 / sum w^2``.
+        Effective sample size ``(sum w)^2 / sum w^2`` (under a snapped prior:
+        of the quadrature cells' masses).
     theta_ml : ndarray of shape (n, d)
         Maximum-likelihood (within the prior box) labels.
     chi2_ml : ndarray of shape (n,)
@@ -84,7 +86,8 @@ class PosteriorSummary:
         Fisher matrix at ``theta_ml``.
     n_draws : ndarray of shape (n,)
         Importance draws behind each spectrum's estimate (more than the
-        requested ``n_draws`` where the ESS floor asked for resampling).
+        requested ``n_draws`` where the ESS floor asked for resampling; under a
+        snapped prior, the likelihood evaluations of the quadrature).
     quantile_levels : tuple of float
         Levels of ``quantiles``.
     quantiles : ndarray of shape (n, n_levels, d)
@@ -237,11 +240,6 @@ class _Problem:
         self.names = tuple(model.param_names)
         self.d = len(self.names)
         prior = resolve_prior(prior, model)
-        if getattr(prior, "snap_to", None) is not None:
-            raise ValueError(
-                "a snapped prior has point masses; the posterior-mean ceiling needs a prior "
-                "density (use LabelPrior without snap_to)"
-            )
         if set(prior.param_names) != set(self.names):
             raise ValueError(
                 f"the prior's labels {prior.param_names} differ from the model's {self.names}"
@@ -272,6 +270,13 @@ class _Problem:
         self.log_cell_volume = float(np.sum(np.log(self.h)))
         self.centre_logprior = self.logprior(self.centres)
         self.box_precision = np.diag(12.0 / (self.hi - self.lo) ** 2)
+        # a snapped prior (point masses in all labels but one): its posterior is summed
+        # over node combinations and integrated along the free label (._snapped)
+        self.snap = None
+        if getattr(prior, "snap_to", None) is not None:
+            from ._snapped import _SnapStructure
+
+            self.snap = _SnapStructure(self)
 
     @cached_property
     def templates(self) -> np.ndarray:
@@ -701,6 +706,12 @@ def _posterior(
                 f"truth must have shape (n_spectra, n_labels) = {(n, d)} in the model's "
                 f"label order {prob.names}; got {truth.shape}"
             )
+    if prob.snap is not None:
+        from ._snapped import snapped_posterior
+
+        return snapped_posterior(
+            prob, flux, error, opt, noise_model=noise_model, truth=truth, progress=progress
+        )
     out = {k: np.empty((n, d)) for k in ("mean", "var", "mean_se", "var_se", "theta_ml")}
     out["quantiles"] = np.empty((n, len(levels), d))
     out["pit"] = np.empty((n, d))
@@ -820,7 +831,10 @@ def posterior_summary(
     error : array-like of shape (n, n_pix)
         1-sigma errors, > 0.
     prior : LabelPrior, optional
-        Default: uniform on the model's box (``make_spectra``'s default).
+        Default: uniform on the model's box (``make_spectra``'s default). With
+        ``snap_to`` (``LabelPrior.from_grid(model, snap=True)``: one label
+        free, the others on their nodes) the posterior is not sampled but
+        computed by enumeration and quadrature (see Notes).
     n_draws : int, default=256
         Importance draws per spectrum.
     lattice : int or sequence of int, optional
@@ -861,6 +875,21 @@ def posterior_summary(
     Returns
     -------
     PosteriorSummary
+
+    Notes
+    -----
+    **Snapped prior.** Its posterior lives on lines: one label free, the
+    others on a combination of nodes. The lines whose node likelihood (plus
+    the most it can rise between two nodes) comes within e^-10 of the best
+    line are kept, and the likelihood is integrated along each by adaptive
+    Simpson quadrature (bisection until the log-likelihood is linear to 0.1
+    within every cell that can hold mass). The result is deterministic: the
+    sampler's options do not apply (``random_state`` is not used); ``mean_se``
+    and ``var_se`` are the quadrature's error estimates (Simpson's rule
+    against the trapezoid rule, an overestimate), ``ess`` the effective number
+    of quadrature cells and ``n_draws`` the likelihood evaluations. The
+    quantiles come from the mixed CDF (jumps at the nodes), so an interval
+    can be a single node.
 
     Examples
     --------

@@ -127,14 +127,18 @@ def summarise_ceiling(frame: pd.DataFrame, *, prior=None, fisher=None, index: in
     return row
 
 
-def _refuse_snapped(model, labels: np.ndarray) -> None:
-    """Refuse labels drawn with ``snap=True``: the ceiling's prior is a density.
+def _refuse_snapped(model, labels: np.ndarray, prior=None) -> None:
+    """Refuse labels drawn with ``snap=True`` when the ceiling's prior is continuous.
 
     Under a continuous prior no label lands exactly on a grid node; with the
     reference's snapped sampling all but one label of every spectrum do. The
-    posterior mean under the wrong prior is not the Bayes-optimal estimator.
+    posterior mean under the wrong prior is not the Bayes-optimal estimator; under
+    the snapped prior itself (``prior`` with ``snap_to``) it is, and nothing is
+    refused.
     """
     axes = getattr(model, "axes", None)
+    if getattr(prior, "snap_to", None) is not None:
+        return
     if axes is None or labels.shape[0] < 10 or labels.shape[1] < 2:
         return
     on_node = np.zeros(labels.shape, dtype=bool)
@@ -145,9 +149,10 @@ def _refuse_snapped(model, labels: np.ndarray) -> None:
     if snapped.mean() > 0.5:
         raise ValueError(
             f"{int(snapped.sum())} of {labels.shape[0]} spectra have all but one label on "
-            "grid nodes: they were drawn with make_spectra(snap=True). The Bayes ceiling "
-            "assumes the continuous prior the labels were drawn from and does not support the "
-            "snapped one; simulate the test set with snap=False"
+            "grid nodes: they were drawn with make_spectra(snap=True), but the ceiling's "
+            "prior is continuous. Pass the prior they were drawn from, "
+            "prior=LabelPrior.from_grid(model, snap=True) (with the same box), or simulate "
+            "the test set with snap=False"
         )
 
 
@@ -196,7 +201,11 @@ class FisherCeiling:
         ``"given"``: the error half is the true per-pixel sigma.
     prior : LabelPrior, optional
         The prior the spectra were drawn from; default uniform on the model's
-        box (the default of :func:`~specreg.datasets.make_spectra`).
+        box (the default of :func:`~specreg.datasets.make_spectra`). A snapped
+        prior (``LabelPrior.from_grid(model, snap=True)``, the reference's
+        sampling) is supported: its posterior is computed exactly, by
+        enumeration of the node combinations and quadrature along the free
+        label (see :func:`~specreg.bounds.posterior_summary`).
     target : str or tuple of str, default="log_g"
         The label whose ceiling is computed, or several labels (e.g.
         ``("T_eff", "log_g", "M_H")``): one posterior serves them all;
@@ -453,7 +462,7 @@ class FisherCeiling:
             labels = as_label_array(theta, names)
             if labels.shape[0] != n:
                 raise ValueError(f"theta has {labels.shape[0]} rows for {n} spectra")
-            _refuse_snapped(model, labels)
+            _refuse_snapped(model, labels, self._prior())
         truth = np.full((n, len(names)), np.inf)  # PIT 1 for labels without a truth
         for j, t in enumerate(targets):
             truth[:, names.index(t)] = y[:, j]

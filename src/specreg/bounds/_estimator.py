@@ -86,6 +86,8 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         Default: the embedded grid (:func:`~specreg.datasets.load_grid`).
     prior : LabelPrior, optional
         The prior the labels were drawn from; default uniform on the model's box.
+        A snapped prior (``LabelPrior.from_grid(model, snap=True)``) gets its
+        exact posterior (see :func:`~specreg.bounds.posterior_summary`).
     noise : PFSNoiseModel, "given" or None, default=None
         The noise process (see :class:`FisherCeiling`): by default the error
         half of X holds the reference errors of ``PFSNoiseModel(model.wave)``
