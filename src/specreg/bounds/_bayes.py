@@ -422,13 +422,29 @@ class _SubLikelihood:
 
 def _lattice_logpost(prob: _Problem, x: np.ndarray, iw: np.ndarray) -> np.ndarray:
     """Log posterior (unnormalised) of each spectrum at each lattice centre, (n, K)."""
+    chi2 = _template_chi2(x, iw, prob.templates, prob.templates_sq)
+    return -0.5 * chi2 + prob.centre_logprior[None, :]
+
+
+def _template_chi2(x, iw, templates, templates_sq=None, block=None) -> np.ndarray:
+    """chi^2 of each spectrum (n, n_pix) against each template (K, n_pix): (n, K).
+
+    ``sum x^2 w - 2 x.(t w) + t^2.w``: two GEMMs instead of n*K*n_pix differences.
+    ``templates_sq`` (the squares, if cached) or ``block`` (templates squared that
+    many at a time, not as a second full copy) bound the memory.
+    """
     w = (iw**2).astype(np.float32)
     xw = x * w
-    # chi2 = sum x^2 w - 2 x.(t w) + t^2.w: two GEMMs instead of n*K*n_pix differences
     a = np.einsum("ij,ij->i", x, xw, dtype=np.float64)
-    cross = (xw @ prob.templates.T).astype(np.float64)
-    chi2 = a[:, None] - 2.0 * cross + (w @ prob.templates_sq.T).astype(np.float64)
-    return -0.5 * chi2 + prob.centre_logprior[None, :]
+    n_templates = templates.shape[0]
+    step = max(n_templates if block is None else int(block), 1)
+    chi2 = np.empty((x.shape[0], n_templates))
+    for s in range(0, n_templates, step):
+        tb = templates[s : s + step]
+        sq = tb * tb if templates_sq is None else templates_sq[s : s + step]
+        cross = (xw @ tb.T).astype(np.float64)
+        chi2[:, s : s + step] = a[:, None] - 2.0 * cross + (w @ sq.T).astype(np.float64)
+    return chi2
 
 
 def _log_t(z: np.ndarray, logdet: np.ndarray, df: float, d: int) -> np.ndarray:
@@ -628,6 +644,27 @@ def _max_likelihood(prob: _Problem, x, iw, starts, max_iter: int):
     return theta_ml, fit["chi2"][pick], fisher
 
 
+#: What _weighted_summary (and the snapped path's summary) return, in order.
+_SUMMARY_KEYS = ("mean", "var", "mean_se", "var_se", "ess", "quantiles", "pit")
+
+
+def _empty_summary(n: int, d: int, n_levels: int) -> dict:
+    """The arrays of a `PosteriorSummary` of ``n`` spectra and ``d`` labels, unfilled."""
+    out = {k: np.empty((n, d)) for k in ("mean", "var", "mean_se", "var_se", "theta_ml")}
+    out["quantiles"] = np.empty((n, n_levels, d))
+    out["pit"] = np.empty((n, d))
+    out["ess"] = np.empty(n)
+    out["chi2_ml"] = np.empty(n)
+    out["fisher_ml"] = np.empty((n, d, d))
+    out["n_draws"] = np.empty(n, dtype=np.int64)
+    return out
+
+
+def _model_batch(n_pix: int) -> int:
+    """Model spectra evaluated at once: about 16 MB of float32 flux per batch."""
+    return max(256, 4 * 4096 * 1024 // max(n_pix, 1) // 4)
+
+
 @dataclass(frozen=True)
 class _SamplerSettings:
     """The options of :func:`posterior_summary` that shape the sampler, validated.
@@ -712,16 +749,9 @@ def _posterior(
         return snapped_posterior(
             prob, flux, error, opt, noise_model=noise_model, truth=truth, progress=progress
         )
-    out = {k: np.empty((n, d)) for k in ("mean", "var", "mean_se", "var_se", "theta_ml")}
-    out["quantiles"] = np.empty((n, len(levels), d))
-    out["pit"] = np.empty((n, d))
-    out["ess"] = np.empty(n)
-    out["chi2_ml"] = np.empty(n)
-    out["fisher_ml"] = np.empty((n, d, d))
-    out["n_draws"] = np.empty(n, dtype=np.int64)
+    out = _empty_summary(n, d, len(levels))
     iw_all = 1.0 / error
-    batch = max(256, 4 * 4096 * 1024 // max(n_pix, 1) // 4)
-    keys = ("mean", "var", "mean_se", "var_se", "ess", "quantiles", "pit")
+    batch = _model_batch(n_pix)
     with tqdm(total=n, disable=not progress, unit="spectra", desc="posterior") as bar:
         for start in range(0, n, opt.chunk_size):
             sl = slice(start, min(start + opt.chunk_size, n))
@@ -746,8 +776,8 @@ def _posterior(
                 # lattice draws found more posterior elsewhere): fit again from the best
                 # draw and centre the Student-t there where the chi-square is lower
                 fit = _max_likelihood(prob, x[low], iw[low], best[low][:, None], opt.max_iter)
-                better = low[fit[1] < chi2_ml[low]]
                 keep = fit[1] < chi2_ml[low]
+                better = low[keep]
                 theta_ml[better], chi2_ml[better], F[better] = (v[keep] for v in fit)
                 if better.size:
                     proposal = _MixtureProposal(prob, theta_ml, F, lp, **proposal_options)
@@ -763,7 +793,7 @@ def _posterior(
                 for r, a in zip(res, again):
                     r[low] = a
                 best[low] = best_low
-            for key, val in zip(keys, res):
+            for key, val in zip(_SUMMARY_KEYS, res):
                 out[key][sl] = val
             out["theta_ml"][sl], out["chi2_ml"][sl], out["fisher_ml"][sl] = theta_ml, chi2_ml, F
             out["n_draws"][sl] = draws

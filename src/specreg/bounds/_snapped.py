@@ -149,16 +149,10 @@ class _SnapStructure:
 
 def _node_loglik(snap: _SnapStructure, x: np.ndarray, iw: np.ndarray) -> np.ndarray:
     """-chi^2 / 2 (reported errors) of each spectrum at every snapped node, (m, *shape)."""
-    w = (iw**2).astype(np.float32)
-    xw = x * w
-    a = np.einsum("ij,ij->i", x, xw, dtype=np.float64)
-    t = snap.templates
-    chi2 = np.empty((x.shape[0], t.shape[0]))
-    block = 2048  # the squared templates block by block (not a second 170 MB copy)
-    for s in range(0, t.shape[0], block):
-        tb = t[s : s + block]
-        cross = (xw @ tb.T).astype(np.float64)
-        chi2[:, s : s + block] = a[:, None] - 2.0 * cross + (w @ (tb * tb).T)
+    from ._bayes import _template_chi2
+
+    # the squared templates block by block (not a second 170 MB copy)
+    chi2 = _template_chi2(x, iw, snap.templates, block=2048)
     return (-0.5 * chi2).reshape(x.shape[0], *snap.shape)
 
 
@@ -588,21 +582,21 @@ def snapped_posterior(
     """
     from tqdm.auto import tqdm
 
-    from ._bayes import PosteriorSummary, _max_likelihood, _NoiseLikelihood
+    from ._bayes import (
+        _SUMMARY_KEYS,
+        PosteriorSummary,
+        _empty_summary,
+        _max_likelihood,
+        _model_batch,
+        _NoiseLikelihood,
+    )
 
     snap = prob.snap
     n, d = flux.shape[0], prob.d
     levels = settings.quantiles
-    out = {k: np.empty((n, d)) for k in ("mean", "var", "mean_se", "var_se", "theta_ml")}
-    out["quantiles"] = np.empty((n, len(levels), d))
-    out["pit"] = np.empty((n, d))
-    out["ess"], out["chi2_ml"] = np.empty(n), np.empty(n)
-    out["fisher_ml"] = np.empty((n, d, d))
-    out["n_draws"] = np.empty(n, dtype=np.int64)
+    out = _empty_summary(n, d, len(levels))
     iw_all = 1.0 / error
-    n_pix = flux.shape[1]
-    batch = max(256, 4 * 4096 * 1024 // max(n_pix, 1) // 4)
-    keys = ("mean", "var", "mean_se", "var_se", "ess", "quantiles", "pit")
+    batch = _model_batch(flux.shape[1])
     with tqdm(total=n, disable=not progress, unit="spectra", desc="posterior") as bar:
         for start in range(0, n, settings.chunk_size):
             sl = slice(start, min(start + settings.chunk_size, n))
@@ -610,7 +604,7 @@ def snapped_posterior(
             loglik = _NoiseLikelihood(x, error[sl], noise_model)
             true_sl = None if truth is None else truth[sl]
             summary, quad = _chunk_posterior(snap, x, iw, loglik, batch, levels, true_sl)
-            for key, val in zip(keys, summary):
+            for key, val in zip(_SUMMARY_KEYS, summary):
                 out[key][sl] = val
             # the maximum-likelihood labels in the box, from the best labels evaluated
             fit = _max_likelihood(prob, x, iw, quad.best_theta[:, None, :], settings.max_iter)
