@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["axis_weights", "tensor_weights", "slope_matrix"]
+__all__ = ["axis_weights", "slope_matrix", "stencil_product", "tensor_weights"]
 
 
 def slope_matrix(nodes: np.ndarray) -> np.ndarray:
@@ -158,12 +158,46 @@ def tensor_weights(
     >>> float(w.sum())
     1.0
     """
-    shape = tuple(len(a) for a in axis_nodes)
-    n = theta.shape[0]
+    per_axis = [axis_weights(nodes, theta[:, a], method) for a, nodes in enumerate(axis_nodes)]
+    return stencil_product(per_axis, tuple(len(a) for a in axis_nodes), derivative)
+
+
+def stencil_product(
+    per_axis: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    shape: tuple[int, ...],
+    derivative: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tensor product of per-axis stencils, as `tensor_weights` forms it.
+
+    Computing the per-axis weights once serves the interpolant and every partial
+    derivative (a Jacobian needs d + 1 products of the same axis weights).
+
+    Parameters
+    ----------
+    per_axis : list of d tuples ``(idx, w, dw)``
+        What `axis_weights` returns for each axis.
+    shape : tuple of int
+        Node count of each axis.
+    derivative : int or None
+        If given, the weights of the partial derivative along that axis.
+
+    Returns
+    -------
+    flat_index, weight : ndarrays of shape (n, K)
+        As in `tensor_weights`.
+
+    Examples
+    --------
+    >>> nodes = np.arange(3.0)
+    >>> per_axis = [axis_weights(nodes, np.array([0.5]), "linear")]
+    >>> idx, w = stencil_product(per_axis, (3,), derivative=0)
+    >>> float(w.sum())
+    0.0
+    """
+    n = per_axis[0][0].shape[0]
     flat = np.zeros((n, 1), dtype=np.int64)
     weight = np.ones((n, 1))
-    for a, nodes in enumerate(axis_nodes):
-        idx, w, dw = axis_weights(nodes, theta[:, a], method)
+    for a, (idx, w, dw) in enumerate(per_axis):
         w_a = dw if derivative == a else w
         stride = int(np.prod(shape[a + 1 :], dtype=np.int64))
         flat = (flat[:, :, None] + idx[:, None, :] * stride).reshape(n, -1)

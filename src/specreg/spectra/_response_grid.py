@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._grid import SpectralGrid
-from ._interp import axis_weights, weight_matrix
+from ._interp import axis_weights, stencil_product, weight_matrix
 
 __all__ = ["ResponseGrid"]
 
@@ -221,16 +221,9 @@ class ResponseGrid(SpectralGrid):
         per_axis = [
             axis_weights(x, labels[:, a], method) for a, x in enumerate(grid.axes.values())
         ]
-        shape, n = grid.shape, labels.shape[0]
         out = []
         for derivative in derivatives:
-            flat = np.zeros((n, 1), dtype=np.int64)
-            weight = np.ones((n, 1))
-            for a, (idx, w, dw) in enumerate(per_axis):
-                stride = int(np.prod(shape[a + 1 :], dtype=np.int64))
-                flat = (flat[:, :, None] + idx[:, None, :] * stride).reshape(n, -1)
-                w_a = dw if derivative == a else w
-                weight = (weight[:, :, None] * w_a[:, None, :]).reshape(n, -1)
+            flat, weight = stencil_product(per_axis, grid.shape, derivative)
             matrix = weight_matrix(flat, weight, grid.n_nodes)
             # labels on nodes (lines through the grid, node sets) have stencils that are
             # mostly exact zeros: 4 of the 64 base weights, 2 of the 32 response weights
