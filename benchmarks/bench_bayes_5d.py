@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
 from _grids import benchmark_grid
+from _machine import machine_record
 from _response_5d import benchmark_5d_model
 
 
@@ -94,12 +94,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     result = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "note": args.note,
-            "load_avg_at_start": os.getloadavg(),
-        },
+        "machine": machine_record(args.note),
         "target_s_per_1000": {"5d": 120.0, "3d": 60.0},
     }
     model, description_5d = benchmark_5d_model()

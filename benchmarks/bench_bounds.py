@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
 from _grids import benchmark_grid
+from _machine import machine_record
 
 
 def bench_fisher(n: int, n_pix: int = 4096, d: int = 5, seed: int = 0) -> dict:
@@ -138,12 +137,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     result = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "note": args.note,
-            "load_avg_at_start": os.getloadavg(),
-        },
+        "machine": machine_record(args.note),
         "fisher": bench_fisher(args.n_fisher),
     }
     print(json.dumps(result["fisher"], indent=1))
