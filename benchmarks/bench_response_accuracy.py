@@ -21,6 +21,7 @@ import numpy as np
 
 from specreg.datasets import load_grid
 from specreg.grids._builder import node_filename
+from specreg.grids._response import read_node
 from specreg.spectra import SpectralGrid
 
 
@@ -32,7 +33,7 @@ def _bracket(nodes: np.ndarray, v: float) -> np.ndarray:
 def _cell_model(build: Path, axes: dict, label: np.ndarray, method: str):
     """The response SpectralGrid on the cell around ``label`` (None if incomplete)."""
     names = list(axes)
-    default_step = float(json.loads((build / "build.json").read_text())["log_ratio_scale"])
+    record = json.loads((build / "build.json").read_text())
     cell = {n: _bracket(np.asarray(axes[n], float), v) for n, v in zip(names[:3], label)}
     cell.update({n: np.asarray(axes[n], float) for n in names[3:]})
     shape = tuple(a.size for a in cell.values())
@@ -45,10 +46,7 @@ def _cell_model(build: Path, axes: dict, label: np.ndarray, method: str):
             f = build / "nodes" / f"{node_filename(*p)}.npz"
             if not f.exists():
                 return None
-            with np.load(f) as d:
-                # early node files carry no step: they used the build's default
-                step = float(d["scale"]) if "scale" in d else default_step
-                ratio = np.exp(d["log_ratio"][0].astype(float) * step)
+            ratio = np.exp(read_node(f, record)[0][0])
         if cube is None:
             cube = np.ones((*shape, np.size(ratio) if np.ndim(ratio) else 1))
         cube[idx] = ratio

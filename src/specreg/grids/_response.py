@@ -55,6 +55,7 @@ __all__ = [
     "RESPONSE_AXES",
     "assemble_response",
     "build_response",
+    "read_node",
     "read_response",
     "response_plan",
     "validation_labels",
@@ -251,15 +252,15 @@ def build_response(
         "lsf_resolution": LSF_RESOLUTION,
     }
     path = out / "build.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        changed = [k for k in _CONTENT_KEYS if old.get(k) != record[k]]
-        if changed:
-            raise ValueError(
-                f"{out} holds a response build with other {', '.join(changed)}; use another --out"
-            )
-    if not path.exists() or old != record:
-        # same synthesis, another design: the finished node files stay valid
+    old = json.loads(path.read_text()) if path.exists() else None
+    changed = [] if old is None else [k for k in _CONTENT_KEYS if old.get(k) != record[k]]
+    if changed:
+        raise ValueError(
+            f"{out} holds a response build with other {', '.join(changed)}; use another --out"
+        )
+    if old != record:
+        # a new build, or the same synthesis with another design: the finished node
+        # files stay valid
         write_json_atomic(path, record)
     base = load_grid(normalize=False)
     wave = base.wave
@@ -321,6 +322,35 @@ def build_response(
     return {"done": done, "failed": failed, "pending": n_all - n_have}
 
 
+def read_node(path: str | os.PathLike, record: dict) -> tuple[np.ndarray, float]:
+    """A node file's log-ratios (flux, continuum) and their quantisation step.
+
+    Parameters
+    ----------
+    path : path-like
+        ``DIR/nodes/<node>.npz``.
+    record : dict
+        The build's ``build.json``: its ``log_ratio_scale`` is the step of node
+        files written before each file kept its own.
+
+    Returns
+    -------
+    log_ratio : ndarray of shape (2, n_pix), float64
+    step : float
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "n.npz"
+    >>> np.savez(f, log_ratio=np.array([[2, -4], [0, 0]], np.int16))
+    >>> read_node(f, {"log_ratio_scale": 0.5})[0][0].tolist()
+    [1.0, -2.0]
+    """
+    with np.load(path) as d:
+        step = float(d["scale"]) if "scale" in d else float(record["log_ratio_scale"])
+        return d["log_ratio"].astype(np.float64) * step, step
+
+
 def assemble_response(build_dir: str | os.PathLike, path: str | os.PathLike) -> Path:
     """Write the response file from a finished build directory (see `build_response`).
 
@@ -364,9 +394,7 @@ def assemble_response(build_dir: str | os.PathLike, path: str | os.PathLike) -> 
         if not f.exists():
             missing.append(f.stem)
             continue
-        with np.load(f) as d:
-            step = float(d["scale"]) if "scale" in d else float(record["log_ratio_scale"])
-            log_ratio = d["log_ratio"].astype(np.float64) * step
+        log_ratio, step = read_node(f, record)
         if cube is None:
             n_pix = log_ratio.shape[1]
             cube = np.zeros((*shape, 2, n_pix))
