@@ -29,6 +29,15 @@ def _as_1d(a, name: str) -> np.ndarray:
     return arr
 
 
+def _same_length_1d(**arrays) -> tuple[np.ndarray, ...]:
+    """The named arrays as finite 1-D float arrays, which must all have one length."""
+    out = tuple(_as_1d(a, name) for name, a in arrays.items())
+    if len({a.shape for a in out}) > 1:
+        *head, last = arrays
+        raise ValueError(f"{', '.join(head)} and {last} must have the same length")
+    return out
+
+
 def snr_from_X(X) -> np.ndarray:
     """Per-spectrum SNR ``median(flux / error)`` from the stacked input ``[flux | error]``.
 
@@ -192,9 +201,7 @@ def scores_by_snr(
     >>> t.shape[0], bool(t["r2"].is_monotonic_increasing)
     (4, True)
     """
-    y, p, s = _as_1d(y_true, "y_true"), _as_1d(y_pred, "y_pred"), _as_1d(snr, "snr")
-    if not (y.shape == p.shape == s.shape):
-        raise ValueError("y_true, y_pred and snr must have the same length")
+    y, p, s = _same_length_1d(y_true=y_true, y_pred=y_pred, snr=snr)
     groups = _snr_bins(s, bins, strategy)
     rng = np.random.default_rng(random_state)
     rows = []
@@ -272,12 +279,7 @@ def efficiency_by_snr(
     >>> t["efficiency"].round(3).tolist()
     [0.25, 0.25]
     """
-    y, p, q, s = (
-        _as_1d(a, n)
-        for a, n in ((y_true, "y_true"), (y_pred, "y_pred"), (y_bayes, "y_bayes"), (snr, "snr"))
-    )
-    if not (y.shape == p.shape == q.shape == s.shape):
-        raise ValueError("y_true, y_pred, y_bayes and snr must have the same length")
+    y, p, q, s = _same_length_1d(y_true=y_true, y_pred=y_pred, y_bayes=y_bayes, snr=snr)
     groups = _snr_bins(s, bins, strategy)
     rng = np.random.default_rng(random_state)
     rows = []
@@ -384,13 +386,11 @@ def compare_to_ceiling(
     >>> bool((t["delta_r2"] < 0).all()), bool((t["z"] < -2).all())
     (True, True)
     """
-    y, p, q, s = (
-        _as_1d(a, n)
-        for a, n in ((y_true, "y_true"), (y_pred, "y_pred"), (y_bayes, "y_bayes"), (snr, "snr"))
+    if bayes_mc_se is None:
+        bayes_mc_se = np.zeros(np.size(y_bayes))
+    y, p, q, s, se_b = _same_length_1d(
+        y_true=y_true, y_pred=y_pred, y_bayes=y_bayes, snr=snr, bayes_mc_se=bayes_mc_se
     )
-    se_b = np.zeros_like(q) if bayes_mc_se is None else _as_1d(bayes_mc_se, "bayes_mc_se")
-    if not (y.shape == p.shape == q.shape == s.shape == se_b.shape):
-        raise ValueError("y_true, y_pred, y_bayes, snr and bayes_mc_se must have the same length")
     if np.any(se_b < 0):
         raise ValueError("bayes_mc_se must be >= 0")
     rows = []
