@@ -415,6 +415,21 @@ def test_params_not_matching_grid_labels_raise(fitted):
     assert reg1.target_ == ("T_eff",)
 
 
+def test_default_params_are_all_of_the_model_labels():
+    """``params=None`` fits every label of the model: the five of the 5-D grid."""
+    from specreg.datasets import load_grid
+
+    grid5 = load_grid("5d")
+    theta = np.array([[4800.0, 2.5, -1.0, 0.2, 0.1], [5600.0, 4.0, -0.5, 0.0, -0.3]])
+    X = _stack(grid5.flux(theta), np.full((2, grid5.n_pix), 0.01))
+    reg = TemplateFitRegressor(grid5).fit(X, theta[:, 1])
+    assert reg.param_names_ == ("T_eff", "log_g", "M_H", "a_M", "C_M")
+    res = reg.predict_params(X)
+    assert np.abs(res["T_eff"].to_numpy() - theta[:, 0]).max() < 50.0
+    assert np.abs(res["log_g"].to_numpy() - theta[:, 1]).max() < 0.15
+    assert reg.predict(X).shape == (2,)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

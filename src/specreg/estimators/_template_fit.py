@@ -152,9 +152,11 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         with ``param_names``, ``wave``, ``bounds``, ``flux`` and ``jacobian``).
         ``None`` uses the embedded grid (:func:`specreg.datasets.load_grid`), which
         raises ``FileNotFoundError`` when it is not installed.
-    params : tuple of str, default=("T_eff", "log_g", "M_H")
+    params : tuple of str or None, default=None
         Labels fitted; must be the model's labels (in any order). They are
-        reported in this order by :meth:`predict_params`.
+        reported in this order by :meth:`predict_params`. ``None`` fits all of
+        the model's labels in its own order (three for the 3-D grid, five for
+        ``load_grid("5d")``).
     target : str or tuple of str, default="log_g"
         The label(s) :meth:`predict` returns: one label (shape (n,)) or several
         (e.g. ``("T_eff", "log_g", "M_H")``, shape (n, k) in this order); all
@@ -253,7 +255,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
     def __init__(
         self,
         model=None,
-        params: tuple[str, ...] = ("T_eff", "log_g", "M_H"),
+        params: tuple[str, ...] | None = None,
         target: str | tuple[str, ...] = "log_g",
         noise_model=None,
         poly_degree: int = 0,
@@ -336,8 +338,10 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
                 raise ValueError(f"{name} must be a positive number; got {value!r}")
 
     def _check_params_against(self, model) -> tuple[str, ...]:
-        params = (self.params,) if isinstance(self.params, str) else tuple(self.params)
         names = tuple(model.param_names)
+        if self.params is None:
+            return names
+        params = (self.params,) if isinstance(self.params, str) else tuple(self.params)
         if sorted(params) != sorted(names):
             raise ValueError(
                 f"params={params} must be the spectral model's labels {names} (in any "
