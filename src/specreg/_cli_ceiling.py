@@ -108,8 +108,9 @@ def run_ceiling(args: argparse.Namespace) -> int:
                 xytext=(3, -9),
                 textcoords="offset points",
             )
+        source = "embedded" if args.grid in (None, "3d", "5d") else Path(args.grid).name
         ax.set_title(
-            f"log g ceiling, {grid.metadata.get('name', 'grid')}, n={args.n} per mag", fontsize=9
+            f"log g ceiling, {source} {grid.n_params}-D model, n={args.n} per mag", fontsize=9
         )
         ax.figure.tight_layout()
         ax.figure.savefig(args.out, dpi=150)
