@@ -911,8 +911,10 @@ def posterior_summary(
     **Snapped prior.** Its posterior lives on lines: one label free, the
     others on a combination of nodes. The lines whose node likelihood (plus
     the most it can rise between two nodes) comes within e^-10 of the best
-    line are kept, and the likelihood is integrated along each by adaptive
-    Simpson quadrature (bisection until the log-likelihood is linear to 0.1
+    line are kept, so are the lines through the nodes around the
+    maximum-likelihood labels (a likelihood that peaks sharply between two
+    nodes hides its line from the nodes), and the likelihood is integrated
+    along each by adaptive Simpson quadrature (bisection until the log-likelihood is linear to 0.1
     within every cell that can hold mass). The result is deterministic: the
     sampler's options do not apply (``random_state`` is not used); ``mean_se``
     and ``var_se`` are the quadrature's error estimates (Simpson's rule

@@ -15,7 +15,12 @@ Per spectrum:
    log-likelihood of its nodes plus its log prior weight. Lines within a margin
    of the best score are kept; the margin adds, per free label, the most the
    likelihood can rise between two nodes (from the curvature of chi^2 along that
-   label at the best node), and is widened until no kept line rises more;
+   label at the best node), and is widened until no kept line rises more. The
+   nodes can hide a line whose likelihood peaks sharply between them ([C/M] in a
+   cool giant at SNR ~10 is a few hundredths of a dex wide, its nodes 0.5 dex
+   apart), so the lines through the nodes around the maximum-likelihood labels
+   (free in every label, from the best point so far) are added, evaluated at the
+   fit's value of their free label, and widen the margin in turn;
 2. **quadrature**: the exact log-likelihood (the generator's noise) along each
    kept line, on the nodes of the free label and the midpoints, then adaptive
    bisection (Simpson's rule on each cell) wherever the log-likelihood is not yet
@@ -31,6 +36,7 @@ the number of likelihood evaluations.
 
 from __future__ import annotations
 
+import itertools
 from functools import cached_property
 
 import numpy as np
@@ -337,8 +343,13 @@ class _LineQuadrature:
             out[f[hit]] = self.node_base[which[f[hit]]] + i[hit] * self.strides[j]
         return out
 
-    def integrate(self, ids: np.ndarray) -> None:
-        """Level 0 on the lines ``ids``, then bisection of their unresolved cells."""
+    def integrate(self, ids: np.ndarray, extra: np.ndarray | None = None) -> None:
+        """Level 0 on the lines ``ids``, then bisection of their unresolved cells.
+
+        ``extra`` (one value per line, NaN for none) adds a break point to a line:
+        it is evaluated with the level-0 points but does not count as one (the rise
+        above the nodes stays measured from the nodes).
+        """
         line, a, b = [], [], []
         for j in range(self.snap.d):
             on = ids[self.free[ids] == j]
@@ -351,6 +362,17 @@ class _LineQuadrature:
         if not line:
             return
         line, a, b = (np.concatenate(v) for v in (line, a, b))
+        is_extra = np.zeros(line.size, dtype=bool)  # marks a cell whose end is an extra point
+        if extra is not None:
+            t_extra = np.full(self.spec.size, np.nan)
+            t_extra[ids] = extra
+            t = t_extra[line]
+            # a cell holding an extra point becomes two: [a, t] then [t, b]
+            split = np.flatnonzero((t > a) & (t < b))
+            is_extra = np.insert(is_extra, split, True)  # the first half ends at t
+            line = np.insert(line, split, line[split])
+            a = np.insert(a, split + 1, t[split])
+            b = np.insert(b, split, t[split])
         # each break once: the first cell's start of every line, then every cell's end
         first = np.r_[True, line[1:] != line[:-1]]
         values = self.evaluate(np.r_[line[first], line], np.r_[a[first], b])
@@ -359,10 +381,14 @@ class _LineQuadrature:
         la = np.empty_like(lb)
         la[first] = values[:n_first]
         la[~first] = lb[np.flatnonzero(~first) - 1]
-        np.maximum.at(self.level0, line, np.fmax(la, lb))
-        # lines whose nodes, plus the rise allowed between them, stay negligible next to
+        after_extra = np.r_[False, is_extra[:-1]]
+        at_level0 = np.where(is_extra, la, np.where(after_extra, lb, np.fmax(la, lb)))
+        np.maximum.at(self.level0, line, at_level0)
+        top = np.full(self.spec.size, -np.inf)  # the best value of each line, extras included
+        np.maximum.at(top, line, np.fmax(la, lb))
+        # lines whose points, plus the rise allowed between them, stay negligible next to
         # the best point so far take no midpoints: their cells count as they are
-        bound = self.level0[line] + self.rise[self.spec[line], self.free[line]]
+        bound = top[line] + self.rise[self.spec[line], self.free[line]]
         dropped = bound + self.log_prior[line] < self.star[self.spec[line]] - _NEGLIGIBLE
         if dropped.any():
             lm_dropped = np.fmax(la[dropped], lb[dropped])  # a flat, upper estimate
@@ -534,13 +560,15 @@ def _summarise(quad: _LineQuadrature, n_spec: int, levels, truth) -> tuple:
     return mean, var, mean_se, var_se, ess, quant, pit
 
 
-def _chunk_posterior(snap, x, iw, loglik, batch: int, levels, truth):
+def _chunk_posterior(snap, x, iw, loglik, batch: int, levels, truth, fit_ml):
     """Screening, quadrature and summary for one chunk of spectra.
 
     The most promising lines of each spectrum are integrated first; their peaks set
     the floor (best peak minus the margin) that the optimistic bound of any other line
     must reach. A line that rose above its nodes by more than allowed widens that
-    label's allowance (twice what was seen), and the lines it admits follow.
+    label's allowance (twice what was seen), and the lines it admits follow. Then
+    the same from the lines around the maximum-likelihood labels (``fit_ml``, called
+    with the best labels evaluated so far, (n, d)).
 
     Returns
     -------
@@ -548,6 +576,8 @@ def _chunk_posterior(snap, x, iw, loglik, batch: int, levels, truth):
         ``mean, var, mean_se, var_se, ess, quantiles, pit`` as in `_weighted_summary`.
     quad : _LineQuadrature
         Its ``best_theta`` (the best labels evaluated) and ``n_eval``.
+    fit : tuple
+        What ``fit_ml`` returned.
     """
     n = x.shape[0]
     node_ll = _node_loglik(snap, x, iw)
@@ -555,17 +585,73 @@ def _chunk_posterior(snap, x, iw, loglik, batch: int, levels, truth):
     scores = _line_scores(snap, node_ll)
     quad = _LineQuadrature(snap, loglik, n, batch)
     parts = _select_lines(scores, rise, top_k=2 * snap.d)
+    rise = _integrate_and_widen(quad, scores, rise, parts)
+    # the screening reads the likelihood at the nodes only, and a label whose likelihood
+    # peaks sharply between two nodes (e.g. [C/M] at SNR ~10, nodes 0.5 dex apart) can
+    # hide the best line: its nodes lie thousands below its peak. The maximum-likelihood
+    # fit, free in every label, finds that peak; the lines through the nodes around it
+    # are integrated too, through the fit's labels, and the allowances widen from there
+    fit = fit_ml(quad.best_theta)
+    parts, extra = _lines_around(snap, fit[0], scores, quad.taken)
+    _integrate_and_widen(quad, scores, rise, parts, extra)
+    return _summarise(quad, n, levels, truth), quad, fit
+
+
+def _integrate_and_widen(quad, scores, rise, parts, extra=None) -> np.ndarray:
+    """Integrate ``parts``, then the lines admitted as the floor and allowances move.
+
+    A line that rose above its nodes by more than allowed widens that label's
+    allowance (twice what was seen). ``extra``: labels (n, d) whose free value is a
+    break point of the first lines (see `_LineQuadrature.integrate`). Returns the
+    allowances.
+    """
+    n = quad.star.size
     for _ in range(20):  # the floor only rises and the allowances only grow
         ids = quad.add(parts)
         if ids.size == 0:
             break
         quad.rise = rise
-        quad.integrate(ids)
+        t = None if extra is None else extra[quad.spec[ids], quad.free[ids]]
+        quad.integrate(ids, t)
+        extra = None
         seen = quad.observed_rise(ids, n)
         rise = np.where(seen > rise + 0.5, 2.0 * seen, rise)
         floor = quad.proxy_star(n) - _SCREEN_MARGIN
         parts = _select_lines(scores, rise, floor=floor, taken=quad.taken)
-    return _summarise(quad, n, levels, truth), quad
+    return rise
+
+
+def _lines_around(snap, theta, scores, taken):
+    """The lines through the nodes that bracket ``theta`` (n, d), not yet in ``taken``.
+
+    Per spectrum and free label ``j``: every combination of the two nodes around
+    each other label's value (the two end nodes outside their range), in
+    `_select_lines`' format, with ``theta`` clipped into the box for the break points.
+    """
+    ok = np.all(np.isfinite(theta), axis=1)
+    theta = np.clip(theta, snap.problem.lo, snap.problem.hi)
+    brackets = []
+    for k, nodes in enumerate(snap.nodes):
+        hi = np.clip(np.searchsorted(nodes, theta[:, k]), 1, max(nodes.size - 1, 1))
+        lo = np.where(nodes.size > 1, hi - 1, 0)
+        hi = np.where(nodes.size > 1, hi, 0)
+        brackets.append(np.stack([lo, hi], axis=1))  # (n, 2) node indices
+    parts = []
+    for j in range(snap.d):
+        others = [k for k in range(snap.d) if k != j]
+        shape = [snap.shape[k] for k in others]
+        # (len(others), 2 ** len(others)): which of the two nodes, per other label
+        choice = np.array(list(itertools.product((0, 1), repeat=len(others))), int)
+        choice = choice.reshape(2 ** len(others), len(others)).T
+        spec = np.repeat(np.flatnonzero(ok), choice.shape[1])
+        idx = [brackets[k][spec, np.tile(choice[i], ok.sum())] for i, k in enumerate(others)]
+        combo = np.ravel_multi_index(idx, shape) if shape else np.zeros(spec.size, int)
+        key = np.unique(spec * scores[j].shape[1] + combo)
+        if j in taken:
+            key = key[~np.isin(key, taken[j])]
+        spec, combo = np.divmod(key, scores[j].shape[1])
+        parts.append((j, spec, combo, scores[j].shape[1], scores[j][spec, combo]))
+    return parts, theta
 
 
 def snapped_posterior(
@@ -603,11 +689,16 @@ def snapped_posterior(
             x, iw = flux[sl], iw_all[sl]
             loglik = _NoiseLikelihood(x, error[sl], noise_model)
             true_sl = None if truth is None else truth[sl]
-            summary, quad = _chunk_posterior(snap, x, iw, loglik, batch, levels, true_sl)
+
+            # the maximum-likelihood labels in the box, from the best labels evaluated
+            def fit_ml(best, x=x, iw=iw):
+                return _max_likelihood(prob, x, iw, best[:, None, :], settings.max_iter)
+
+            summary, quad, fit = _chunk_posterior(
+                snap, x, iw, loglik, batch, levels, true_sl, fit_ml
+            )
             for key, val in zip(_SUMMARY_KEYS, summary):
                 out[key][sl] = val
-            # the maximum-likelihood labels in the box, from the best labels evaluated
-            fit = _max_likelihood(prob, x, iw, quad.best_theta[:, None, :], settings.max_iter)
             out["theta_ml"][sl], out["chi2_ml"][sl], out["fisher_ml"][sl] = fit
             out["n_draws"][sl] = quad.n_eval
             bar.update(x.shape[0])
