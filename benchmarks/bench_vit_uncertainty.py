@@ -133,6 +133,14 @@ def main(argv=None):
         help="uncertainty heads to train (the truncated one is the Gaussian truncated to "
         "the training labels' range)",
     )
+    parser.add_argument(
+        "--variance-head",
+        nargs="+",
+        default=["joint"],
+        choices=["joint", "detached"],
+        help="variance heads to train: trained with the network (joint), or a layer on "
+        "the mean's features with the network trained by MSE (detached)",
+    )
     parser.add_argument("--bins", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -174,9 +182,14 @@ def main(argv=None):
     edges, which = snr_bins(np.asarray(test.params["snr"], float), args.bins)
 
     runs = [("mse", {})] + [
-        (f"{head}_beta{b:g}", {"uncertainty": head, "nll_beta": b})
+        (
+            f"{head}_beta{b:g}" + ("_detached" if vh == "detached" else ""),
+            {"uncertainty": head, "nll_beta": b}
+            | ({"variance_head": vh} if vh == "detached" else {}),
+        )
         for head in args.heads
         for b in args.nll_beta
+        for vh in args.variance_head
     ]
     for name, extra in runs:
         if name in models:

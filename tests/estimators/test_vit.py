@@ -1085,6 +1085,10 @@ def test_return_std_needs_a_gaussian_head(data):
         ({"uncertainty": "gaussian", "nll_beta": -0.1}, "nll_beta must be a finite number >= 0"),
         ({"nll_beta": np.nan}, "nll_beta must be a finite number"),
         ({"uncertainty": "gaussian", "loss": "l1"}, "loss='l1' cannot be combined with"),
+        (
+            {"uncertainty": "gaussian", "variance_head": "frozen"},
+            "variance_head must be 'joint' or 'detached'; got 'frozen'",
+        ),
     ],
 )
 def test_bad_uncertainty_options_are_named(data, kw, match):
@@ -1120,6 +1124,54 @@ def test_gaussian_head_learns_heteroscedastic_noise():
     )
     assert np.median(std[high]) > 2.5 * np.median(std[low])
     # and is calibrated: ~68 % of the residuals within 1 sigma (0.69 seen), z std ~1
+    assert 0.55 < np.mean(np.abs(z) <= 1) < 0.82
+    assert 0.8 < np.std(z) < 1.25
+
+
+@pytest.mark.parametrize("head", ["gaussian", "truncated"])
+def test_detached_variance_head_trains_the_network_as_mse_does(data, head):
+    """The encoder and mean train exactly as with MSE (same draws, dropout, clipping);
+    only the variance layer learns from the NLL."""
+    X, y, _ = data
+    mse = tiny(max_epochs=3).fit(X, y)
+    reg = tiny(max_epochs=3, uncertainty=head, variance_head="detached").fit(X, y)
+    net, ref = reg.net_.module_.state_dict(), mse.net_.module_.state_dict()
+    assert {k for k in net if k not in ref} == {"variance_head.weight", "variance_head.bias"}
+    for name, value in ref.items():
+        assert torch.equal(net[name], value), name
+    mean, std = reg.predict(X, return_std=True)
+    if head == "gaussian":
+        np.testing.assert_array_equal(mean, mse.predict(X))
+    # the variance layer moved away from its start (zero weights, unit variance)
+    assert reg.net_.module_.variance_head.weight.abs().sum() > 0
+    assert np.isfinite(std).all() and (std > 0).all() and np.ptp(std) > 0
+
+
+def test_detached_variance_head_learns_what_the_mean_features_carry():
+    """The detached variance reads features trained for the mean alone: it follows the
+    noise when the pixel that sets the noise also moves the mean (as the SNR moves the
+    best estimate of a label), and cannot when only the noise depends on it."""
+    X, y, sigma = heteroscedastic(4000)
+    X_test, y_test, sigma_test = heteroscedastic(1000, seed=1)
+    y, y_test = y + X[:, 1], y_test + X_test[:, 1]
+    reg = SpecViTRegressor(
+        patch_size=4,
+        hidden_size=16,
+        depth=1,
+        heads=2,
+        max_epochs=15,
+        batch_size=64,
+        lr=3e-3,
+        dropout=0.0,
+        noise_level=0,
+        uncertainty="gaussian",
+        variance_head="detached",
+        device="cpu",
+        random_state=0,
+    ).fit(X, y)
+    mean, std = reg.predict(X_test, return_std=True)
+    z = (y_test - mean) / std
+    assert np.corrcoef(std, sigma_test)[0, 1] > 0.6
     assert 0.55 < np.mean(np.abs(z) <= 1) < 0.82
     assert 0.8 < np.std(z) < 1.25
 
@@ -1276,6 +1328,11 @@ def test_fingerprint_has_uncertainty_only_when_set(data):
     assert vit_impl._differences(fingerprint(uncertainty="gaussian", nll_beta=0.5), gauss) == [
         "parameter nll_beta differs"
     ]
+    # the joint head (the default) keeps the fingerprint it had before variance_head
+    assert "variance_head" not in gauss["params"]
+    assert fingerprint(variance_head="detached") == base
+    detached = fingerprint(uncertainty="gaussian", variance_head="detached")
+    assert detached["params"]["variance_head"] == "detached"
 
 
 def test_run_folder_digest_is_stable():

@@ -97,7 +97,7 @@ def test_architecture_params_are_the_signatures_keywords():
     names = list(inspect.signature(SpecViT).parameters)
     assert [n for n in names if n in ARCHITECTURE_PARAMS] == list(ARCHITECTURE_PARAMS)
     # everything else is data-dependent (set by the estimator) or the head's kind
-    rest = {"n_pix", "n_outputs", "flux_mean", "flux_scale", "uncertainty"}
+    rest = {"n_pix", "n_outputs", "flux_mean", "flux_scale", "uncertainty", "detach_variance"}
     assert set(names) - set(ARCHITECTURE_PARAMS) == rest
 
 

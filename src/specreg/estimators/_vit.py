@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import deprecated
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetRegressor
-from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, ProgressBar
 from skorch.dataset import ValidSplit, unpack_data
 from skorch.history import History
 from skorch.utils import to_tensor
@@ -48,11 +48,13 @@ from ._vit_callbacks import (
     FINGERPRINT_NAME,
     _EpochCheckpoint,
     _noop,
+    _SeparateVarianceClipping,
     _WarmupCosineLR,
 )
 from ._vit_module import (
     ARCHITECTURE_PARAMS,
     BetaNLLLoss,
+    DetachedVarianceLoss,
     SpecViT,
     TruncatedBetaNLLLoss,
     check_architecture,
@@ -312,7 +314,7 @@ class _SpecViTNet(NeuralNetRegressor):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         y_true = to_tensor(y_true, device=self.device)
         expected = y_true.shape
-        if isinstance(self.criterion_, BetaNLLLoss):  # a [mean | raw variance] head
+        if isinstance(self.criterion_, (BetaNLLLoss, DetachedVarianceLoss)):  # [mean | raw var]
             expected = torch.Size([*y_true.shape[:-1], 2 * y_true.shape[-1]])
         if y_pred.shape != expected:
             # MSELoss would silently broadcast (N, 1) against (N,) to (N, N)
@@ -471,6 +473,13 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         down-weights the residuals of spectra it finds hard); 1 gives the mean the
         gradient of MSE training. On the embedded grid (two seeds) 1 kept the mean within
         0.006 R^2 of MSE training on average and 0.5 lost 0.018 (see the user guide).
+    variance_head : {"joint", "detached"}, default="joint"
+        With an uncertainty head: ``"joint"`` trains mean and variance together through
+        the whole network (the beta-NLL above). ``"detached"`` trains the network and
+        its mean with MSE, exactly as ``uncertainty=None`` does (the same random draws,
+        the same predictions), and the variance with the (beta-)NLL in a linear layer
+        on the pooled features whose gradient stops there: the mean loses nothing, at
+        the price of a variance that can only use what the mean's features encode.
     noise_level : float, default=1.0
         Scale of the per-batch Gaussian noise in units of the error column; 0 means ``X`` is
         flux only and no noise is added.
@@ -614,6 +623,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         loss: str = "mse",
         uncertainty: str | None = None,
         nll_beta: float = 1.0,
+        variance_head: str = "joint",
         noise_level: float = 1.0,
         noise_model=None,
         validation_fraction: float | None = None,
@@ -650,6 +660,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         self.loss = loss
         self.uncertainty = uncertainty
         self.nll_beta = nll_beta
+        self.variance_head = variance_head
         self.noise_level = noise_level
         self.noise_model = noise_model
         self.validation_fraction = validation_fraction
@@ -721,6 +732,10 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
                 f"uncertainty must be None, 'gaussian' or 'truncated'; got {self.uncertainty!r}."
             )
         check_real(self.nll_beta, "nll_beta", low=0.0, high=1.0)
+        if self.variance_head not in ("joint", "detached"):
+            raise ValueError(
+                f"variance_head must be 'joint' or 'detached'; got {self.variance_head!r}."
+            )
         if head and self.loss != "mse":
             raise ValueError(
                 f"loss={self.loss!r} cannot be combined with uncertainty={self.uncertainty!r}, "
@@ -801,6 +816,8 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             # the digests (run folders) of runs from before the option existed
             params.pop("uncertainty", None)
             params.pop("nll_beta", None)
+        if self.uncertainty is None or self.variance_head == "joint":
+            params.pop("variance_head", None)  # the digests of runs from before the option
         rs = self.random_state
         if rs is not None and not isinstance(rs, numbers.Integral):
             params["random_state"] = f"drawn seed {seed}"
@@ -823,7 +840,11 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         checkpoint: tuple[Path, dict] | None = None,
     ) -> _SpecViTNet:
         per_rank_batch = max(1, self.batch_size // world_size)
-        if self.uncertainty == "gaussian":
+        if self.uncertainty is not None and self.variance_head == "detached":
+            criterion, criterion_params = DetachedVarianceLoss, {"beta": float(self.nll_beta)}
+            if self.uncertainty == "truncated":
+                criterion_params["low"], criterion_params["high"] = self._box()
+        elif self.uncertainty == "gaussian":
             criterion, criterion_params = BetaNLLLoss, {"beta": float(self.nll_beta)}
         elif self.uncertainty == "truncated":
             low, high = self._box()
@@ -846,7 +867,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         ]
         if self.grad_clip is not None:
             # on_grad_computed: after train_step_single has unscaled the AMP gradients
-            callbacks.append(("gradient_clipping", GradientNormClipping(self.grad_clip)))
+            callbacks.append(("gradient_clipping", _SeparateVarianceClipping(self.grad_clip)))
         validate = self.validation_fraction is not None
         if self.early_stopping:
             callbacks.append(
@@ -879,6 +900,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             "flux_scale": self._flux_scale,
             # the module's head is Gaussian for both predictive distributions
             "uncertainty": None if self.uncertainty is None else "gaussian",
+            "detach_variance": self.uncertainty is not None and self.variance_head == "detached",
         }
         device = str(self.device_)
         train_batches = {"shuffle": True, "rank": rank, "world_size": world_size, "seed": seed}

@@ -1,10 +1,11 @@
 """skorch callbacks of :class:`~specreg.SpecViTRegressor`.
 
 * :class:`_WarmupCosineLR`: the learning-rate schedule, set every batch;
-* :class:`_EpochCheckpoint`: the per-epoch checkpoint that ``resume=True`` continues from.
+* :class:`_EpochCheckpoint`: the per-epoch checkpoint that ``resume=True`` continues from;
+* :class:`_SeparateVarianceClipping`: skorch's ``GradientNormClipping``, with a detached
+  variance head clipped on its own.
 
-Gradient clipping is skorch's own ``GradientNormClipping``, early stopping and the
-progress bar are skorch's ``EarlyStopping`` and ``ProgressBar``.
+Early stopping and the progress bar are skorch's ``EarlyStopping`` and ``ProgressBar``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 from pathlib import Path
 
 import torch
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, GradientNormClipping
 
 from .._atomic import atomic_path, write_json_atomic
 
@@ -26,6 +27,23 @@ FINGERPRINT_NAME = "fingerprint.json"
 
 def _noop(*args, **kwargs):
     """A picklable sink that prints nothing (lambdas cannot be pickled)."""
+
+
+class _SeparateVarianceClipping(GradientNormClipping):
+    """Global gradient-norm clipping, the detached variance head's parameters apart.
+
+    The variance head of ``SpecViT(detach_variance=True)`` sends no gradient into the
+    network; clipping it together with the rest would let it rescale the network's
+    gradients. Without such a head this is skorch's ``GradientNormClipping``.
+    """
+
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        params = list(named_parameters)
+        variance = [(n, p) for n, p in params if "variance_head." in n]
+        rest = [(n, p) for n, p in params if "variance_head." not in n]
+        for group in (rest, variance):
+            if group:
+                super().on_grad_computed(net, group, **kwargs)
 
 
 class _WarmupCosineLR(Callback):

@@ -42,6 +42,7 @@ __all__ = [
     "ARCHITECTURE_PARAMS",
     "VAR_FLOOR",
     "BetaNLLLoss",
+    "DetachedVarianceLoss",
     "SpecViT",
     "check_architecture",
     "count_parameters",
@@ -331,6 +332,57 @@ class TruncatedBetaNLLLoss(BetaNLLLoss):
         return nll.mean()
 
 
+class DetachedVarianceLoss(nn.Module):
+    """MSE on the mean plus a Gaussian NLL that trains only the variance.
+
+    For a ``[mean | raw variance]`` head whose variance half does not reach back into
+    the network (``SpecViT(detach_variance=True)``): ``mse(mean, y) + nll([mean.detach()
+    | raw variance], y)``, so the mean gets exactly the gradient of MSE training and the
+    variance that of ``nll``.
+
+    Parameters
+    ----------
+    beta : float, default=1.0
+        As in :class:`BetaNLLLoss`.
+    low, high : sequence of float or None, default=None
+        A label box: the variance's loss is then :class:`TruncatedBetaNLLLoss`,
+        otherwise :class:`BetaNLLLoss`.
+
+    Examples
+    --------
+    >>> loss = DetachedVarianceLoss(beta=0.0)
+    >>> mean = torch.zeros(4, 1, requires_grad=True)
+    >>> value = loss(torch.cat([mean, torch.zeros(4, 1)], 1), torch.ones(4, 1))
+    >>> value.backward()
+    >>> mean.grad.flatten().tolist()  # the MSE gradient 2 (mean - y) / n
+    [-0.5, -0.5, -0.5, -0.5]
+    """
+
+    def __init__(self, beta: float = 1.0, low=None, high=None):
+        super().__init__()
+        if (low is None) != (high is None):
+            raise ValueError("give both low and high, or neither.")
+        self.nll = BetaNLLLoss(beta) if low is None else TruncatedBetaNLLLoss(beta, low, high)
+
+    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        k = y_true.shape[-1]
+        mean = y_pred[..., :k]
+        detached = torch.cat([mean.detach(), y_pred[..., k:]], dim=-1)
+        return nn.functional.mse_loss(mean, y_true) + self.nll(detached, y_true)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward hands on a contiguous copy of the gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
 class ConvTokenizer(nn.Module):
     """Non-overlapping patches: ``Conv1d(1, hidden, kernel=stride=patch_size)``.
 
@@ -469,6 +521,12 @@ class SpecViT(nn.Module):
         None: the head returns ``n_outputs`` predictions. ``"gaussian"``: it returns
         ``2 * n_outputs`` columns, ``[mean | raw variance]`` (see :func:`split_gaussian`);
         the raw variance starts at the value that gives a unit variance.
+    detach_variance : bool, default=False
+        With ``uncertainty="gaussian"``: the variance comes from a separate linear layer
+        on the pooled features with their gradient stopped (zero weights at the start,
+        built without drawing random numbers), and the mean head is the plain one. With
+        :class:`DetachedVarianceLoss` the encoder and the mean then train exactly as
+        under MSE.
 
     Examples
     --------
@@ -499,12 +557,15 @@ class SpecViT(nn.Module):
         flux_mean: float = 0.0,
         flux_scale: float = 1.0,
         uncertainty: str | None = None,
+        detach_variance: bool = False,
     ):
         super().__init__()
         arch = locals()
         check_architecture({name: arch[name] for name in ARCHITECTURE_PARAMS})
         if uncertainty not in _UNCERTAINTIES:
             raise ValueError(f"uncertainty must be one of {_UNCERTAINTIES}; got {uncertainty!r}.")
+        if detach_variance and uncertainty != "gaussian":
+            raise ValueError("detach_variance=True needs uncertainty='gaussian'.")
         self.pooling = pooling
         self.uncertainty = uncertainty
         self.n_outputs = n_outputs
@@ -537,9 +598,19 @@ class SpecViT(nn.Module):
             [Block(hidden_size, heads, mlp_ratio, dropout) for _ in range(depth)]
         )
         self.norm = nn.LayerNorm(hidden_size, eps=1e-6)
-        self.head = nn.Linear(hidden_size, n_outputs * (2 if uncertainty == "gaussian" else 1))
+        joint = uncertainty == "gaussian" and not detach_variance
+        self.head = nn.Linear(hidden_size, n_outputs * (2 if joint else 1))
         self._init_weights()
-        if uncertainty == "gaussian":
+        self.variance_head = None
+        if detach_variance:
+            # built and filled without touching the random stream, so that the encoder,
+            # the mean head and the training batches are those of the MSE network
+            with torch.random.fork_rng(devices=[]):
+                self.variance_head = nn.Linear(hidden_size, n_outputs)
+            with torch.no_grad():
+                self.variance_head.weight.zero_()
+                self.variance_head.bias.fill_(math.log(math.expm1(1.0)))
+        elif uncertainty == "gaussian":
             # start at unit variance, the spread of the standardised labels, instead of
             # softplus(0) = 0.69; a constant fill draws no random numbers
             with torch.no_grad():
@@ -618,4 +689,11 @@ class SpecViT(nn.Module):
         x = self.norm(x)
         pooled = x[:, 0] if self.pooling == "cls" else x.mean(dim=1)
         # float32 output whatever the autocast dtype, so the loss is computed in float32
-        return self.head(pooled).float()
+        out = self.head(pooled).float()
+        if self.variance_head is None:
+            return out
+        # the variance reads the features without training them; the mean's gradient comes
+        # back through the concatenation as a strided view, and summing a strided tensor
+        # (the bias gradient) can round differently: made contiguous, it is MSE's exactly
+        var = self.variance_head(pooled.detach()).float()
+        return torch.cat([_ContiguousGrad.apply(out), var], dim=-1)
