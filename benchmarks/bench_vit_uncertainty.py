@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -38,6 +39,25 @@ from specreg.spectra import PFSNoiseModel
 
 # the cpu preset's architecture and optimiser; the epochs are this script's --epochs
 ARCH = {k: v for k, v in PRESETS["cpu"].vit_params.items() if k != "max_epochs"}
+
+
+def code_revision() -> str | None:
+    """The git commit of this checkout, ``+dirty`` when it has changes; None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
 
 
 def r2(y: np.ndarray, pred: np.ndarray) -> float:
@@ -145,9 +165,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--reuse",
-        help="an earlier output of this script with the same settings: its models are not "
-        "trained again (CPU training with a fixed seed and thread count is bit-for-bit "
-        "reproducible) and its entries are kept",
+        help="an earlier output of this script with the same settings and the same clean "
+        "commit: its models are not trained again (CPU training with a fixed seed and thread "
+        "count is bit-for-bit reproducible) and its entries are kept",
     )
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "vit_uncertainty.json")
@@ -170,6 +190,13 @@ def main(argv=None):
         earlier = json.loads(Path(args.reuse).read_text())
         if earlier["settings"] != settings:
             raise SystemExit(f"{args.reuse} was run with other settings; not reusing it")
+        # bit-for-bit reproducible within one version of the code only
+        code = code_revision()
+        if code is None or code.endswith("+dirty") or earlier.get("code") != code:
+            raise SystemExit(
+                f"{args.reuse} was run with code {earlier.get('code')!r}, this is {code!r}: "
+                "models are reused only from a run of the same clean commit"
+            )
         for name, entry in earlier["models"].items():
             models[name] = {**entry, "reused_from_run_of": entry.get("date", earlier["date"])}
 
@@ -217,6 +244,7 @@ def main(argv=None):
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "code": code_revision(),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "settings": settings,
         "snr_bin_edges": [float(e) for e in edges],
