@@ -122,6 +122,24 @@ def test_parity_and_residual_envelopes_follow_sqrt_crlb():
     assert max(np.abs(v).max() for v in ylims) == pytest.approx(1.96 * 0.5)
 
 
+@pytest.mark.parametrize("plot", [plot_parity, plot_residuals])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"y_pred": np.ones(4)}, "one length"),
+        ({"y_pred": [1.0, np.nan, 3.0]}, "finite"),
+        ({"crlb": [0.1, 0.2]}, "shape of y_true"),
+        ({"crlb": [0.1, -0.2, 0.3]}, "variances"),
+        ({"bins": 0}, "bins"),
+    ],
+)
+def test_parity_and_residuals_refuse_bad_input(plot, kwargs, message):
+    args = {"y_true": [1.0, 2.0, 3.0], "y_pred": [1.1, 2.0, 2.9], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        plot(args.pop("y_true"), args.pop("y_pred"), **args)
+    plt.close("all")
+
+
 def test_plot_spectrum_checks_shapes():
     ax = plot_spectrum(np.arange(10.0), np.ones(10), error=np.full(10, 0.1), model=np.ones(10))
     assert len(ax.get_lines()) == 2

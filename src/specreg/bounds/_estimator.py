@@ -202,7 +202,8 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        self
+        self : BayesCeilingRegressor
+            The estimator, with ``model_``, ``target_`` and ``noise_model_`` set.
 
         Examples
         --------
@@ -256,6 +257,8 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
         Returns
         -------
         PosteriorSummary
+            Per-spectrum posterior means, variances and quantiles of every label,
+            with their Monte-Carlo errors and effective sample sizes.
 
         Examples
         --------

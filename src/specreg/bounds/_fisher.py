@@ -381,6 +381,7 @@ def van_trees_bound(fisher, prior, index: int = 1) -> float:
     Returns
     -------
     mse_bound : float
+        Lower bound on the prior-averaged squared error of label ``index``.
 
     Examples
     --------

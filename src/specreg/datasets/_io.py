@@ -83,15 +83,16 @@ class SpectraWriter:
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd, tempfile, os
-    >>> from specreg.datasets import Spectra
-    >>> labels = pd.DataFrame({"log_g": [1.0, 2.0]})
-    >>> s = Spectra(np.arange(3.0), np.ones((2, 3)), np.ones((2, 3)), labels)
+    Simulated spectra streamed to disk a chunk at a time:
+
+    >>> import os, tempfile
+    >>> from specreg.datasets import iter_spectra, load_grid
     >>> path = os.path.join(tempfile.mkdtemp(), "s.h5")
-    >>> with SpectraWriter(path, s.wave) as w:
-    ...     w.append(s)
+    >>> with SpectraWriter(path, load_grid().wave) as w:
+    ...     for chunk in iter_spectra(20, chunk_size=8, random_state=0):
+    ...         w.append(chunk)
     >>> len(read_spectra(path))
-    2
+    20
     """
 
     def __init__(self, path, wave, *, compression="lzf", rows_per_chunk=64, metadata=None):

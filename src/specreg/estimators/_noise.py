@@ -215,11 +215,14 @@ class HeteroscedasticNoise(_StackedTransformer):
         Parameters
         ----------
         X : array-like of shape (n_samples, 2 * n_pix)
-        y : ignored
+            Stacked ``[flux | error]``; only its width is kept.
+        y : None
+            Ignored.
 
         Returns
         -------
         self : HeteroscedasticNoise
+            The transformer, with ``n_pix_`` (the flux width) set.
 
         Examples
         --------
@@ -242,7 +245,10 @@ class HeteroscedasticNoise(_StackedTransformer):
         Parameters
         ----------
         X : array-like of shape (n_samples, 2 * n_pix)
-        y : ignored
+            Training spectra ``[flux | error]``, every error >= 0 (> 0 with a
+            ``noise_model``, whose noise is computed from them).
+        y : None
+            Ignored.
 
         Returns
         -------

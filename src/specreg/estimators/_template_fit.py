@@ -368,6 +368,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
         Returns
         -------
         self : TemplateFitRegressor
+            The estimator, with the spectral model and target labels resolved.
 
         Examples
         --------

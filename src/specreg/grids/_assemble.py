@@ -68,6 +68,7 @@ def assemble_grid(
     Returns
     -------
     Path
+        The grid file written (``path``).
 
     Examples
     --------

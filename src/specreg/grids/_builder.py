@@ -99,6 +99,7 @@ def node_filename(teff: float, logg: float, mh: float, am: float = 0.0, cm: floa
     Returns
     -------
     str
+        Rounded labels with explicit signs, safe as a file name.
 
     Examples
     --------
@@ -137,6 +138,7 @@ def plan_node(
     Returns
     -------
     NodePlan
+        The runs to synthesise and the weights that combine them.
 
     Examples
     --------
@@ -533,6 +535,7 @@ def _build_grid(
     Returns
     -------
     BuildReport
+        Counts of nodes computed, skipped and failed, and the output folder.
 
     Examples
     --------

@@ -104,6 +104,7 @@ def resample_linear(wave: np.ndarray, flux: np.ndarray, new_wave: np.ndarray) ->
     Returns
     -------
     ndarray, shape (..., n_new)
+        ``flux`` at ``new_wave``.
 
     Examples
     --------
@@ -144,6 +145,7 @@ def degrade_to_grid(
     Returns
     -------
     ndarray, shape (..., n_new)
+        The spectra as an instrument of resolving power R would record them.
 
     Examples
     --------

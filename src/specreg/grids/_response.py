@@ -449,6 +449,7 @@ def read_response(path: str | os.PathLike, base) -> ResponseGrid:
     Returns
     -------
     ResponseGrid
+        A spectral model over the five labels, accepted wherever a grid is.
 
     Examples
     --------

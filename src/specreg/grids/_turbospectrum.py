@@ -41,6 +41,7 @@ def microturbulence(logg: float) -> float:
     Returns
     -------
     float
+        ξ in km/s.
 
     Examples
     --------

@@ -254,9 +254,29 @@ def plot_learning_curve(
     return ax
 
 
-def _envelope(y_true, crlb, bins):
-    y = np.asarray(y_true, dtype=float)
-    sig = np.sqrt(np.asarray(crlb, dtype=float))
+def _labels_and_predictions(y_true, y_pred, crlb, bins):
+    """1-D true labels, predictions and CRLB variances of one length, or a clear error."""
+    y, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    if y.ndim != 1 or y.shape != p.shape:
+        raise ValueError(
+            f"y_true and y_pred must be 1-D and of one length; got shapes {y.shape} and {p.shape}."
+        )
+    if not (np.isfinite(y).all() and np.isfinite(p).all()):
+        raise ValueError("y_true and y_pred must be finite (no NaN or inf).")
+    if crlb is not None:
+        crlb = np.asarray(crlb, dtype=float)
+        if crlb.shape != y.shape:
+            raise ValueError(f"crlb must have the shape of y_true {y.shape}; got {crlb.shape}.")
+        if not (np.isfinite(crlb).all() and (crlb >= 0).all()):
+            raise ValueError("crlb holds variances: every value must be finite and >= 0.")
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"bins must be a positive integer; got {bins!r}.")
+    return y, p, crlb
+
+
+def _envelope(y, crlb, bins):
+    """Bin centres of ``y`` and the median ``sqrt(crlb)`` in each non-empty bin."""
+    sig = np.sqrt(crlb)
     edges = np.linspace(y.min(), y.max(), bins + 1)
     idx = np.clip(np.searchsorted(edges, y, side="right") - 1, 0, bins - 1)
     centres, med = [], []
@@ -277,6 +297,7 @@ def plot_parity(y_true, y_pred, *, crlb=None, bins: int = 20, ax=None, label: st
     crlb : array-like of shape (n,), optional
         Per-spectrum CRLB (variance); the envelope is ``y = x +- sqrt(CRLB)``.
     bins : int, default=20
+        Bins of the true label over which the median CRLB is taken.
     ax : matplotlib Axes, optional
     label : str, optional
 
@@ -291,8 +312,8 @@ def plot_parity(y_true, y_pred, *, crlb=None, bins: int = 20, ax=None, label: st
     >>> ax.get_xlabel()
     'true log g'
     """
+    y, p, crlb = _labels_and_predictions(y_true, y_pred, crlb, bins)
     ax = _axes(ax)
-    y, p = np.asarray(y_true, float), np.asarray(y_pred, float)
     ax.scatter(y, p, s=4, alpha=0.4, label=label)
     lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
     ax.plot([lo, hi], [lo, hi], "k-", lw=1)
@@ -312,6 +333,20 @@ def plot_residuals(y_true, y_pred, *, crlb=None, bins: int = 20, ax=None):
     The reference's residual overlay: per-spectrum ``sqrt(CRLB)`` binned by
     the true label, the median per bin drawn as bands around zero.
 
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n,)
+    crlb : array-like of shape (n,), optional
+        Per-spectrum CRLB (variance); the bands are ``+-sqrt(CRLB)`` and
+        ``+-1.96 sqrt(CRLB)``.
+    bins : int, default=20
+        Bins of the true label over which the median CRLB is taken.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
     Examples
     --------
     >>> y_true, y_pred = [1.0, 3.0, 5.0], [1.2, 2.9, 4.5]
@@ -319,8 +354,8 @@ def plot_residuals(y_true, y_pred, *, crlb=None, bins: int = 20, ax=None):
     >>> ax.get_ylabel()
     'residual (dex)'
     """
+    y, p, crlb = _labels_and_predictions(y_true, y_pred, crlb, bins)
     ax = _axes(ax)
-    y, p = np.asarray(y_true, float), np.asarray(y_pred, float)
     ax.scatter(y, p - y, s=4, alpha=0.4)
     ax.axhline(0.0, color="k", lw=1)
     if crlb is not None:

@@ -266,6 +266,8 @@ class SpectralGrid:
         Returns
         -------
         flux : ndarray of shape (n, n_pix), float32
+            One model spectrum per label vector (NaN rows where ``on_hole="nan"``
+            met a missing node).
 
         Examples
         --------

@@ -264,6 +264,8 @@ class PFSNoiseModel:
         Returns
         -------
         sigma : ndarray of shape (n, n_pix), float32
+            Source photon noise plus the sky and detector background, per pixel,
+            in the units of ``flux``.
 
         Examples
         --------
@@ -409,6 +411,7 @@ class PFSNoiseModel:
         Returns
         -------
         sigma : ndarray of shape (n, n_pix), float32
+            The noise the spectra were drawn with (not the reported errors).
 
         Examples
         --------
