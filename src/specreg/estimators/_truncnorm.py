@@ -15,7 +15,15 @@ import numpy as np
 import torch
 from scipy import special, stats
 
-__all__ = ["truncated_log_mass", "truncated_moments", "truncated_ppf", "truncated_cdf"]
+__all__ = [
+    "clip_to_box",
+    "location_sensitivity",
+    "truncated_cdf",
+    "truncated_location",
+    "truncated_log_mass",
+    "truncated_moments",
+    "truncated_ppf",
+]
 
 
 def truncated_log_mass(mean: torch.Tensor, std: torch.Tensor, low, high) -> torch.Tensor:
@@ -156,3 +164,118 @@ def truncated_cdf(y, mean, std, low, high) -> np.ndarray:
 
 #: log(sqrt(2 pi)), the constant of the Gaussian log-density.
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+#: A mean the truncated Gaussian is asked to match is kept this fraction of the box
+#: width inside it: a mean on the edge would need a location infinitely far away.
+MATCH_MARGIN = 1e-3
+
+
+def clip_to_box(mean, low, high) -> np.ndarray:
+    """``mean`` clipped to ``MATCH_MARGIN`` of the box width inside ``[low, high]``.
+
+    Examples
+    --------
+    >>> clip_to_box([-5.0, 0.3, 5.0], -1.0, 1.0).tolist()
+    [-0.998, 0.3, 0.998]
+    """
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    margin = MATCH_MARGIN * (high - low)
+    return np.clip(np.asarray(mean, dtype=float), low + margin, high - margin)
+
+
+def truncated_location(mean, std, low, high, *, rtol: float = 1e-10, max_iter: int = 200):
+    """The location ``mu`` whose Gaussian ``N(mu, std**2)``, truncated, has mean ``mean``.
+
+    Truncating a Gaussian to ``[low, high]`` pulls its mean towards the centre of the
+    box, the more so the wider it is; this inverts that map element by element (the
+    truncated mean grows monotonically with ``mu``, with slope ``var / std**2``). A
+    Gaussian far below the box truncates to nearly an exponential above ``low``, of
+    mean less than ``std**2 / (low - mu)``, so the root lies within
+    ``std**2 / d + std`` of the box (``d``: the distance of ``mean`` from the nearer
+    edge); that bracket safeguards a Newton iteration.
+
+    Parameters
+    ----------
+    mean, std : array-like of one shape
+        Wanted truncated means, strictly inside the box (see :func:`clip_to_box`),
+        and the scales (> 0).
+    low, high : float or array-like broadcasting to ``mean``
+        The box.
+    rtol : float, default=1e-10
+        Tolerance on the truncated mean, relative to the box width.
+    max_iter : int, default=200
+        Iterations at most (about ten are typical; bisection steps where Newton's
+        would leave the bracket).
+
+    Returns
+    -------
+    mu : ndarray of the shape of ``mean``, float64
+        The locations; ``truncated_moments(mu, std, low, high)[0]`` is ``mean``.
+
+    Raises
+    ------
+    ValueError
+        If a mean is not strictly inside the box or a scale is not > 0.
+
+    Examples
+    --------
+    >>> mu = truncated_location([0.9], [2.0], -1.0, 1.0)
+    >>> round(float(truncated_moments(mu, [2.0], -1.0, 1.0)[0][0]), 8)
+    0.9
+    """
+    m = np.asarray(mean, dtype=float)
+    s = np.broadcast_to(np.asarray(std, dtype=float), m.shape)
+    low = np.broadcast_to(np.asarray(low, dtype=float), m.shape)
+    high = np.broadcast_to(np.asarray(high, dtype=float), m.shape)
+    if not np.all((m > low) & (m < high)):
+        raise ValueError("the means to match must lie strictly inside the box (low, high).")
+    if not np.all(s > 0):
+        raise ValueError("the scales must be > 0.")
+    tol = rtol * (high - low)
+    lo = low - s - s * s / (m - low)
+    hi = high + s + s * s / (high - m)
+    x = m.copy()
+    for _ in range(max_iter):
+        value, spread = truncated_moments(x, s, low, high)
+        gap = value - m
+        above = gap > 0
+        hi, lo = np.where(above, x, hi), np.where(above, lo, x)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            step = x - gap / (spread / s) ** 2
+        inside = np.isfinite(step) & (step > lo) & (step < hi)
+        new = np.where(inside, step, 0.5 * (lo + hi))
+        # near an edge with a wide scale the location is ill-conditioned (a tiny change
+        # of the mean moves it far): stop there once it no longer moves
+        settled = np.abs(new - x) <= 1e-13 * (np.abs(x) + s)
+        x = np.where(np.abs(gap) <= tol, x, new)
+        if np.all((np.abs(gap) <= tol) | settled):
+            break
+    return x
+
+
+def location_sensitivity(mu, std, low, high, *, step: float = 1e-5):
+    """Derivatives of :func:`truncated_location` in the mean and in the scale.
+
+    By the implicit function theorem on ``f(mu, std) = mean``: ``dmu/dmean = 1 / f_mu``
+    and ``dmu/dstd = -f_std / f_mu``, with ``f_mu = var / std**2`` in closed form and
+    ``f_std`` a central difference of :func:`truncated_moments` (relative step
+    ``step``).
+
+    Returns
+    -------
+    d_mean, d_std : ndarray of the shape of ``mu``
+
+    Examples
+    --------
+    >>> d_mean, d_std = location_sensitivity([0.0], [1e-3], -1.0, 1.0)
+    >>> round(float(d_mean[0]), 6), abs(round(float(d_std[0]), 6))  # a Gaussian deep inside
+    (1.0, 0.0)
+    """
+    mu, std = np.asarray(mu, dtype=float), np.asarray(std, dtype=float)
+    spread = truncated_moments(mu, std, low, high)[1]
+    f_mu = (spread / std) ** 2
+    up = truncated_moments(mu, std * (1 + step), low, high)[0]
+    down = truncated_moments(mu, std * (1 - step), low, high)[0]
+    f_std = (up - down) / (2 * step * std)
+    return 1 / f_mu, -f_std / f_mu

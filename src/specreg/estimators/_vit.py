@@ -41,7 +41,13 @@ from skorch.utils import to_tensor
 
 from .._checks import ODD_WIDTH_CHECKS
 from ..spectra._validation import check_noise_model, check_real, check_seed, split_stacked
-from ._truncnorm import truncated_cdf, truncated_moments, truncated_ppf
+from ._truncnorm import (
+    clip_to_box,
+    truncated_cdf,
+    truncated_location,
+    truncated_moments,
+    truncated_ppf,
+)
 from ._vit_batches import _TensorBatches
 from ._vit_callbacks import (
     CHECKPOINT_NAME,
@@ -480,6 +486,10 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         the same predictions), and the variance with the (beta-)NLL in a linear layer
         on the pooled features whose gradient stops there: the mean loses nothing, at
         the price of a variance that can only use what the mean's features encode.
+        With ``uncertainty="truncated"`` the predictive distribution is then the
+        truncated Gaussian whose mean is the MSE mean (clipped to 0.1 % of the label
+        range inside the training labels' range, which can only reduce its error): at low
+        SNR it widens into the flat prior around that mean.
     noise_level : float, default=1.0
         Scale of the per-batch Gaussian noise in units of the error column; 0 means ``X`` is
         flux only and no noise is added.
@@ -1173,8 +1183,10 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
     def _predictive(self, X, *, need_std: bool = True, standardised: bool = False):
         """Mean and std of the predictive distribution (label units unless ``standardised``).
 
-        For the truncated head the untruncated Gaussian's parameters are returned when
-        ``standardised`` (what the quantiles and the CDF need); otherwise its moments.
+        For a truncated head the untruncated Gaussian's location and scale are returned
+        when ``standardised`` (what the quantiles and the CDF need); otherwise its
+        moments. With a detached variance the mean is the network's, clipped into the box,
+        and the location is the one that gives the truncated Gaussian that mean.
         """
         check_is_fitted(self)
         # the fitted module, not the (settable) parameter, says what the head predicts
@@ -1194,9 +1206,19 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             # the same variance transform as in training (softplus + floor), in float32
             var = gaussian_variance(torch.from_numpy(np.ascontiguousarray(out[:, k:]))).numpy()
             std = np.sqrt(var.astype(np.float64))
-        if standardised:
+        truncated = head and getattr(self, "label_range_", None) is not None
+        if truncated and self.net_.module_.variance_head is not None:
+            # the detached head's distribution has the network's (MSE) mean as its mean
+            low, high = self._box()
+            mean = clip_to_box(mean, low, high)
+            if std is not None:
+                location = truncated_location(mean, std, low, high)
+                if standardised:
+                    return location, std
+                std = truncated_moments(location, std, low, high)[1]
+        elif standardised:
             return mean.astype(np.float64), std
-        if head and getattr(self, "label_range_", None) is not None:
+        elif truncated:
             mean, std = truncated_moments(mean.astype(np.float64), std, *self._box())
         # the Gaussian and point heads are computed in float32 and returned as float64, the
         # dtype scikit-learn's metrics and common checks expect from a regressor (an exact

@@ -36,7 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spectra._validation import check_real
-from ._truncnorm import truncated_log_mass
+from ._truncnorm import (
+    MATCH_MARGIN,
+    location_sensitivity,
+    truncated_location,
+    truncated_log_mass,
+)
 
 __all__ = [
     "ARCHITECTURE_PARAMS",
@@ -333,20 +338,25 @@ class TruncatedBetaNLLLoss(BetaNLLLoss):
 
 
 class DetachedVarianceLoss(nn.Module):
-    """MSE on the mean plus a Gaussian NLL that trains only the variance.
+    """MSE on the mean plus a negative log-likelihood that trains only the variance.
 
     For a ``[mean | raw variance]`` head whose variance half does not reach back into
-    the network (``SpecViT(detach_variance=True)``): ``mse(mean, y) + nll([mean.detach()
-    | raw variance], y)``, so the mean gets exactly the gradient of MSE training and the
-    variance that of ``nll``.
+    the network (``SpecViT(detach_variance=True)``): ``mse(mean, y) + nll(y | mean.detach(),
+    var)``, so the mean gets exactly the gradient of MSE training and the variance that
+    of the NLL. Without a box the NLL is the Gaussian beta-NLL of :class:`BetaNLLLoss`.
+    With a box ``[low, high]`` the predictive distribution is the Gaussian truncated to
+    it whose *mean* is the network's mean (clipped to :data:`MATCH_MARGIN` of the box
+    width inside it): its location solves :func:`truncated_location`, and the variance
+    is trained through that solution (implicit derivatives), in float64. The MSE mean
+    is then the predictive mean, while at low SNR the distribution can widen into the
+    flat prior.
 
     Parameters
     ----------
     beta : float, default=1.0
         As in :class:`BetaNLLLoss`.
     low, high : sequence of float or None, default=None
-        A label box: the variance's loss is then :class:`TruncatedBetaNLLLoss`,
-        otherwise :class:`BetaNLLLoss`.
+        The box per label, in the standardised units the loss sees; both or neither.
 
     Examples
     --------
@@ -362,13 +372,54 @@ class DetachedVarianceLoss(nn.Module):
         super().__init__()
         if (low is None) != (high is None):
             raise ValueError("give both low and high, or neither.")
+        # checks beta and the box, and serves as the NLL when there is no box
         self.nll = BetaNLLLoss(beta) if low is None else TruncatedBetaNLLLoss(beta, low, high)
 
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         k = y_true.shape[-1]
         mean = y_pred[..., :k]
-        detached = torch.cat([mean.detach(), y_pred[..., k:]], dim=-1)
-        return nn.functional.mse_loss(mean, y_true) + self.nll(detached, y_true)
+        mse = nn.functional.mse_loss(mean, y_true)
+        if not isinstance(self.nll, TruncatedBetaNLLLoss):
+            return mse + self.nll(torch.cat([mean.detach(), y_pred[..., k:]], dim=-1), y_true)
+        return mse + self._matched_nll(mean.detach(), y_pred[..., k:], y_true).to(mse.dtype)
+
+    def _matched_nll(self, mean, raw_var, y_true):
+        var = gaussian_variance(raw_var).double()
+        std = var.sqrt()
+        low, high = self.nll.low.double(), self.nll.high.double()
+        margin = MATCH_MARGIN * (high - low)
+        target = torch.maximum(torch.minimum(mean.double(), high - margin), low + margin)
+        # far from the box the two terms below are large and cancel: float64
+        location = _MatchedLocation.apply(
+            target, std, low.expand_as(target), high.expand_as(target)
+        )
+        log_mass = truncated_log_mass(location, std, low, high)
+        nll = 0.5 * (torch.log(var) + (y_true.double() - location) ** 2 / var) + log_mass
+        if self.nll.beta > 0:
+            nll = nll * var.detach() ** self.nll.beta
+        return nll.mean()
+
+
+class _MatchedLocation(torch.autograd.Function):
+    """:func:`truncated_location` of a mean and a scale, with its implicit derivatives."""
+
+    @staticmethod
+    def forward(ctx, mean, std, low, high):
+        args = [t.detach().cpu().numpy() for t in (mean, std, low, high)]
+        location = truncated_location(*args)
+        d_mean, d_std = location_sensitivity(location, *args[1:])
+
+        def back(a):
+            # a box so narrow that the mean no longer moves: no gradient, not a NaN
+            return torch.from_numpy(np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)).to(std)
+
+        ctx.save_for_backward(back(d_mean), back(d_std))
+        return torch.from_numpy(location).to(std)
+
+    @staticmethod
+    def backward(ctx, grad):
+        d_mean, d_std = ctx.saved_tensors
+        return grad * d_mean, grad * d_std, None, None
 
 
 class _ContiguousGrad(torch.autograd.Function):
