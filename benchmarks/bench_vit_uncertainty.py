@@ -22,6 +22,7 @@ Usage (about 10-15 minutes on 2 CPU cores)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -58,6 +59,28 @@ def code_revision() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return rev + ("+dirty" if dirty else "")
+
+
+def platform_signature() -> dict:
+    """What CPU training results depend on besides the code: the processor and its
+    instruction sets (they choose the kernels), the thread count and the packages."""
+    model, flags = platform.processor(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = value.strip()
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cpu_flags_sha1": hashlib.sha1(" ".join(sorted(flags.split())).encode()).hexdigest()[:12],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def r2(y: np.ndarray, pred: np.ndarray) -> float:
@@ -165,9 +188,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--reuse",
-        help="an earlier output of this script with the same settings and the same clean "
-        "commit: its models are not trained again (CPU training with a fixed seed and thread "
-        "count is bit-for-bit reproducible) and its entries are kept",
+        help="an earlier output of this script with the same settings, the same clean "
+        "commit and the same platform (processor, instruction sets, threads, packages): its "
+        "models are not trained again (CPU training with a fixed seed is bit-for-bit "
+        "reproducible there, not across processors) and its entries are kept",
     )
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "vit_uncertainty.json")
@@ -196,6 +220,11 @@ def main(argv=None):
             raise SystemExit(
                 f"{args.reuse} was run with code {earlier.get('code')!r}, this is {code!r}: "
                 "models are reused only from a run of the same clean commit"
+            )
+        if earlier.get("platform") != platform_signature():
+            raise SystemExit(
+                f"{args.reuse} was run on {earlier.get('platform')!r}, this is "
+                f"{platform_signature()!r}: models are reused only from the same platform"
             )
         for name, entry in earlier["models"].items():
             models[name] = {**entry, "reused_from_run_of": entry.get("date", earlier["date"])}
@@ -245,6 +274,7 @@ def main(argv=None):
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "code": code_revision(),
+        "platform": platform_signature(),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "settings": settings,
         "snr_bin_edges": [float(e) for e in edges],
