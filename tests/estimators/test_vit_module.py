@@ -297,3 +297,39 @@ def test_beta_nll_variance_converges_to_the_squared_residual():
 def test_beta_nll_beta_out_of_range_is_refused(beta):
     with pytest.raises(ValueError, match=r"beta must be in \[0, 1\]"):
         BetaNLLLoss(beta)
+
+
+def test_noise_level_estimate_reads_the_pixel_noise_and_not_the_spectrum():
+    from specreg.estimators._vit_module import noise_level_estimate
+    from specreg.spectra import pfs_mr_wave
+
+    wave = torch.from_numpy(pfs_mr_wave()).double()
+    # a smooth continuum with a few absorption lines, and white noise of known sd
+    smooth = 1.0 - 0.3 * torch.exp(-0.5 * ((wave - 8000.0) / 1.5) ** 2) + 1e-5 * (wave - 8000)
+    gen = torch.Generator().manual_seed(0)
+    sd = torch.tensor([0.01, 0.05, 0.3], dtype=torch.float64)
+    flux = smooth + sd[:, None] * torch.randn(3, wave.numel(), generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(noise_level_estimate(flux), sd, rtol=0.05, atol=0.0)
+    assert float(noise_level_estimate(smooth[None])[0]) < 1e-3
+    assert noise_level_estimate(torch.ones(2, 4)).tolist() == [0.0, 0.0]
+
+
+def test_detached_variance_layer_reads_the_features_and_the_noise_level():
+    m = SpecViT(
+        n_pix=64,
+        patch_size=8,
+        hidden_size=16,
+        depth=1,
+        heads=2,
+        uncertainty="gaussian",
+        detach_variance=True,
+    )
+    assert m.variance_head.in_features == 16 + 1
+    with torch.no_grad():
+        m.variance_head.weight.zero_()
+        m.variance_head.weight[0, -1] = 1.0  # the raw variance is the log noise alone
+    flux = torch.ones(2, 64)
+    flux[1] += 0.1 * torch.randn(64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        raw = m(flux)[:, 1] - m.variance_head.bias
+    assert float(raw[1]) > float(raw[0]) + 10  # log(0.1) against log(1e-12)
