@@ -1163,21 +1163,21 @@ def test_detached_variance_head_trains_the_network_as_mse_does(data, head):
     assert np.isfinite(std).all() and (std > 0).all() and np.ptp(std) > 0
 
 
-def test_detached_variance_head_learns_what_the_mean_features_carry():
-    """The detached variance reads features trained for the mean alone: it follows the
-    noise when the pixel that sets the noise also moves the mean (as the SNR moves the
-    best estimate of a label), and cannot when only the noise depends on it."""
+def test_detached_variance_head_learns_a_noise_the_mean_ignores():
+    """The detached variance is refitted to convergence on the trained features: they
+    carry the pixel that sets the label noise although the mean does not use it, so the
+    std follows that noise and is calibrated."""
     X, y, sigma = heteroscedastic(4000)
     X_test, y_test, sigma_test = heteroscedastic(1000, seed=1)
-    blind = fit_heteroscedastic(X, y, variance_head="detached")
-    assert abs(np.corrcoef(blind.predict(X_test, return_std=True)[1], sigma_test)[0, 1]) < 0.3
-    y, y_test = y + X[:, 1], y_test + X_test[:, 1]
     reg = fit_heteroscedastic(X, y, variance_head="detached")
     mean, std = reg.predict(X_test, return_std=True)
     z = (y_test - mean) / std
-    assert np.corrcoef(std, sigma_test)[0, 1] > 0.6
-    assert 0.55 < np.mean(np.abs(z) <= 1) < 0.82
-    assert 0.8 < np.std(z) < 1.25
+    fit = reg.variance_fit_
+    assert fit["n_spectra"] == 4000 and fit["nll_after"] < fit["nll_before"]
+    # seen: correlation 0.97 (0.0 with the layer as SGD left it), coverage 0.68
+    assert np.corrcoef(std, sigma_test)[0, 1] > 0.8
+    assert 0.6 < np.mean(np.abs(z) <= 1) < 0.76
+    assert 0.85 < np.std(z) < 1.2
 
 
 @pytest.mark.slow

@@ -69,6 +69,8 @@ from ._vit_module import (
 
 #: Predictive distributions of the uncertainty head (``uncertainty=``).
 _PREDICTIVES = ("gaussian", "truncated")
+#: Training spectra at most that the detached variance layer is refitted on at the end.
+_VARIANCE_FIT_ROWS = 65_536
 
 __all__ = ["SpecViTRegressor", "vit_expected_failed_checks"]
 
@@ -574,6 +576,10 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
     checkpoint_path_ : pathlib.Path or None
         This run's ``last.pt`` (``checkpoint_dir/<digest>/last.pt``); None without
         ``checkpoint_dir``.
+    variance_fit_ : dict or None
+        With ``variance_head="detached"``: the final refit of the variance layer
+        (``n_spectra`` it used, its mean NLL per label before and after, in standardised
+        units); None otherwise.
     device_ : torch.device
         Device used for training.
 
@@ -1061,7 +1067,86 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         self.net_ = net
         self.history_ = net.history.to_list()
         self.n_epochs_ = len(net.history)
+        self.variance_fit_ = None
+        if net.module_.variance_head is not None:
+            self.variance_fit_ = self._fit_variance_layer(X, y_std, seed)
         return self
+
+    def _fit_variance_layer(self, X: np.ndarray, y_std: np.ndarray, seed: int) -> dict:
+        """Refit the detached variance layer to convergence on the trained features.
+
+        The layer is a generalised linear model of fixed inputs (the trained encoder's
+        pooled features and the log noise level), so it is fitted by full-batch L-BFGS on
+        the NLL (``beta=0``: the mean it would protect is no longer trained) instead of
+        by the SGD steps of training, whose learning-rate budget cannot carry a weight to
+        the value the noise level needs. Inputs: up to ``_VARIANCE_FIT_ROWS`` training
+        spectra with one fresh noise draw each, both seeded by ``seed``.
+        """
+        module = self.net_.module_
+        rng = np.random.default_rng([seed, 1])
+        rows = np.sort(rng.permutation(len(X))[:_VARIANCE_FIT_ROWS])
+        flux = X[rows, : self.n_pix_]
+        if self.noise_level > 0:
+            sigma = X[rows, self.n_pix_ : 2 * self.n_pix_]
+            noise = rng.standard_normal(flux.shape, dtype=np.float32)
+            flux = flux + np.float32(self.noise_level) * sigma * noise
+        features, means = [], []
+        module.eval()
+        with torch.inference_mode(), self.net_._autocast():
+            for start in range(0, len(flux), self.batch_size):
+                batch = torch.from_numpy(
+                    np.ascontiguousarray(flux[start : start + self.batch_size])
+                )
+                batch = batch.to(self.device_)
+                pooled = module.pooled(batch)
+                features.append(module.variance_features(batch, pooled).double().cpu())
+                means.append(module.head(pooled).double().cpu())
+        inputs, mean = torch.cat(features), torch.cat(means)
+        y = torch.from_numpy(np.asarray(y_std[rows], dtype=np.float64))
+        if self.uncertainty == "truncated":
+            low, high = self._box()
+            criterion = DetachedVarianceLoss(0.0, low=np.atleast_1d(low), high=np.atleast_1d(high))
+
+            def nll(raw):
+                return criterion._matched_nll(mean, raw, y)
+        else:
+            criterion = BetaNLLLoss(0.0)
+
+            def nll(raw):
+                return criterion(torch.cat([mean, raw], dim=-1), y)
+
+        head = module.variance_head
+        layer = torch.nn.Linear(head.in_features, head.out_features, dtype=torch.float64)
+        with torch.no_grad():
+            layer.weight.copy_(head.weight)
+            layer.bias.copy_(head.bias)
+            before = float(nll(layer(inputs)))
+        optimizer = torch.optim.LBFGS(
+            layer.parameters(), max_iter=500, history_size=20, line_search_fn="strong_wolfe"
+        )
+
+        def closure():
+            optimizer.zero_grad()
+            value = nll(layer(inputs))
+            value.backward()
+            return value
+
+        optimizer.step(closure)
+        with torch.no_grad():
+            after = float(nll(layer(inputs)))
+            finite = all(bool(torch.isfinite(t).all()) for t in layer.parameters())
+            if finite and after <= before:
+                head.weight.copy_(layer.weight.to(head.weight.dtype))
+                head.bias.copy_(layer.bias.to(head.bias.dtype))
+            else:  # not expected; the layer trained with the network is kept
+                warnings.warn(
+                    f"the refit of the detached variance layer did not improve its NLL "
+                    f"({before:.4g} -> {after:.4g}); keeping the layer trained with the network.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                after = before
+        return {"n_spectra": int(len(rows)), "nll_before": before, "nll_after": after}
 
     def _load_checkpoint(self, run_dir: Path, fingerprint: dict) -> dict | None:
         """This run's checkpoint, or None (with a warning when other runs are there).

@@ -767,12 +767,37 @@ class SpecViT(nn.Module):
             x = x + self.pos_fixed
         return x
 
-    def forward(self, flux: torch.Tensor) -> torch.Tensor:
+    def pooled(self, flux: torch.Tensor) -> torch.Tensor:
+        """The encoder's summary of each spectrum (CLS token or token mean).
+
+        Parameters
+        ----------
+        flux : Tensor of shape (batch, n_pix)
+
+        Returns
+        -------
+        Tensor of shape (batch, hidden_size)
+        """
         x = self.pos_drop(self.tokens(flux))
         for block in self.blocks:
             x = block(x)
         x = self.norm(x)
-        pooled = x[:, 0] if self.pooling == "cls" else x.mean(dim=1)
+        return x[:, 0] if self.pooling == "cls" else x.mean(dim=1)
+
+    @staticmethod
+    def variance_features(flux: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """What the detached variance layer reads: the stopped pooled features and the
+        log of the input's noise level (:func:`noise_level_estimate`), float32.
+
+        Returns
+        -------
+        Tensor of shape (batch, hidden_size + 1)
+        """
+        noise = torch.log(noise_level_estimate(flux.float()).clamp_min(1e-12))
+        return torch.cat([pooled.detach().float(), noise[:, None]], dim=-1)
+
+    def forward(self, flux: torch.Tensor) -> torch.Tensor:
+        pooled = self.pooled(flux)
         # float32 output whatever the autocast dtype, so the loss is computed in float32
         out = self.head(pooled).float()
         if self.variance_head is None:
@@ -780,7 +805,6 @@ class SpecViT(nn.Module):
         # the variance reads the features without training them; the mean's gradient comes
         # back through the concatenation as a strided view, and summing a strided tensor
         # (the bias gradient) can round differently: made contiguous, it is MSE's exactly
-        noise = torch.log(noise_level_estimate(flux.float()).clamp_min(1e-12))
-        features = torch.cat([pooled.detach().float(), noise[:, None]], dim=-1)
-        var = self.variance_head(features.to(pooled.dtype)).float()
+        features = self.variance_features(flux, pooled).to(pooled.dtype)
+        var = self.variance_head(features).float()
         return torch.cat([_ContiguousGrad.apply(out), var], dim=-1)
