@@ -1327,11 +1327,11 @@ def test_truncated_head_matches_the_exact_posterior_where_the_spectrum_says_litt
     pixel = X_test[:, 0].astype(float)
     exact_std = stats.truncnorm.std(-pixel / 0.3, (1 - pixel) / 0.3, pixel, 0.3)
     _, std = reg.predict(X_test, return_std=True)
-    # seen: median ratio 1.03 (joint), 1.03 (detached)
+    # seen: median ratio 1.03 (joint), 1.00 (detached)
     assert 0.9 < np.median(std / exact_std) < 1.15
     levels = [0.025, 0.15865525393145707, 0.8413447460685429, 0.975]
     q = reg.predict_quantiles(X_test, levels)
-    # seen: 0.690 / 0.950 (joint), 0.684 / 0.945 (detached); sd 0.010 / 0.005 (the
+    # seen: 0.690 / 0.950 (joint), 0.671 / 0.940 (detached); sd 0.010 / 0.005 (the
     # detached head with its location at the MSE mean, before it matched it: 0.639 / 0.929)
     assert 0.65 < np.mean((y_test >= q[:, 1]) & (y_test <= q[:, 2])) < 0.72
     assert 0.93 < np.mean((y_test >= q[:, 0]) & (y_test <= q[:, 3])) < 0.97
