@@ -1087,7 +1087,7 @@ def test_return_std_needs_a_gaussian_head(data):
         ({"uncertainty": "gaussian", "loss": "l1"}, "loss='l1' cannot be combined with"),
         (
             {"uncertainty": "gaussian", "variance_head": "frozen"},
-            "variance_head must be 'joint' or 'detached'; got 'frozen'",
+            "variance_head must be 'detached' or 'joint'; got 'frozen'",
         ),
     ],
 )
@@ -1227,12 +1227,14 @@ def test_gaussian_fit_is_reproducible_and_trains_the_beta_nll(data, monkeypatch)
     a = gaussian_tiny().fit(X, y)
     b = gaussian_tiny().fit(X, y)
     np.testing.assert_array_equal(a.predict(X, return_std=True), b.predict(X, return_std=True))
-    assert isinstance(a.net_.criterion_, vit_impl.BetaNLLLoss)
-    assert a.net_.criterion_.beta == 1.0  # the default
-    assert gaussian_tiny(nll_beta=0.5).fit(X, y).net_.criterion_.beta == 0.5
-    # nll_beta changes training
-    c = gaussian_tiny(nll_beta=0.0).fit(X, y)
-    assert not np.array_equal(c.predict(X), a.predict(X))
+    assert isinstance(a.net_.criterion_, vit_impl.DetachedVarianceLoss)  # the default head
+    joint = gaussian_tiny(variance_head="joint").fit(X, y)
+    assert isinstance(joint.net_.criterion_, vit_impl.BetaNLLLoss)
+    assert joint.net_.criterion_.beta == 1.0  # the default
+    assert gaussian_tiny(variance_head="joint", nll_beta=0.5).fit(X, y).net_.criterion_.beta == 0.5
+    # nll_beta changes the joint head's training
+    c = gaussian_tiny(variance_head="joint", nll_beta=0.0).fit(X, y)
+    assert not np.array_equal(c.predict(X), joint.predict(X))
 
 
 def test_gaussian_resume_and_checkpoint(data, tmp_path, monkeypatch):
@@ -1248,7 +1250,9 @@ def test_gaussian_resume_and_checkpoint(data, tmp_path, monkeypatch):
         again.predict(X, return_std=True), first.predict(X, return_std=True)
     )
     # a run without the head has its own folder (the head is a training parameter)
-    with pytest.warns(UserWarning, match="parameters nll_beta, uncertainty differ"):
+    with pytest.warns(
+        UserWarning, match="parameters nll_beta, uncertainty, variance_head, variance_layer differ"
+    ):
         plain = tiny(**params).fit(X, y)
     assert plain.checkpoint_path_ != first.checkpoint_path_
 
@@ -1353,11 +1357,15 @@ def test_fingerprint_has_uncertainty_only_when_set(data):
     assert vit_impl._differences(fingerprint(uncertainty="gaussian", nll_beta=0.5), gauss) == [
         "parameter nll_beta differs"
     ]
-    # the joint head (the default) keeps the fingerprint it had before variance_head
-    assert "variance_head" not in gauss["params"]
-    assert fingerprint(variance_head="detached") == base
-    detached = fingerprint(uncertainty="gaussian", variance_head="detached")
-    assert detached["params"]["variance_head"] == "detached"
+    # the joint head keeps the fingerprint it had before variance_head existed, and
+    # without an uncertainty head the option changes nothing
+    joint = fingerprint(uncertainty="gaussian", variance_head="joint")
+    assert "variance_head" not in joint["params"] and "variance_layer" not in joint["params"]
+    assert fingerprint(variance_head="joint") == base == fingerprint(variance_head="detached")
+    # the detached head (the default) names its layer, so that run folders of the layer
+    # before it read the noise level are not resumed
+    assert gauss["params"]["variance_head"] == "detached"
+    assert gauss["params"]["variance_layer"] == "pooled features and log noise level"
 
 
 def test_run_folder_digest_is_stable():

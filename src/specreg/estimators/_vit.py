@@ -481,17 +481,18 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         down-weights the residuals of spectra it finds hard); 1 gives the mean the
         gradient of MSE training. On the embedded grid (two seeds) 1 kept the mean within
         0.006 R^2 of MSE training on average and 0.5 lost 0.018 (see the user guide).
-    variance_head : {"joint", "detached"}, default="joint"
-        With an uncertainty head: ``"joint"`` trains mean and variance together through
-        the whole network (the beta-NLL above). ``"detached"`` trains the network and
-        its mean with MSE, exactly as ``uncertainty=None`` does (the same random draws,
-        the same predictions), and the variance with the (beta-)NLL in a linear layer
-        on the pooled features whose gradient stops there: the mean loses nothing, at
-        the price of a variance that can only use what the mean's features encode.
-        With ``uncertainty="truncated"`` the predictive distribution is then the
-        truncated Gaussian whose mean is the MSE mean (clipped to 0.1 % of the label
-        range inside the training labels' range, which can only reduce its error): at low
-        SNR it widens into the flat prior around that mean.
+    variance_head : {"detached", "joint"}, default="detached"
+        With an uncertainty head: ``"detached"`` trains the network and its mean with
+        MSE, exactly as ``uncertainty=None`` does (the same random draws, the same
+        predictions), and the variance in a linear layer of its own on the pooled
+        features (gradient stopped) and the log of the input's noise level, trained with
+        the (beta-)NLL and refitted to convergence at the end of ``fit``
+        (``variance_fit_``): the mean loses nothing. With ``uncertainty="truncated"`` the
+        predictive distribution is then the truncated Gaussian whose mean is the MSE mean
+        (clipped to 0.1 % of the label range inside the training labels' range): at low
+        SNR it widens into the flat prior around that mean. ``"joint"`` trains mean and
+        variance together through the whole network (the beta-NLL above), which costs
+        the mean a little (see the user guide).
     noise_level : float, default=1.0
         Scale of the per-batch Gaussian noise in units of the error column; 0 means ``X`` is
         flux only and no noise is added.
@@ -639,7 +640,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
         loss: str = "mse",
         uncertainty: str | None = None,
         nll_beta: float = 1.0,
-        variance_head: str = "joint",
+        variance_head: str = "detached",
         noise_level: float = 1.0,
         noise_model=None,
         validation_fraction: float | None = None,
@@ -748,9 +749,9 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
                 f"uncertainty must be None, 'gaussian' or 'truncated'; got {self.uncertainty!r}."
             )
         check_real(self.nll_beta, "nll_beta", low=0.0, high=1.0)
-        if self.variance_head not in ("joint", "detached"):
+        if self.variance_head not in ("detached", "joint"):
             raise ValueError(
-                f"variance_head must be 'joint' or 'detached'; got {self.variance_head!r}."
+                f"variance_head must be 'detached' or 'joint'; got {self.variance_head!r}."
             )
         if head and self.loss != "mse":
             raise ValueError(
@@ -834,6 +835,10 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             params.pop("nll_beta", None)
         if self.uncertainty is None or self.variance_head == "joint":
             params.pop("variance_head", None)  # the digests of runs from before the option
+        else:
+            # the detached layer's inputs grew (the log noise level): its earlier run
+            # folders hold a layer of another shape and are not resumed
+            params["variance_layer"] = "pooled features and log noise level"
         rs = self.random_state
         if rs is not None and not isinstance(rs, numbers.Integral):
             params["random_state"] = f"drawn seed {seed}"
