@@ -768,16 +768,8 @@ class SpecViT(nn.Module):
         return x
 
     def pooled(self, flux: torch.Tensor) -> torch.Tensor:
-        """The encoder's summary of each spectrum (CLS token or token mean).
-
-        Parameters
-        ----------
-        flux : Tensor of shape (batch, n_pix)
-
-        Returns
-        -------
-        Tensor of shape (batch, hidden_size)
-        """
+        """The encoder's summary of each spectrum of ``flux`` (batch, n_pix): the CLS
+        token or the token mean after the last block, shape (batch, hidden_size)."""
         x = self.pos_drop(self.tokens(flux))
         for block in self.blocks:
             x = block(x)
