@@ -466,12 +466,14 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
     uncertainty : {None, "gaussian", "truncated"}, default=None
         None: point predictions, trained with ``loss``. ``"gaussian"``: the head predicts a
         mean and a variance per label (in standardised label units; the variance is
-        ``softplus(raw) + 1e-6``), trained with the beta-NLL loss (Seitzer et al. 2022)
+        ``softplus(raw) + 1e-6``), trained as ``variance_head`` says (by default the
+        network by MSE and a variance layer by the NLL; with ``"joint"`` the whole head by
+        the beta-NLL loss of Seitzer et al. 2022,
         ``0.5 * (log var + (y - mu)**2 / var) * var.detach()**nll_beta`` averaged over the
-        batch and the labels, and ``predict(X, return_std=True)`` returns the predicted
+        batch and the labels), and ``predict(X, return_std=True)`` returns the predicted
         standard deviation in label units with the mean. ``"truncated"``: the same head,
         but the predictive distribution is that Gaussian truncated to the range of the
-        training labels (``label_range_``), trained with its beta-NLL; for labels drawn
+        training labels (``label_range_``), trained with its NLL; for labels drawn
         from a bounded box (a grid's), whose predictive density at low SNR is the flat
         prior rather than a Gaussian. ``predict`` returns the truncated mean,
         ``return_std`` its std; `predict_quantiles` and `predict_cdf` work for both heads.
