@@ -221,10 +221,11 @@ def main(argv=None):
                 f"{args.reuse} was run with code {earlier.get('code')!r}, this is {code!r}: "
                 "models are reused only from a run of the same clean commit"
             )
-        if earlier.get("platform") != platform_signature():
+        here = platform_signature()
+        if earlier.get("platform") != here:
             raise SystemExit(
-                f"{args.reuse} was run on {earlier.get('platform')!r}, this is "
-                f"{platform_signature()!r}: models are reused only from the same platform"
+                f"{args.reuse} was run on {earlier.get('platform')!r}, this is {here!r}: "
+                "models are reused only from the same platform"
             )
         for name, entry in earlier["models"].items():
             models[name] = {**entry, "reused_from_run_of": entry.get("date", earlier["date"])}

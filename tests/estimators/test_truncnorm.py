@@ -77,7 +77,7 @@ def test_detached_truncated_loss_trains_the_variance_through_the_matched_locatio
     mean = (torch.rand(32, 1) * 3 - 1.5).double()
     raw_var = (torch.randn(32, 1) * 2).double().requires_grad_(True)
     y = (torch.rand(32, 1) * (HIGH - LOW) + LOW).double()
-    loss._matched_nll(mean, raw_var, y).backward()
+    loss.variance_nll(mean, raw_var, y).backward()
     eps = 1e-5
     numeric = []
     for i in range(32):
@@ -85,13 +85,13 @@ def test_detached_truncated_loss_trains_the_variance_through_the_matched_locatio
         up[i] += eps
         down[i] -= eps
         numeric.append(
-            float(loss._matched_nll(mean, up, y) - loss._matched_nll(mean, down, y)) / (2 * eps)
+            float(loss.variance_nll(mean, up, y) - loss.variance_nll(mean, down, y)) / (2 * eps)
         )
     np.testing.assert_allclose(raw_var.grad.flatten().numpy(), numeric, rtol=1e-2, atol=1e-7)
     # clipped means beyond the box still give a finite loss and gradient
     outside = torch.tensor([[-2.5], [2.5]], dtype=torch.float64)
     raw = torch.tensor([[3.0], [3.0]], dtype=torch.float64, requires_grad=True)
-    value = loss._matched_nll(outside, raw, torch.zeros(2, 1, dtype=torch.float64))
+    value = loss.variance_nll(outside, raw, torch.zeros(2, 1, dtype=torch.float64))
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(raw.grad).all()
 

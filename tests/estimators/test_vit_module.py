@@ -315,15 +315,7 @@ def test_noise_level_estimate_reads_the_pixel_noise_and_not_the_spectrum():
 
 
 def test_detached_variance_layer_reads_the_features_and_the_noise_level():
-    m = SpecViT(
-        n_pix=64,
-        patch_size=8,
-        hidden_size=16,
-        depth=1,
-        heads=2,
-        uncertainty="gaussian",
-        detach_variance=True,
-    )
+    m = small(n_pix=64, uncertainty="gaussian", detach_variance=True)
     assert m.variance_head.in_features == 16 + 1
     with torch.no_grad():
         m.variance_head.weight.zero_()

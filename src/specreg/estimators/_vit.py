@@ -1110,17 +1110,14 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
                 means.append(module.head(pooled).double().cpu())
         inputs, mean = torch.cat(features), torch.cat(means)
         y = torch.from_numpy(np.asarray(y_std[rows], dtype=np.float64))
+        box = {}
         if self.uncertainty == "truncated":
             low, high = self._box()
-            criterion = DetachedVarianceLoss(0.0, low=np.atleast_1d(low), high=np.atleast_1d(high))
+            box = {"low": np.atleast_1d(low), "high": np.atleast_1d(high)}
+        criterion = DetachedVarianceLoss(0.0, **box)
 
-            def nll(raw):
-                return criterion._matched_nll(mean, raw, y)
-        else:
-            criterion = BetaNLLLoss(0.0)
-
-            def nll(raw):
-                return criterion(torch.cat([mean, raw], dim=-1), y)
+        def nll(raw):
+            return criterion.variance_nll(mean, raw, y)
 
         head = module.variance_head
         layer = torch.nn.Linear(head.in_features, head.out_features, dtype=torch.float64)

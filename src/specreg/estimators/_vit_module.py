@@ -37,7 +37,7 @@ from torch import nn
 
 from ..spectra._validation import check_real
 from ._truncnorm import (
-    MATCH_MARGIN,
+    clip_to_box,
     location_sensitivity,
     truncated_location,
     truncated_log_mass,
@@ -380,20 +380,31 @@ class DetachedVarianceLoss(nn.Module):
         k = y_true.shape[-1]
         mean = y_pred[..., :k]
         mse = nn.functional.mse_loss(mean, y_true)
-        if not isinstance(self.nll, TruncatedBetaNLLLoss):
-            return mse + self.nll(torch.cat([mean.detach(), y_pred[..., k:]], dim=-1), y_true)
-        return mse + self._matched_nll(mean.detach(), y_pred[..., k:], y_true).to(mse.dtype)
+        return mse + self.variance_nll(mean.detach(), y_pred[..., k:], y_true).to(mse.dtype)
 
-    def _matched_nll(self, mean, raw_var, y_true):
+    def variance_nll(self, mean: torch.Tensor, raw_var: torch.Tensor, y_true: torch.Tensor):
+        """The (beta-)NLL of ``y_true`` given a fixed ``mean`` and the raw variance.
+
+        The variance's part of the loss, also what the estimator minimises when it refits
+        the variance layer; float64 with a box (see the class docstring).
+
+        Parameters
+        ----------
+        mean, raw_var, y_true : Tensor of shape (batch, k)
+            The mean (no gradient flows into it), the raw variance outputs, the labels.
+
+        Returns
+        -------
+        Tensor
+            The mean over the batch and the labels.
+        """
+        if not isinstance(self.nll, TruncatedBetaNLLLoss):
+            return self.nll(torch.cat([mean, raw_var], dim=-1), y_true)
         var = gaussian_variance(raw_var).double()
         std = var.sqrt()
         low, high = self.nll.low.double(), self.nll.high.double()
-        margin = MATCH_MARGIN * (high - low)
-        target = torch.maximum(torch.minimum(mean.double(), high - margin), low + margin)
         # far from the box the two terms below are large and cancel: float64
-        location = _MatchedLocation.apply(
-            target, std, low.expand_as(target), high.expand_as(target)
-        )
+        location = _MatchedLocation.apply(mean, std, low.expand_as(std), high.expand_as(std))
         log_mass = truncated_log_mass(location, std, low, high)
         nll = 0.5 * (torch.log(var) + (y_true.double() - location) ** 2 / var) + log_mass
         if self.nll.beta > 0:
@@ -402,25 +413,24 @@ class DetachedVarianceLoss(nn.Module):
 
 
 class _MatchedLocation(torch.autograd.Function):
-    """:func:`truncated_location` of a mean and a scale, with its implicit derivatives."""
+    """:func:`truncated_location` of a mean (clipped by :func:`clip_to_box`, no gradient)
+    and a scale, with the implicit derivative in the scale."""
 
     @staticmethod
     def forward(ctx, mean, std, low, high):
-        args = [t.detach().cpu().numpy() for t in (mean, std, low, high)]
-        location = truncated_location(*args)
-        d_mean, d_std = location_sensitivity(location, *args[1:])
-
-        def back(a):
-            # a box so narrow that the mean no longer moves: no gradient, not a NaN
-            return torch.from_numpy(np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)).to(std)
-
-        ctx.save_for_backward(back(d_mean), back(d_std))
+        std_, low_, high_ = (t.detach().cpu().numpy() for t in (std, low, high))
+        target = clip_to_box(mean.detach().cpu().numpy(), low_, high_)
+        location = truncated_location(target, std_, low_, high_)
+        d_std = location_sensitivity(location, std_, low_, high_)[1]
+        # a box so narrow that the mean no longer moves: no gradient, not a NaN
+        d_std = np.nan_to_num(d_std, nan=0.0, posinf=0.0, neginf=0.0)
+        ctx.save_for_backward(torch.from_numpy(d_std).to(std))
         return torch.from_numpy(location).to(std)
 
     @staticmethod
     def backward(ctx, grad):
-        d_mean, d_std = ctx.saved_tensors
-        return grad * d_mean, grad * d_std, None, None
+        (d_std,) = ctx.saved_tensors
+        return None, grad * d_std, None, None
 
 
 class _ContiguousGrad(torch.autograd.Function):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..spectra._validation import check_finite
+
 
 def _axes(ax, figsize=None):
     if ax is not None:
@@ -261,14 +263,15 @@ def _labels_and_predictions(y_true, y_pred, crlb, bins):
         raise ValueError(
             f"y_true and y_pred must be 1-D and of one length; got shapes {y.shape} and {p.shape}."
         )
-    if not (np.isfinite(y).all() and np.isfinite(p).all()):
-        raise ValueError("y_true and y_pred must be finite (no NaN or inf).")
+    check_finite(y, "y_true")
+    check_finite(p, "y_pred")
     if crlb is not None:
         crlb = np.asarray(crlb, dtype=float)
         if crlb.shape != y.shape:
             raise ValueError(f"crlb must have the shape of y_true {y.shape}; got {crlb.shape}.")
-        if not (np.isfinite(crlb).all() and (crlb >= 0).all()):
-            raise ValueError("crlb holds variances: every value must be finite and >= 0.")
+        check_finite(crlb, "crlb")
+        if (crlb < 0).any():
+            raise ValueError("crlb holds variances: every value must be >= 0.")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
         raise ValueError(f"bins must be a positive integer; got {bins!r}.")
     return y, p, crlb
