@@ -24,6 +24,7 @@ import pandas as pd
 
 from ._version import __version__
 from .grids._labels import PARAM_NAMES
+from .spectra._validation import check_int
 
 __all__ = ["PRESETS", "BenchmarkPreset", "available_cores", "run_benchmark"]
 
@@ -761,8 +762,7 @@ def run_benchmark(
     log = _log_to(verbose)
     if jobs is None:
         jobs = available_cores()
-    if not (isinstance(jobs, int | np.integer) and jobs >= 1):
-        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    jobs = check_int(jobs, "jobs")
     started = time.perf_counter()
     device = _resolve_device(device)
     if "vit" in models and preset.name == "paper" and device != "cuda":

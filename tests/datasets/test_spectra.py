@@ -105,11 +105,20 @@ def test_prior_and_mag_options(toy_grid):
         ({"noisy": "fixed"}, "noisy must be True or False"),
         ({"noise": "fresh"}, "noise must be"),
         ({"noise_model": PFSNoiseModel(np.linspace(7000, 9000, 4096))}, "wavelength grid"),
+        ({"chunk_size": 0}, "chunk_size must be a positive integer; got 0"),
+        ({"chunk_size": 2.0}, "chunk_size must be a positive integer; got 2.0"),
     ],
 )
 def test_bad_options_raise(toy_grid, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_spectra(5, model=toy_grid, random_state=0, **kwargs)
+
+
+@pytest.mark.parametrize("n_samples", [-1, 2.5, "3", True])
+def test_n_samples_is_a_whole_count_never_rounded(toy_grid, n_samples):
+    # int(2.5) would silently simulate 2 spectra
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 0"):
+        make_spectra(n_samples, model=toy_grid, random_state=0)
 
 
 def test_prior_missing_a_grid_label_raises(toy_grid):

@@ -193,8 +193,8 @@ def test_reliability_curve_of_calibrated_model_lies_on_the_diagonal(gaussian):
         ({"pit": np.full(5, 0.5), "levels": (68,)}, "strictly between 0 and 1"),
         ({"pit": np.full(5, 0.5), "levels": ()}, "non-empty"),
         ({"pit": np.full(5, 0.5), "levels": (0.68, 0.681)}, "duplicate keys"),
-        ({"pit": np.full(5, 0.5), "n_pit_bins": 0}, "n_pit_bins must be an integer >= 1"),
-        ({"pit": np.full(5, 0.5), "n_pit_bins": 2.5}, "n_pit_bins must be an integer >= 1"),
+        ({"pit": np.full(5, 0.5), "n_pit_bins": 0}, "n_pit_bins must be a positive integer"),
+        ({"pit": np.full(5, 0.5), "n_pit_bins": 2.5}, "n_pit_bins must be a positive integer"),
     ],
 )
 def test_calibration_scores_validation(kwargs, match):

@@ -100,6 +100,10 @@ def test_scores_by_snr_rejects_bad_input(args, match):
 
 
 def test_bad_bins():
+    with pytest.raises(ValueError, match="bins must be a positive integer; got 2.5"):
+        snr_bin_edges([1.0, 2.0], 2.5)
+    with pytest.raises(ValueError, match="bins must be a positive integer; got 0"):
+        scores_by_snr([1.0, 2.0], [1.0, 2.0], [3.0, 4.0], bins=0)
     with pytest.raises(ValueError, match="increasing"):
         snr_bin_edges([1.0, 2.0], [3.0, 2.0])
     with pytest.raises(ValueError, match="strategy"):

@@ -1,10 +1,12 @@
 """split_stacked: the one validation of the stacked input [flux | error]."""
 
+import re
+
 import numpy as np
 import pytest
 
 from specreg.spectra import split_stacked
-from specreg.spectra._validation import check_flux_error
+from specreg.spectra._validation import check_flux_error, check_int
 
 
 def test_split_returns_views_and_never_writes():
@@ -59,3 +61,26 @@ def test_renamed_compares_a_string_marker_by_value():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert renamed(5, marker, old="grid", new="model", unset="deprecated") == 5
+
+
+@pytest.mark.parametrize("value", [3, np.int64(3), np.uint8(3)])
+def test_check_int_returns_a_python_int(value):
+    out = check_int(value, "n")
+    assert out == 3 and type(out) is int
+
+
+@pytest.mark.parametrize(
+    "value, low, match",
+    [
+        (0, 1, "n must be a positive integer; got 0."),
+        (2.0, 1, "n must be a positive integer; got 2.0."),
+        (True, 0, "n must be an integer >= 0; got True."),
+        ("4", 1, "n must be a positive integer; got '4'."),
+        (None, 1, "n must be a positive integer; got None."),
+        (-1, 0, "n must be an integer >= 0; got -1."),
+        (7, 8, "n must be an integer >= 8; got 7."),
+    ],
+)
+def test_check_int_refuses_what_it_would_have_to_round(value, low, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
+        check_int(value, "n", low=low)

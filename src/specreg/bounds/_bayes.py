@@ -44,6 +44,7 @@ from .._numerics import fisher_information, levenberg_marquardt
 from ..spectra._validation import (
     as_generator,
     check_flux_error,
+    check_int,
     check_real,
     renamed,
     split_stacked,
@@ -690,13 +691,10 @@ class _SamplerSettings:
             raise ValueError(f"mixture must be 3 non-negative shares summing to 1, got {mixture}")
         if mixture[2] <= 0:
             raise ValueError("the prior share of the mixture must be > 0 (defensive sampling)")
-        if int(self.n_draws) < 8:
-            raise ValueError(f"n_draws must be >= 8, got {self.n_draws}")
+        check_int(self.n_draws, "n_draws", low=8)
         check_real(self.min_ess, "min_ess", low=1)
-        if not (isinstance(self.max_resample, int | np.integer) and self.max_resample >= 0):
-            raise ValueError(f"max_resample must be an integer >= 0, got {self.max_resample!r}")
-        if not (isinstance(self.chunk_size, int | np.integer) and self.chunk_size >= 1):
-            raise ValueError(f"chunk_size must be a positive integer, got {self.chunk_size!r}")
+        check_int(self.max_resample, "max_resample", low=0)
+        check_int(self.chunk_size, "chunk_size")
         levels = tuple(float(q) for q in np.atleast_1d(np.asarray(self.quantiles, dtype=float)))
         if not all(0.0 < q < 1.0 for q in levels):
             raise ValueError(f"quantiles must lie in (0, 1), got {levels}")

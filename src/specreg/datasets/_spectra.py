@@ -10,7 +10,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ..spectra import LabelPrior, PFSNoiseModel, SpectralModel, snr_median
-from ..spectra._validation import check_real, renamed
+from ..spectra._validation import check_int, check_real, renamed
 from ._grid_io import resolve_model
 
 __all__ = ["Spectra", "make_spectra", "iter_spectra", "ERROR_MODES"]
@@ -345,9 +345,8 @@ def _generate(
     """Check the options and draw the labels now; return the generator of the chunks."""
     if errors not in ERROR_MODES:
         raise ValueError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
-    n_samples = int(n_samples)
-    if n_samples < 0:
-        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    n_samples = check_int(n_samples, "n_samples", low=0)
+    chunk_size = check_int(chunk_size, "chunk_size")
     model = resolve_model(model)
     if prior is None:
         prior = LabelPrior.from_grid(model, snap=snap)

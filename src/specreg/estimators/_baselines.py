@@ -15,7 +15,6 @@ the cores, or the run slows down (oversubscription); :func:`thread_budget` split
 
 from __future__ import annotations
 
-import numbers
 import os
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..spectra._validation import check_int
 from ._noise import HeteroscedasticNoise
 
 if TYPE_CHECKING:
@@ -240,8 +240,7 @@ def make_lightgbm_baseline(
             f"make_lightgbm_baseline got unknown LightGBM parameter(s) {unknown}; "
             f"LGBMRegressor takes {sorted(known)}"
         )
-    if not isinstance(n_outputs, numbers.Integral) or isinstance(n_outputs, bool) or n_outputs < 1:
-        raise ValueError(f"n_outputs must be a positive integer; got {n_outputs!r}")
+    check_int(n_outputs, "n_outputs")
     lgbm_params = dict(REFERENCE_LGBM_PARAMS)
     lgbm_params.update(params)
     booster = LGBMRegressor(n_jobs=n_jobs, random_state=random_state, verbose=-1, **lgbm_params)

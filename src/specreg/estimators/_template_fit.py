@@ -22,6 +22,7 @@ from ..datasets._grid_io import resolve_model
 from ..spectra import SpectralGrid, split_stacked
 from ..spectra._interp import axis_weights, weight_matrix
 from ..spectra._validation import (
+    check_int,
     check_noise_model,
     check_target_y,
     renamed,
@@ -327,11 +328,8 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ checks
     def _check_hyper_params(self) -> None:
         for name in ("max_iter", "n_starts", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if not isinstance(self.poly_degree, numbers.Integral) or self.poly_degree < 0:
-            raise ValueError(f"poly_degree must be an integer >= 0; got {self.poly_degree!r}")
+            check_int(getattr(self, name), name)
+        check_int(self.poly_degree, "poly_degree", low=0)
         for name in ("tol", "xtol"):
             value = getattr(self, name)
             if not (isinstance(value, numbers.Real) and value > 0):

@@ -40,7 +40,13 @@ from skorch.history import History
 from skorch.utils import to_tensor
 
 from .._checks import ODD_WIDTH_CHECKS
-from ..spectra._validation import check_noise_model, check_real, check_seed, split_stacked
+from ..spectra._validation import (
+    check_int,
+    check_noise_model,
+    check_real,
+    check_seed,
+    split_stacked,
+)
 from ._truncnorm import (
     clip_to_box,
     truncated_cdf,
@@ -769,9 +775,7 @@ class SpecViTRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"validation_fraction must be None or in (0, 1); got {vf!r}.")
         check_architecture(self._architecture())
         for name in ("max_epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+            check_int(getattr(self, name), name)
         if not np.isfinite(self.noise_level):
             raise ValueError(f"noise_level must be finite; got {self.noise_level!r}.")
         check_real(self.lr, "lr", low=0.0, low_open=True)

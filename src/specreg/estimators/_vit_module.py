@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spectra._validation import check_real
+from ..spectra._validation import check_int, check_real
 from ._truncnorm import (
     clip_to_box,
     location_sensitivity,
@@ -164,9 +164,7 @@ def check_architecture(params: Mapping[str, object]) -> None:
     ValueError: hidden_size=32 must be divisible by heads=3.
     """
     for name in ("patch_size", "hidden_size", "depth", "heads"):
-        value = params[name]
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        check_int(params[name], name)
     if params["hidden_size"] % params["heads"]:
         raise ValueError(
             f"hidden_size={params['hidden_size']} must be divisible by heads={params['heads']}."

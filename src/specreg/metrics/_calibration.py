@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
+from ..spectra._validation import check_int
 from ._snr import _snr_bins
 
 __all__ = [
@@ -233,10 +234,9 @@ def calibration_scores(
     """
     lv = _levels(levels)
     _level_keys(lv)
-    if isinstance(n_pit_bins, bool) or int(n_pit_bins) != n_pit_bins or n_pit_bins < 1:
-        raise ValueError(f"n_pit_bins must be an integer >= 1, got {n_pit_bins!r}")
+    n_pit_bins = check_int(n_pit_bins, "n_pit_bins")
     d = _prepare(y_true, y_pred, y_std, pit)
-    return _scores(d, slice(None), lv, int(n_pit_bins))
+    return _scores(d, slice(None), lv, n_pit_bins)
 
 
 def std_ratio(y_std, posterior_std) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..spectra import split_stacked
+from ..spectra._validation import check_int
 
 __all__ = [
     "DEFAULT_LEAKAGE_ALPHAS",
@@ -281,12 +282,9 @@ def error_leakage(
     flux, error = split_stacked(X, error_rule="positive")
     n, n_pix = flux.shape
     Y = _as_targets(y, n)
-    if isinstance(cv, bool) or not isinstance(cv, int | np.integer) or cv < 2:
-        raise ValueError(f"cv must be an int >= 2 (the number of folds), got {cv!r}")
-    cv = int(cv)
+    cv = check_int(cv, "cv (the number of folds)", low=2)
     if max_samples is not None:
-        if isinstance(max_samples, bool) or not isinstance(max_samples, int | np.integer):
-            raise ValueError(f"max_samples must be an int or None, got {max_samples!r}")
+        max_samples = check_int(max_samples, "max_samples")
         if max_samples < cv:
             raise ValueError(f"max_samples={max_samples} leaves fewer spectra than cv={cv} folds")
     alphas = DEFAULT_LEAKAGE_ALPHAS if alphas is None else np.asarray(alphas, dtype=float)
@@ -296,11 +294,9 @@ def error_leakage(
     if n < cv:
         raise ValueError(f"X has {n} spectra, fewer than the cv={cv} folds")
 
-    if n_threads is not None and (
-        isinstance(n_threads, bool) or not isinstance(n_threads, int | np.integer) or n_threads < 1
-    ):
-        raise ValueError(f"n_threads must be an int >= 1 or None, got {n_threads!r}")
-    limits = threadpool_limits(int(n_threads), "blas") if n_threads is not None else nullcontext()
+    if n_threads is not None:
+        n_threads = check_int(n_threads, "n_threads")
+    limits = threadpool_limits(n_threads, "blas") if n_threads is not None else nullcontext()
     with limits:
         return _error_leakage(
             flux, error, Y, cv, noisy, random_state, max_samples, alphas, margin, min_r2

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..spectra import split_stacked
+from ..spectra._validation import check_int
 
 __all__ = [
     "REFERENCE_SNR_EDGES",
@@ -80,9 +81,7 @@ def snr_bin_edges(snr, bins=8, *, strategy: str = "quantile") -> np.ndarray:
         if edges.size < 2 or np.any(np.diff(edges) <= 0):
             raise ValueError(f"bin edges must be at least 2 increasing values, got {bins}")
         return edges
-    k = int(bins)
-    if k < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
+    k = check_int(bins, "bins")
     if snr.size == 0:
         raise ValueError("snr is empty")
     if strategy == "quantile":

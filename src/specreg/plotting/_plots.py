@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..spectra._validation import check_finite
+from ..spectra._validation import check_finite, check_int
 
 
 def _axes(ax, figsize=None):
@@ -272,8 +272,7 @@ def _labels_and_predictions(y_true, y_pred, crlb, bins):
         check_finite(crlb, "crlb")
         if (crlb < 0).any():
             raise ValueError("crlb holds variances: every value must be >= 0.")
-    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
-        raise ValueError(f"bins must be a positive integer; got {bins!r}.")
+    check_int(bins, "bins")
     return y, p, crlb
 
 

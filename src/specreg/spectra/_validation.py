@@ -9,6 +9,7 @@ __all__ = [
     "as_generator",
     "as_label_array",
     "check_finite",
+    "check_int",
     "check_errors",
     "check_flux_error",
     "check_noise_model",
@@ -274,6 +275,33 @@ def check_real(value, name: str, *, low=None, high=None, low_open: bool = False)
         hi = "" if high is None else f"<= {high}"
         rule = " and ".join(r for r in (lo, hi) if r)
         raise ValueError(f"{name} must be a finite number {rule}; got {value!r}.")
+
+
+def check_int(value, name: str, *, low: int = 1) -> int:
+    """An integer >= ``low``, returned as a Python int, or a named error.
+
+    Booleans, floats (even whole ones) and strings are refused rather than
+    rounded: a silent ``int(2.5)`` would run something other than what was asked.
+
+    Examples
+    --------
+    >>> check_int(np.int64(3), "batch_size")
+    3
+    >>> check_int(2.5, "bins")
+    Traceback (most recent call last):
+    ...
+    ValueError: bins must be a positive integer; got 2.5.
+    >>> check_int(1, "cv", low=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: cv must be an integer >= 2; got 1.
+    """
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        rule = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{name} must be {rule}; got {value!r}.")
+    return int(value)
 
 
 def check_noise_model(noise_model, name: str = "noise_model") -> None:
