@@ -7,6 +7,8 @@ from sklearn.metrics import mean_absolute_error, r2_score
 from specreg.metrics import (
     REFERENCE_SNR_EDGES,
     assign_snr_bins,
+    calibration_by_snr,
+    compare_to_ceiling,
     efficiency_by_snr,
     regression_scores,
     scores_by_snr,
@@ -108,3 +110,39 @@ def test_bad_bins():
         snr_bin_edges([1.0, 2.0], [3.0, 2.0])
     with pytest.raises(ValueError, match="strategy"):
         snr_bin_edges([1.0, 2.0], 2, strategy="kmeans")
+
+
+def test_compare_to_ceiling_pairs_the_two_estimators():
+    rng = np.random.default_rng(3)
+    y = rng.uniform(1, 5, 3000)
+    snr = rng.uniform(3, 30, 3000)
+    bayes = y + rng.normal(0, 1 / snr)
+    same = compare_to_ceiling(y, bayes, bayes, snr, bins=3)
+    assert np.allclose(same["delta_r2"], 0) and np.allclose(same["se"], 0)
+    worse = compare_to_ceiling(y, bayes + rng.normal(0, 0.3, 3000), bayes, snr, bins=3)
+    assert (worse["z"] < -3).all()
+    # the paired error is far below the two R2's unpaired errors
+    assert (worse["se_sampling"] < 0.5 * np.abs(worse["delta_r2"])).all()
+
+
+def test_a_bin_too_small_for_a_paired_error_keeps_its_snr_and_columns():
+    y, snr = np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([3.0, 4.0, 20.0, 21.0, 22.0])
+    t = compare_to_ceiling(y, y + 0.1, y, snr, bins=[2.0, 10.0, 30.0])
+    assert t["n"].tolist() == [2, 3]
+    assert t["snr"].tolist() == [3.5, 21.0]
+    assert np.isnan(t.loc[0, "delta_r2"]) and np.isfinite(t.loc[1, "delta_r2"])
+    empty = compare_to_ceiling(y, y + 0.1, y, snr, bins=[30.0, 40.0])
+    assert list(empty.columns) == list(t.columns) and empty["n"].tolist() == [0]
+
+
+def test_every_per_snr_table_walks_the_same_bins(data):
+    y, pred, snr = data
+    tables = [
+        scores_by_snr(y, pred, snr, bins=5, random_state=0),
+        efficiency_by_snr(y, pred, y + 0.5 * (pred - y), snr, bins=5, random_state=0),
+        compare_to_ceiling(y, pred, y + 0.5 * (pred - y), snr, bins=5),
+        calibration_by_snr(y, pred, np.full(y.size, 0.1), snr, bins=5),
+    ]
+    for t in tables[1:]:
+        for column in ("snr_lo", "snr_hi", "n", "snr"):
+            np.testing.assert_array_equal(t[column], tables[0][column])

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 
 from ..spectra._validation import check_int
-from ._snr import _snr_bins
+from ._snr import _snr_bins, _table_by_snr
 
 __all__ = [
     "calibration_by_snr",
@@ -338,24 +338,18 @@ def calibration_by_snr(
     keys = [k for k in _scores(d, slice(None), lv, 1) if k not in ("n", "pit_hist")]
     if q is not None:
         keys += ["std_ratio_median", "std_ratio_q16", "std_ratio_q84"]
-    rows = []
-    for lo, hi, sel in _snr_bins(s, bins, strategy):
-        row = {"snr_lo": float(lo), "snr_hi": float(hi)}
-        row["snr"] = float(np.median(s[sel])) if sel.size else float("nan")
-        row["n"] = int(sel.size)
-        row.update(dict.fromkeys(keys, float("nan")))
-        if sel.size:
-            sc = _scores(d, sel, lv, 1)
-            row.update({k: sc[k] for k in keys if k in sc})
-            if q is not None:
-                r = _ratio_stats(d["std"][sel] / q[sel])
-                row.update(
-                    std_ratio_median=r["median"],
-                    std_ratio_q16=r["q16"],
-                    std_ratio_q84=r["q84"],
-                )
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["snr_lo", "snr_hi", "snr", "n", *keys])
+
+    def scores(sel):
+        sc = _scores(d, sel, lv, 1)
+        row = {k: sc[k] for k in keys if k in sc}
+        if q is not None:
+            r = _ratio_stats(d["std"][sel] / q[sel])
+            row.update(
+                std_ratio_median=r["median"], std_ratio_q16=r["q16"], std_ratio_q84=r["q84"]
+            )
+        return row
+
+    return _table_by_snr(s, bins, strategy, scores, ["snr_lo", "snr_hi", "snr", "n", *keys])
 
 
 def reliability_curve(

@@ -131,6 +131,32 @@ def _snr_bins(snr: np.ndarray, bins, strategy: str) -> list[tuple[float, float, 
     return [(edges[b], edges[b + 1], np.flatnonzero(idx == b)) for b in range(edges.size - 1)]
 
 
+def _table_by_snr(snr, bins, strategy, scores, columns=None) -> pd.DataFrame:
+    """The table every ``*_by_snr`` function returns: one row per bin of :func:`_snr_bins`.
+
+    A row holds ``snr_lo``, ``snr_hi``, ``n`` and, for a non-empty bin, its median
+    ``snr`` and the dict ``scores(sel)`` (``sel`` the indices of the bin's spectra).
+    ``columns``, when given, fixes the columns and their order (NaN where a bin has no
+    value), so that a table of empty bins has the same columns as any other.
+
+    Examples
+    --------
+    >>> snr = np.array([1.0, 2.0, 3.0, 4.0])
+    >>> _table_by_snr(snr, 2, "uniform", lambda sel: {"top": float(snr[sel].max())})
+       snr_lo  snr_hi  n  snr  top
+    0     1.0     2.5  2  1.5  2.0
+    1     2.5     4.0  2  3.5  4.0
+    """
+    rows = []
+    for lo, hi, sel in _snr_bins(snr, bins, strategy):
+        row = {"snr_lo": float(lo), "snr_hi": float(hi), "n": int(sel.size)}
+        if sel.size:
+            row["snr"] = float(np.median(snr[sel]))
+            row.update(scores(sel))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
 def regression_scores(y_true, y_pred) -> dict:
     """R2 (with the labels' own variance, ddof=0), MAE, RMSE and bias (pred - true).
 
@@ -201,24 +227,18 @@ def scores_by_snr(
     (4, True)
     """
     y, p, s = _same_length_1d(y_true=y_true, y_pred=y_pred, snr=snr)
-    groups = _snr_bins(s, bins, strategy)
     rng = np.random.default_rng(random_state)
-    rows = []
-    for lo, hi, sel in groups:
-        row = {"snr_lo": lo, "snr_hi": hi, "n": sel.size}
-        if sel.size == 0:
-            rows.append(row)
-            continue
-        row["snr"] = float(np.median(s[sel]))
-        row["var_y"] = float(np.var(y[sel]))
-        row.update(regression_scores(y[sel], p[sel]))
+
+    def scores(sel):
+        row = {"var_y": float(np.var(y[sel])), **regression_scores(y[sel], p[sel])}
         if n_bootstrap and sel.size > 1:
             boot = _bootstrap(y[sel], p[sel], n_bootstrap, rng)
             for key in ("r2", "mae", "rmse", "bias"):
                 lo, hi = np.nanquantile(boot[key], quantiles)
                 row[f"{key}_lo"], row[f"{key}_hi"] = float(lo), float(hi)
-        rows.append(row)
-    return pd.DataFrame(rows)
+        return row
+
+    return _table_by_snr(s, bins, strategy, scores)
 
 
 def _bootstrap(y, p, n_boot, rng) -> dict:
@@ -279,27 +299,24 @@ def efficiency_by_snr(
     [0.25, 0.25]
     """
     y, p, q, s = _same_length_1d(y_true=y_true, y_pred=y_pred, y_bayes=y_bayes, snr=snr)
-    groups = _snr_bins(s, bins, strategy)
     rng = np.random.default_rng(random_state)
-    rows = []
-    for lo, hi, sel in groups:
-        row = {"snr_lo": lo, "snr_hi": hi, "n": sel.size}
-        if sel.size:
-            em, eb = (p[sel] - y[sel]) ** 2, (q[sel] - y[sel]) ** 2
-            row.update(
-                snr=float(np.median(s[sel])),
-                mse_model=float(em.mean()),
-                mse_bayes=float(eb.mean()),
-                efficiency=float(eb.mean() / em.mean()) if em.mean() > 0 else float("nan"),
-            )
-            if n_bootstrap and sel.size > 1:
-                pick = rng.integers(0, sel.size, size=(n_bootstrap, sel.size))
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = eb[pick].mean(axis=1) / em[pick].mean(axis=1)
-                lo, hi = np.nanquantile(ratio, quantiles)
-                row["efficiency_lo"], row["efficiency_hi"] = float(lo), float(hi)
-        rows.append(row)
-    return pd.DataFrame(rows)
+
+    def scores(sel):
+        em, eb = (p[sel] - y[sel]) ** 2, (q[sel] - y[sel]) ** 2
+        row = {
+            "mse_model": float(em.mean()),
+            "mse_bayes": float(eb.mean()),
+            "efficiency": float(eb.mean() / em.mean()) if em.mean() > 0 else float("nan"),
+        }
+        if n_bootstrap and sel.size > 1:
+            pick = rng.integers(0, sel.size, size=(n_bootstrap, sel.size))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = eb[pick].mean(axis=1) / em[pick].mean(axis=1)
+            lo, hi = np.nanquantile(ratio, quantiles)
+            row["efficiency_lo"], row["efficiency_hi"] = float(lo), float(hi)
+        return row
+
+    return _table_by_snr(s, bins, strategy, scores)
 
 
 def bayes_squared_errors(err, mc_se) -> tuple[np.ndarray, float]:
@@ -372,7 +389,8 @@ def compare_to_ceiling(
     ``se_sampling``, ``se_mc``, ``se`` (both combined) and ``z``
     (``delta_r2 / se``: a model above the ceiling by more than about 2-3
     standard errors beats it, which for data from the model means that the
-    inputs carry information the ceiling does not see).
+    inputs carry information the ceiling does not see). A bin with fewer than
+    3 spectra, or with labels that do not vary, has NaN scores.
 
     Examples
     --------
@@ -392,31 +410,28 @@ def compare_to_ceiling(
     )
     if np.any(se_b < 0):
         raise ValueError("bayes_mc_se must be >= 0")
-    rows = []
-    for lo, hi, sel in _snr_bins(s, bins, strategy):
-        row = {"snr_lo": lo, "snr_hi": hi, "n": sel.size}
-        nan = float("nan")
-        row.update(
-            dict.fromkeys(("snr r2_model r2_bayes delta_r2 se_sampling se_mc se z").split(), nan)
-        )
-        if sel.size > 2 and np.var(y[sel]) > 0:
-            var_y = float(np.var(y[sel]))
-            em = (p[sel] - y[sel]) ** 2
-            eb, mc_err = bayes_squared_errors(q[sel] - y[sel], se_b[sel])
-            d = eb - em
-            se_sampling = float(np.std(d, ddof=1) / np.sqrt(sel.size) / var_y)
-            se_mc = mc_err / var_y
-            se = float(np.hypot(se_sampling, se_mc))
-            delta = float(d.mean() / var_y)
-            row.update(
-                snr=float(np.median(s[sel])),
-                r2_model=float(1 - em.mean() / var_y),
-                r2_bayes=float(1 - eb.mean() / var_y),
-                delta_r2=delta,
-                se_sampling=se_sampling,
-                se_mc=se_mc,
-                se=se,
-                z=delta / se if se > 0 else nan,
-            )
-        rows.append(row)
-    return pd.DataFrame(rows)
+
+    def scores(sel):
+        # a paired standard error needs at least 3 spectra and labels that vary
+        if sel.size <= 2 or not np.var(y[sel]) > 0:
+            return {}
+        var_y = float(np.var(y[sel]))
+        em = (p[sel] - y[sel]) ** 2
+        eb, mc_err = bayes_squared_errors(q[sel] - y[sel], se_b[sel])
+        d = eb - em
+        se_sampling = float(np.std(d, ddof=1) / np.sqrt(sel.size) / var_y)
+        se_mc = mc_err / var_y
+        se = float(np.hypot(se_sampling, se_mc))
+        delta = float(d.mean() / var_y)
+        return {
+            "r2_model": float(1 - em.mean() / var_y),
+            "r2_bayes": float(1 - eb.mean() / var_y),
+            "delta_r2": delta,
+            "se_sampling": se_sampling,
+            "se_mc": se_mc,
+            "se": se,
+            "z": delta / se if se > 0 else float("nan"),
+        }
+
+    columns = "snr_lo snr_hi n snr r2_model r2_bayes delta_r2 se_sampling se_mc se z".split()
+    return _table_by_snr(s, bins, strategy, scores, columns)
