@@ -59,6 +59,20 @@ def test_fisher_matrix_matches_explicit_sum_and_is_chunk_invariant():
     np.testing.assert_allclose(F32, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("kw", [{"chunk_size": 0}, {"chunk_pixels": 0}, {"chunk_size": 2.5}])
+def test_fisher_chunking_is_checked_not_clamped(kw):
+    # chunk_size=0 used to return all-zero Fisher matrices (an infinite CRLB)
+    name = next(iter(kw))
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+        fisher_matrix(np.ones((3, 4, 2)), np.full((3, 4), 0.5), **kw)
+
+
+def test_fisher_matrices_checks_its_chunk_size(toy_grid):
+    theta = toy_grid.nodes[:2]
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer; got 0"):
+        fisher_matrices(toy_grid, theta, np.full((2, toy_grid.n_pix), 0.1), chunk_size=0)
+
+
 def test_fisher_scales_with_inverse_error_squared(toy_grid):
     theta = np.array([[4700.0, 2.3, -1.1], [5600.0, 4.1, 0.2]])
     err = PFSNoiseModel(toy_grid.wave).error(toy_grid.flux(theta), 21.5)

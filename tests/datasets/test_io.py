@@ -95,6 +95,21 @@ def test_shards_lazy_rows_match_in_memory(toy_grid, spectra, tmp_path):
     assert len(read_spectra(directory)) == 120
 
 
+def test_chunking_options_are_checked_before_anything_is_written(toy_grid, spectra, tmp_path):
+    from specreg.datasets._io import SpectraWriter
+
+    # shard_size=0 used to loop forever; iter_chunks(0) failed in range() at the first next()
+    with pytest.raises(ValueError, match="shard_size must be a positive integer; got 0"):
+        write_shards(iter_spectra(4, model=toy_grid, random_state=0), tmp_path / "s", shard_size=0)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(ValueError, match="rows_per_chunk must be a positive integer; got 0"):
+        SpectraWriter(tmp_path / "a.h5", spectra.wave, rows_per_chunk=0)
+    assert not (tmp_path / "a.h5").exists()
+    shards = ShardedSpectra(write_shards([spectra], tmp_path / "ok", shard_size=50))
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer; got 0"):
+        shards.iter_chunks(0)
+
+
 def test_shard_progress_callback_and_its_old_name(toy_grid, tmp_path):
     counts = []
     chunks = iter_spectra(25, model=toy_grid, chunk_size=10, random_state=0)

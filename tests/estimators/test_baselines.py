@@ -52,6 +52,19 @@ def test_thread_budget_never_oversubscribes(n_workers, n_cores, expected):
     assert workers * threads <= n_cores
 
 
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"n_workers": 0, "n_cores": 2}, "n_workers must be a positive integer; got 0"),
+        ({"n_workers": 1.5, "n_cores": 2}, "n_workers must be a positive integer; got 1.5"),
+        ({"n_workers": 1, "n_cores": 0}, "n_cores must be a positive integer; got 0"),
+    ],
+)
+def test_thread_budget_refuses_what_it_used_to_clamp(kw, match):
+    with pytest.raises(ValueError, match=match):
+        thread_budget(**kw)
+
+
 def test_ridge_baseline_cross_validate_on_make_spectra(train_set):
     workers, _ = thread_budget(2)
     pipe = make_ridge_baseline(alpha=10.0, noisy_transform=True, random_state=0)

@@ -175,6 +175,13 @@ def test_normalized_sets_median(toy_grid):
         toy_grid.normalized(window=(1.0, 2.0))
 
 
+@pytest.mark.parametrize("method", ["flux", "jacobian"])
+@pytest.mark.parametrize("chunk_size", [0, 2.5, None])
+def test_chunk_size_is_a_positive_integer(toy_grid, method, chunk_size):
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        getattr(toy_grid, method)(toy_grid.nodes[:2], chunk_size=chunk_size)
+
+
 def test_flux_is_chunked_consistently(toy_grid):
     theta = toy_grid.nodes[:50] * 0.999 + toy_grid.nodes[1:51] * 0.001
     np.testing.assert_array_equal(toy_grid.flux(theta), toy_grid.flux(theta, chunk_size=7))

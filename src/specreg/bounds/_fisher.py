@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._numerics import fisher_information
-from ..spectra._validation import check_errors
+from ..spectra._validation import check_errors, check_int
 
 __all__ = [
     "fisher_matrix",
@@ -73,9 +73,10 @@ def fisher_matrix(
     n, n_pix, d = J.shape
     error = _check_error(error, (n, n_pix))
     dtype = np.float32 if J.dtype == np.float32 else np.float64
-    step = n_pix if chunk_pixels is None else max(1, int(chunk_pixels))
+    chunk_size = check_int(chunk_size, "chunk_size")
+    step = n_pix if chunk_pixels is None else check_int(chunk_pixels, "chunk_pixels")
     out = np.zeros((n, d, d))
-    for start in range(0, n, max(1, int(chunk_size))):
+    for start in range(0, n, chunk_size):
         rows = slice(start, start + chunk_size)
         for p0 in range(0, n_pix, step):
             cols = slice(p0, p0 + step)
@@ -113,6 +114,7 @@ def fisher_matrices(model, theta, error, *, chunk_size: int = 512) -> np.ndarray
     >>> fisher_matrices(g, [[0.5]], np.ones((1, 2)))[0].round(6).tolist()
     [[5.0]]
     """
+    chunk_size = check_int(chunk_size, "chunk_size")
     theta_arr = np.asarray(theta) if not hasattr(theta, "iloc") else theta
     n = len(theta_arr)
     error = np.asarray(error)

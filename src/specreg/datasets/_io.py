@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import write_json_atomic
-from ..spectra._validation import renamed
+from ..spectra._validation import check_int, renamed
 from ._h5util import (
     atomic_h5,
     checked_opts,
@@ -99,7 +99,7 @@ class SpectraWriter:
         self.path = Path(path)
         self.wave = np.asarray(wave, dtype=float)
         self.compression = compression
-        self.rows_per_chunk = int(rows_per_chunk)
+        self.rows_per_chunk = check_int(rows_per_chunk, "rows_per_chunk")
         self.metadata = dict(metadata or {})
         self.n = 0
         self._columns = None
@@ -763,6 +763,7 @@ def write_shards(
     5
     """
     callback = renamed(progress_callback, progress, old="progress", new="progress_callback")
+    shard_size = check_int(shard_size, "shard_size")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     index_path = directory / "index.json"
@@ -978,8 +979,8 @@ class ShardedSpectra:
         >>> for chunk in ShardedSpectra("train/").iter_chunks(4096):  # doctest: +SKIP
         ...     pass
         """
-        for start in range(0, self._n, chunk_size):
-            yield self[start : start + chunk_size]
+        chunk_size = check_int(chunk_size, "chunk_size")  # here, not at the first next()
+        return (self[start : start + chunk_size] for start in range(0, self._n, chunk_size))
 
     def __repr__(self) -> str:
         return f"ShardedSpectra({str(self.directory)!r}, n={self._n}, shards={len(self.shards)})"

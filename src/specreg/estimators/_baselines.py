@@ -93,8 +93,8 @@ def thread_budget(n_workers: int | None = None, n_cores: int | None = None) -> t
     if n_cores is None:
         n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         n_cores = n_cores or os.cpu_count() or 1
-    n_cores = max(1, int(n_cores))
-    n_workers = n_cores if n_workers is None else max(1, min(int(n_workers), n_cores))
+    n_cores = check_int(n_cores, "n_cores")
+    n_workers = n_cores if n_workers is None else min(check_int(n_workers, "n_workers"), n_cores)
     return n_workers, max(1, n_cores // n_workers)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._interp import tensor_weights, weight_matrix
-from ._validation import as_label_array, check_finite
+from ._validation import as_label_array, check_finite, check_int
 
 __all__ = ["SpectralGrid"]
 
@@ -213,6 +213,7 @@ class SpectralGrid:
         derivatives, in blocks that bound the temporary memory.
         """
         method = self._check_options(method, on_hole)
+        chunk_size = check_int(chunk_size, "chunk_size")
         arr = self._labels(theta, out_of_bounds)
         derivatives = range(self.n_params) if jacobian else [None]
         shape = (

@@ -6,6 +6,7 @@ import numpy as np
 
 from ._grid import SpectralGrid
 from ._interp import axis_weights, stencil_product, weight_matrix
+from ._validation import check_int
 
 __all__ = ["ResponseGrid"]
 
@@ -284,6 +285,7 @@ class ResponseGrid(SpectralGrid):
         (1, 4096)
         """
         method = self._check_options(method, on_hole)
+        chunk_size = check_int(chunk_size, "chunk_size")
         arr, sub = self._split(theta, out_of_bounds)
         if not self._blocked_ok():
             kw = {"on_hole": on_hole, "chunk_size": chunk_size}
@@ -322,6 +324,7 @@ class ResponseGrid(SpectralGrid):
         (1, 4096, 5)
         """
         method = self._check_options(method, on_hole)
+        chunk_size = check_int(chunk_size, "chunk_size")
         arr, sub = self._split(theta, out_of_bounds)
         if self._blocked_ok():
             out = np.empty((arr.shape[0], self.n_pix, self.n_params), dtype=np.float32)
