@@ -146,3 +146,25 @@ def test_every_per_snr_table_walks_the_same_bins(data):
     for t in tables[1:]:
         for column in ("snr_lo", "snr_hi", "n", "snr"):
             np.testing.assert_array_equal(t[column], tables[0][column])
+
+
+@pytest.mark.parametrize("table", ["scores", "efficiency"])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"n_bootstrap": -1}, "n_bootstrap must be an integer >= 0; got -1"),
+        ({"n_bootstrap": 2.5}, "n_bootstrap must be an integer >= 0; got 2.5"),
+        ({"quantiles": (0.1, 1.5)}, "quantiles must be two levels"),
+        ({"quantiles": (0.9, 0.1)}, "quantiles must be two levels"),
+        ({"quantiles": (np.nan, 0.9)}, "quantiles must be two levels"),
+        ({"quantiles": 0.5}, "quantiles must be two levels"),
+        ({"random_state": "x"}, "random_state must be"),
+    ],
+)
+def test_bootstrap_options_are_named_when_wrong(data, table, kw, match):
+    y, pred, snr = data
+    with pytest.raises(ValueError, match=match):
+        if table == "scores":
+            scores_by_snr(y, pred, snr, **kw)
+        else:
+            efficiency_by_snr(y, pred, y, snr, **kw)

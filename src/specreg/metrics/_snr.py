@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..spectra import split_stacked
-from ..spectra._validation import check_int
+from ..spectra._validation import as_generator, check_int
 
 __all__ = [
     "REFERENCE_SNR_EDGES",
@@ -227,7 +227,7 @@ def scores_by_snr(
     (4, True)
     """
     y, p, s = _same_length_1d(y_true=y_true, y_pred=y_pred, snr=snr)
-    rng = np.random.default_rng(random_state)
+    n_bootstrap, quantiles, rng = _bootstrap_options(n_bootstrap, quantiles, random_state)
 
     def scores(sel):
         row = {"var_y": float(np.var(y[sel])), **regression_scores(y[sel], p[sel])}
@@ -239,6 +239,17 @@ def scores_by_snr(
         return row
 
     return _table_by_snr(s, bins, strategy, scores)
+
+
+def _bootstrap_options(n_bootstrap, quantiles, random_state):
+    """The checked bootstrap options of the per-SNR tables: count, band quantiles, generator."""
+    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", low=0)
+    q = np.asarray(quantiles, dtype=float)
+    if q.shape != (2,) or not (0.0 <= q[0] < q[1] <= 1.0):
+        raise ValueError(
+            f"quantiles must be two levels 0 <= low < high <= 1 (the band); got {quantiles!r}"
+        )
+    return n_bootstrap, (float(q[0]), float(q[1])), as_generator(random_state)
 
 
 def _bootstrap(y, p, n_boot, rng) -> dict:
@@ -299,7 +310,7 @@ def efficiency_by_snr(
     [0.25, 0.25]
     """
     y, p, q, s = _same_length_1d(y_true=y_true, y_pred=y_pred, y_bayes=y_bayes, snr=snr)
-    rng = np.random.default_rng(random_state)
+    n_bootstrap, quantiles, rng = _bootstrap_options(n_bootstrap, quantiles, random_state)
 
     def scores(sel):
         em, eb = (p[sel] - y[sel]) ** 2, (q[sel] - y[sel]) ** 2
