@@ -210,8 +210,39 @@ def test_quantiles_and_pit_of_a_gaussian_posterior():
         post.interval(0.9)
     with pytest.raises(ValueError, match="truth must have shape"):
         posterior_summary(grid, flux, err, truth=truth[:3])
-    with pytest.raises(ValueError, match="quantiles must lie in"):
+    with pytest.raises(ValueError, match=r"quantiles must be one or more levels in \(0, 1\)"):
         posterior_summary(grid, flux, err, quantiles=(0.5, 1.0))
+    with pytest.raises(ValueError, match="truth contains 1 NaN value"):
+        posterior_summary(
+            grid,
+            flux,
+            err,
+            truth=np.where(np.arange(truth.size) == 0, np.nan, truth.ravel()).reshape(truth.shape),
+        )
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"df": np.nan}, "df must be a finite number > 0"),
+        ({"df": 0}, "df must be a finite number > 0"),
+        ({"scale": -1.0}, "scale must be a finite number > 0"),
+        ({"n_starts": 0}, "n_starts must be a positive integer"),
+        ({"n_starts": 2.5}, "n_starts must be a positive integer"),
+        ({"max_iter": 0}, "max_iter must be a positive integer"),
+        ({"quantiles": ()}, "quantiles must be one or more levels"),
+        ({"quantiles": (0.9, 0.1)}, "quantiles must be increasing and distinct"),
+        ({"quantiles": (0.5, 0.5)}, "quantiles must be increasing and distinct"),
+        ({"lattice": 2.5}, "lattice size must be a positive integer; got 2.5"),
+        ({"lattice": (4, 4)}, "lattice must be one size or 3 sizes"),
+        ({"lattice": {"T_eff": 4}}, "lattice size must be a positive integer"),
+    ],
+)
+def test_sampler_options_are_checked_not_rounded(small_grid, kw, match):
+    # before: df=nan gave all-NaN posteriors, n_starts=2.5 and lattice=2.5 were truncated
+    flux = small_grid.flux([[5000.0, 3.0, -1.0]])
+    with pytest.raises(ValueError, match=match):
+        posterior_summary(small_grid, flux, np.full_like(flux, 0.01), n_draws=16, **kw)
 
 
 def test_n_samples_is_a_deprecated_alias_of_n_draws(small_grid):

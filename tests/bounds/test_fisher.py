@@ -166,5 +166,44 @@ def test_marginal_crlb_rejects_bad_method_and_index():
     F = np.eye(2)[None]
     with pytest.raises(ValueError, match="method"):
         marginal_crlb(F, 0, method="qr")
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match=r"index must be an integer in \[-2, 1\] for 2 labels"):
         marginal_crlb(F, 5)
+
+
+@pytest.mark.parametrize("index", [2, -3, 1.5, True, "1"])
+def test_every_bound_refuses_an_index_it_would_wrap_or_truncate(index):
+    # schur_decay(F, 2) used to wrap to label 0; van_trees_bound gave a numpy IndexError
+    F = np.eye(2)[None]
+    prior = LabelPrior({"a": (0, 1), "b": (0, 1)}, taper=0.2)
+    for call in (
+        lambda: marginal_crlb(F, index),
+        lambda: schur_decay(F, index),
+        lambda: van_trees_bound(F, prior, index),
+    ):
+        with pytest.raises(ValueError, match="index must be an integer"):
+            call()
+
+
+@pytest.mark.parametrize("floor", [np.nan, np.inf, -1.0])
+def test_marginal_crlb_floor_is_a_finite_information(floor):
+    with pytest.raises(ValueError, match="floor must be a finite number >= 0"):
+        marginal_crlb(np.eye(2)[None], 0, floor=floor)
+
+
+@pytest.mark.parametrize("crlb", [[-0.5, 0.1], [np.nan, 0.1]])
+def test_ceilings_refuse_crlbs_that_are_not_variances(crlb):
+    # r2_max([-0.5], 1) used to clip to R2 = 1: a perfect ceiling from a bad input
+    for call in (
+        lambda: r2_max(crlb, 1.0),
+        lambda: aggregate_r2_max(crlb, 1.0),
+        lambda: crlb_dynamic_range(crlb),
+    ):
+        with pytest.raises(ValueError, match="crlb holds variances"):
+            call()
+
+
+def test_an_infinite_crlb_is_a_direction_the_data_do_not_fix():
+    assert r2_max([np.inf, 0.5], 1.0).tolist() == [0.0, 0.5]
+    assert crlb_dynamic_range([np.inf, 0.01, 1.0]) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="crlb is empty"):
+        crlb_dynamic_range([])

@@ -139,8 +139,8 @@ def test_snapped_nodes_outside_the_model_are_refused(tiny):
     bounds = dict(grid.bounds)
     nodes = {n: list(a) for n, a in grid.axes.items()}
     nodes["M_H"] = [-2.5, -1.0, 0.8]  # the nearest node of labels in (-0.1, 0.75]
-    with pytest.raises(ValueError, match="outside the model's box"):
-        _Problem(grid, LabelPrior(bounds, snap_to=nodes), None)
+    with pytest.raises(ValueError, match="a snapped draw would leave the box"):
+        LabelPrior(bounds, snap_to=nodes)
     # a node whose cell misses the box only has no weight
     nodes["M_H"] = [-2.5, -1.0, 0.75, 1.0]
     snap = _Problem(grid, LabelPrior(bounds, snap_to=nodes), None).snap

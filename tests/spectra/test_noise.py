@@ -85,3 +85,37 @@ def test_input_flux_not_modified():
 def test_snr_median_rejects_nonpositive_error():
     with pytest.raises(ValueError, match="> 0"):
         snr_median([[1.0]], [[0.0]])
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"obj_coeff": np.nan}, "obj_coeff must be a finite number >= 0"),
+        ({"bkg_coeff": np.inf}, "bkg_coeff must be a finite number > 0"),
+        ({"obj_coeff": "1"}, "obj_coeff must be a finite number"),
+        ({"condition_scatter": True}, "condition_scatter must be a finite number"),
+        ({"sky_lines": "no"}, "sky_lines must be True or False"),
+        ({"wave": [3.0, 2.0, 1.0]}, "strictly increasing"),
+        ({"wave": [[7100.0, 7200.0]]}, "wave must be a 1-D grid"),
+        ({"wave": []}, "wave must be a 1-D grid"),
+    ],
+)
+def test_noise_model_options_are_checked(kw, match):
+    # obj_coeff=nan used to give 4096 NaN errors; a decreasing wave was accepted
+    with pytest.raises(ValueError, match=match):
+        PFSNoiseModel(**kw)
+
+
+def test_collected_flux_honours_n():
+    noise = PFSNoiseModel()
+    assert noise.collected_flux(21.5, n=3).shape == (3,)
+    with pytest.raises(ValueError, match="mag has 2 values for n=3"):
+        noise.collected_flux([21.0, 22.0], n=3)
+    with pytest.raises(ValueError, match="n must be an integer >= 0"):
+        noise.collected_flux(21.5, n=2.5)
+
+
+@pytest.mark.parametrize("kw", [{"lo": np.nan}, {"hi": np.inf}, {"lo": 9000.0}, {"n_pix": 2.5}])
+def test_pfs_mr_wave_refuses_a_grid_that_is_not_one(kw):
+    with pytest.raises(ValueError, match="must be"):
+        pfs_mr_wave(**kw)

@@ -61,3 +61,51 @@ def test_snapping_needs_node_coordinates(toy_grid):
     assert LabelPrior.from_grid(NoNodes()).bounds == toy_grid.bounds
     with pytest.raises(ValueError, match="needs a model with node coordinates"):
         LabelPrior.from_grid(NoNodes(), snap=True)
+
+
+@pytest.mark.parametrize(
+    "n, match",
+    [
+        (2.5, "n_samples must be an integer >= 0; got 2.5"),
+        (-1, "n_samples must be an integer >= 0; got -1"),
+        ("3", "n_samples must be an integer >= 0; got '3'"),
+        (True, "n_samples must be an integer >= 0; got True"),
+    ],
+)
+def test_sample_count_is_never_rounded(n, match):
+    # sample(2.5) used to return 2 rows
+    with pytest.raises(ValueError, match=match):
+        LabelPrior({"x": (0, 1)}).sample(n)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"taper": "0.1"}, "taper must be a finite number"),
+        ({"taper": 0.6}, "taper must be a finite number >= 0.0 and <= 0.5"),
+        ({"snap_to": {"x": [np.nan]}}, "one or more finite node values"),
+        ({"snap_to": {"x": []}}, "one or more finite node values"),
+        ({"snap_to": {"x": [5.0]}}, "a snapped draw would leave the box"),
+        ({"snap_to": {"x": [-0.2, 0.5]}}, "a snapped draw would leave the box"),
+    ],
+)
+def test_prior_options_are_checked(kw, match):
+    with pytest.raises(ValueError, match=match):
+        LabelPrior({"x": (0, 1)}, **kw)
+
+
+def test_logpdf_needs_one_column_per_label():
+    prior = LabelPrior({"x": (0, 1)})
+    with pytest.raises(ValueError, match=r"theta must have shape \(n, 1\)"):
+        prior.logpdf([[0.5, 0.5]])
+
+
+def test_from_grid_snap_must_be_a_bool(toy_grid):
+    with pytest.raises(ValueError, match="snap must be True or False; got 'no'"):
+        LabelPrior.from_grid(toy_grid, snap="no")
+
+
+def test_a_node_no_draw_snaps_to_may_lie_beyond_the_bounds():
+    prior = LabelPrior({"x": (0, 1), "y": (0, 1)}, snap_to={"x": [0.0, 1.0, 5.0], "y": [0.5]})
+    theta = prior.sample(200, random_state=0)
+    assert theta.min() >= 0 and theta.max() <= 1

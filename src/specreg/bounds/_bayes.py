@@ -260,10 +260,14 @@ class _Problem:
                 )
         if lattice is None:
             lattice = max(3, int(round(4096 ** (1.0 / self.d))))
-        sizes = np.broadcast_to(np.asarray(lattice, dtype=int), (self.d,))
-        if np.any(sizes < 1):
-            raise ValueError(f"lattice sizes must be >= 1, got {lattice}")
-        self.sizes = tuple(int(s) for s in sizes)
+        given = np.atleast_1d(np.asarray(lattice, dtype=object))
+        if given.ndim != 1 or given.size not in (1, self.d):
+            raise ValueError(
+                f"lattice must be one size or {self.d} sizes (one per label), got {lattice!r}"
+            )
+        sizes = [check_int(s, "lattice size") for s in np.broadcast_to(given, (self.d,))]
+        self.sizes = tuple(sizes)
+        sizes = np.array(sizes)
         self.h = (self.hi - self.lo) / sizes
         axes = [self.lo[k] + (np.arange(sizes[k]) + 0.5) * self.h[k] for k in range(self.d)]
         mesh = np.meshgrid(*axes, indexing="ij")
@@ -692,12 +696,18 @@ class _SamplerSettings:
         if mixture[2] <= 0:
             raise ValueError("the prior share of the mixture must be > 0 (defensive sampling)")
         check_int(self.n_draws, "n_draws", low=8)
+        check_real(self.df, "df", low=0.0, low_open=True)  # Student-t degrees of freedom
+        check_real(self.scale, "scale", low=0.0, low_open=True)
+        check_int(self.n_starts, "n_starts")
+        check_int(self.max_iter, "max_iter")
         check_real(self.min_ess, "min_ess", low=1)
         check_int(self.max_resample, "max_resample", low=0)
         check_int(self.chunk_size, "chunk_size")
         levels = tuple(float(q) for q in np.atleast_1d(np.asarray(self.quantiles, dtype=float)))
-        if not all(0.0 < q < 1.0 for q in levels):
-            raise ValueError(f"quantiles must lie in (0, 1), got {levels}")
+        if not levels or not all(0.0 < q < 1.0 for q in levels):
+            raise ValueError(f"quantiles must be one or more levels in (0, 1), got {levels}")
+        if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+            raise ValueError(f"quantiles must be increasing and distinct, got {levels}")
         # frozen: the normalised values replace the given ones once, here
         object.__setattr__(self, "mixture", mixture)
         object.__setattr__(self, "quantiles", levels)
@@ -741,6 +751,8 @@ def _posterior(
                 f"truth must have shape (n_spectra, n_labels) = {(n, d)} in the model's "
                 f"label order {prob.names}; got {truth.shape}"
             )
+        if np.isnan(truth).any():  # a PIT at NaN would read as 0, not as missing
+            raise ValueError(f"truth contains {int(np.isnan(truth).sum())} NaN value(s)")
     if prob.snap is not None:
         from ._snapped import snapped_posterior
 

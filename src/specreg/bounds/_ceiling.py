@@ -7,7 +7,13 @@ import pandas as pd
 
 from ..datasets._grid_io import resolve_model
 from ..metrics._snr import bayes_squared_errors
-from ..spectra._validation import as_generator, check_target_y, renamed, resolve_target
+from ..spectra._validation import (
+    as_generator,
+    check_int,
+    check_target_y,
+    renamed,
+    resolve_target,
+)
 from ._bayes import (
     QUANTILE_LEVELS,
     PosteriorSummary,
@@ -479,6 +485,8 @@ class FisherCeiling:
         snr = np.asarray(snr, dtype=float).reshape(-1)
         if snr.size != n:
             raise ValueError(f"snr has {snr.size} values for {n} spectra")
+        if not np.all(np.isfinite(snr) & (snr > 0)):
+            raise ValueError("snr must be finite and > 0 for every spectrum")
         lo68, hi68 = post.interval(0.68)
         lo95, hi95 = post.interval(0.95)
         cond = condition_number(F)
@@ -778,6 +786,7 @@ class FisherCeiling:
         """
         from ..datasets import make_spectra
 
+        n = check_int(n, "n (spectra per magnitude)", low=2)  # an R2 needs a label variance
         model = self._model()
         noise = self._simulation_noise()
         seed = random_state if random_state is not None else int(self._rng().integers(2**32))
@@ -786,7 +795,7 @@ class FisherCeiling:
             # one seed for all rows: the same labels and unit noise draws at every
             # magnitude, so rows differ by the noise level only (common random numbers)
             spectra = make_spectra(
-                int(n),
+                n,
                 model=model,
                 prior=self._prior(),
                 mag=float(mag),

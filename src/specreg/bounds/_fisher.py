@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._numerics import fisher_information
-from ..spectra._validation import check_errors, check_int
+from ..spectra._validation import check_bool, check_errors, check_int, check_real
 
 __all__ = [
     "fisher_matrix",
@@ -187,10 +187,8 @@ def marginal_crlb(
     (array([1.]), array([1.]))
     """
     F = _check_fisher(fisher)
-    d = F.shape[1]
-    if not -d <= index < d:
-        raise ValueError(f"index {index} out of range for {d} parameters")
-    index = index % d
+    index = _check_index(index, F.shape[1])
+    check_real(floor, "floor", low=0.0)
     Fs, s = _equilibrate(F)
     if method == "schur":
         info = _schur_info(Fs, index)
@@ -210,6 +208,28 @@ def marginal_crlb(
     info = np.maximum(info, floor)
     with np.errstate(divide="ignore"):
         return 1.0 / info
+
+
+def _check_index(index, d: int) -> int:
+    """The position of the label of interest among ``d`` labels (negative counts back)."""
+    import numbers
+
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not -d <= index < d:
+        raise ValueError(
+            f"index must be an integer in [{-d}, {d - 1}] for {d} labels; got {index!r}"
+        )
+    return int(index) % d
+
+
+def _check_crlb(crlb) -> np.ndarray:
+    """CRLB values as floats: variances, so >= 0 (inf for a direction the data do not fix)."""
+    c = np.asarray(crlb, dtype=float)
+    if np.isnan(c).any() or (c < 0).any():
+        raise ValueError(
+            f"crlb holds variances: every value must be >= 0 (inf allowed), "
+            f"got {int(np.isnan(c).sum())} NaN and {int((c < 0).sum())} negative"
+        )
+    return c
 
 
 def _safe_inverse_info(f: np.ndarray, index: int) -> float:
@@ -254,8 +274,9 @@ def schur_decay(fisher, index: int = 1) -> np.ndarray:
     array([0.5])
     """
     F = _check_fisher(fisher)
+    index = _check_index(index, F.shape[1])
     Fs, _ = _equilibrate(F)
-    return np.clip(_schur_info(Fs, index % F.shape[1]), 0.0, 1.0)
+    return np.clip(_schur_info(Fs, index), 0.0, 1.0)
 
 
 def condition_number(fisher, *, scaled: bool = True) -> np.ndarray:
@@ -281,7 +302,7 @@ def condition_number(fisher, *, scaled: bool = True) -> np.ndarray:
     array([4.])
     """
     F = _check_fisher(fisher)
-    if scaled:
+    if check_bool(scaled, "scaled"):
         F, _ = _equilibrate(F)
     ev = np.linalg.eigvalsh(F)
     with np.errstate(divide="ignore"):
@@ -296,10 +317,12 @@ def crlb_dynamic_range(crlb) -> float:
     >>> crlb_dynamic_range([0.01, 1.0, 10.0])
     3.0
     """
-    c = np.asarray(crlb, dtype=float)
+    c = _check_crlb(crlb)
+    if c.size == 0:
+        raise ValueError("crlb is empty")
     c = c[np.isfinite(c) & (c > 0)]
     if c.size == 0:
-        return float("nan")
+        return float("nan")  # no finite, non-zero bound: no range to speak of
     return float(np.log10(c.max() / c.min()))
 
 
@@ -324,10 +347,9 @@ def r2_max(crlb, var_y: float, *, clip: bool = True) -> np.ndarray:
     >>> r2_max([0.1, 2.0], 1.0)
     array([0.9, 0. ])
     """
-    if not (np.isfinite(var_y) and var_y > 0):
-        raise ValueError(f"var_y must be finite and > 0, got {var_y}")
-    r2 = 1.0 - np.asarray(crlb, dtype=float) / float(var_y)
-    return np.clip(r2, 0.0, 1.0) if clip else r2
+    check_real(var_y, "var_y", low=0.0, low_open=True)
+    r2 = 1.0 - _check_crlb(crlb) / float(var_y)
+    return np.clip(r2, 0.0, 1.0) if check_bool(clip, "clip") else r2
 
 
 def aggregate_r2_max(crlb, var_y: float) -> dict:
@@ -348,7 +370,7 @@ def aggregate_r2_max(crlb, var_y: float) -> dict:
     >>> round(agg["median"], 3), round(agg["population"], 3)
     (0.8, 0.8)
     """
-    c = np.asarray(crlb, dtype=float)
+    c = _check_crlb(crlb)
     if c.size == 0:
         raise ValueError("crlb is empty")
     r2 = r2_max(c, var_y)
@@ -395,6 +417,7 @@ def van_trees_bound(fisher, prior, index: int = 1) -> float:
     0.019
     """
     F = _check_fisher(fisher)
+    index = _check_index(index, F.shape[1])
     taper = getattr(prior, "taper", 0.0)
     if not taper > 0:
         raise ValueError(

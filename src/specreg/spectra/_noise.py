@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import least_squares
 
-from ._validation import check_finite
+from ._validation import as_generator, check_bool, check_finite, check_int, check_real
 
 __all__ = ["PFSNoiseModel", "pfs_mr_wave", "snr_median", "REFERENCE_SNR_TABLE", "REFERENCE_FLUX"]
 
@@ -61,7 +61,21 @@ def pfs_mr_wave(n_pix: int = 4096, lo: float = 7100.2, hi: float = 8849.8) -> np
     >>> w.shape, float(w[0]), float(w[-1])
     ((4096,), 7100.2, 8849.8)
     """
+    n_pix = check_int(n_pix, "n_pix", low=2)
+    check_real(lo, "lo", low=0.0, low_open=True)
+    check_real(hi, "hi", low=lo, low_open=True)
     return np.linspace(lo, hi, n_pix)
+
+
+def _check_wave(wave) -> np.ndarray:
+    """A 1-D wavelength grid in Å: at least 2 finite, positive, increasing values (a copy)."""
+    w = np.array(wave, dtype=float)
+    if w.ndim != 1 or w.size < 2:
+        raise ValueError(f"wave must be a 1-D grid of at least 2 wavelengths, got shape {w.shape}")
+    check_finite(w, "wave")
+    if w[0] <= 0 or np.any(np.diff(w) <= 0):
+        raise ValueError("wave must be positive and strictly increasing (Å)")
+    return w
 
 
 def snr_median(flux, error) -> np.ndarray:
@@ -155,13 +169,10 @@ class PFSNoiseModel:
         condition_scatter: float = 0.0,
         throughput_scale: float = 1.0,
     ) -> None:
-        self.wave = pfs_mr_wave() if wave is None else np.array(wave, dtype=float).reshape(-1)
-        check_finite(self.wave, "wave")
-        if condition_scatter < 0 or not np.isfinite(condition_scatter):
-            raise ValueError(f"condition_scatter must be >= 0, got {condition_scatter}")
-        if not (throughput_scale > 0 and np.isfinite(throughput_scale)):
-            raise ValueError(f"throughput_scale must be > 0, got {throughput_scale}")
-        self.sky_lines = sky_lines
+        self.wave = pfs_mr_wave() if wave is None else _check_wave(wave)
+        check_real(condition_scatter, "condition_scatter", low=0.0)
+        check_real(throughput_scale, "throughput_scale", low=0.0, low_open=True)
+        self.sky_lines = check_bool(sky_lines, "sky_lines")
         self.condition_scatter = float(condition_scatter)
         self.throughput_scale = float(throughput_scale)
         self.obj_profile, self.bkg_profile = _profiles(self.wave, sky_lines)
@@ -169,8 +180,8 @@ class PFSNoiseModel:
             a, b = _calibrate(self.obj_profile, self.bkg_profile, np.full(self.wave.size, 0.5))
             obj_coeff = a if obj_coeff is None else obj_coeff
             bkg_coeff = b if bkg_coeff is None else bkg_coeff
-        if obj_coeff < 0 or bkg_coeff <= 0:
-            raise ValueError("obj_coeff must be >= 0 and bkg_coeff > 0")
+        check_real(obj_coeff, "obj_coeff", low=0.0)
+        check_real(bkg_coeff, "bkg_coeff", low=0.0, low_open=True)
         self.obj_coeff = float(obj_coeff)
         self.bkg_coeff = float(bkg_coeff)
 
@@ -190,12 +201,16 @@ class PFSNoiseModel:
         [1.0, 10.0]
         """
         mag = np.atleast_1d(np.asarray(mag, dtype=float))
-        if n is not None and mag.size == 1:
-            mag = np.full(n, mag[0])
+        if n is not None:
+            n = check_int(n, "n", low=0)
+            if mag.size == 1:
+                mag = np.full(n, mag[0])
+            elif mag.size != n:
+                raise ValueError(f"mag has {mag.size} values for n={n} spectra")
         check_finite(mag, "mag")
         x = 10.0 ** (-0.4 * (mag - 21.5)) * self.throughput_scale
         if self.condition_scatter > 0:
-            rng = np.random.default_rng(random_state)
+            rng = as_generator(random_state)
             x = x * np.exp(self.condition_scatter * rng.standard_normal(x.shape))
         return x
 

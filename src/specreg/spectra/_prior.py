@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ._validation import renamed
+from ._validation import as_generator, check_bool, check_int, check_real, renamed
 
 if TYPE_CHECKING:
     from ._protocol import SpectralModel
@@ -51,15 +51,14 @@ class LabelPrior:
             if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
                 raise ValueError(f"bounds of {name!r} must be finite with hi > lo, got {lo, hi}")
             self.bounds[name] = (lo, hi)
-        if not 0.0 <= taper <= 0.5:
-            raise ValueError(f"taper must be in [0, 0.5], got {taper}")
+        check_real(taper, "taper", low=0.0, high=0.5)
         self.taper = float(taper)
         self.snap_to = None
         if snap_to is not None:
             missing = [n for n in self.bounds if n not in snap_to]
             if missing:
                 raise ValueError(f"snap_to lacks node coordinates for {missing}")
-            self.snap_to = {n: np.sort(np.asarray(snap_to[n], float)) for n in self.bounds}
+            self.snap_to = {n: self._nodes(n, snap_to[n]) for n in self.bounds}
         self.param_names = tuple(self.bounds)
 
     @classmethod
@@ -123,7 +122,7 @@ class LabelPrior:
                     f"[{glo:g}, {ghi:g}] with LO < HI"
                 )
             bounds[name] = (float(lo), float(hi))
-        if snap:
+        if check_bool(snap, "snap"):
             if getattr(model, "axes", None) is None:
                 raise ValueError("snap=True needs a model with node coordinates (axes)")
             snap_to = {}
@@ -141,6 +140,24 @@ class LabelPrior:
 
     def __repr__(self) -> str:
         return f"LabelPrior({self.bounds}, taper={self.taper}, snap={self.snap_to is not None})"
+
+    def _nodes(self, name: str, values) -> np.ndarray:
+        """Sorted snap nodes of one label: finite, at least one, none drawn outside its bounds.
+
+        A draw snaps to its nearest node, so the extreme nodes drawn are those nearest
+        to the bounds; a node beyond the bounds is allowed only if no draw snaps to it.
+        """
+        nodes = np.sort(np.asarray(values, dtype=float).reshape(-1))
+        lo, hi = self.bounds[name]
+        if nodes.size == 0 or not np.all(np.isfinite(nodes)):
+            raise ValueError(f"snap_to[{name!r}] must be one or more finite node values")
+        first, last = (nodes[np.abs(nodes - edge).argmin()] for edge in (lo, hi))
+        if first < lo or last > hi:
+            raise ValueError(
+                f"snap_to[{name!r}] has a node outside the bounds [{lo:g}, {hi:g}] that "
+                f"draws snap to ({first:g} ... {last:g}): a snapped draw would leave the box"
+            )
+        return nodes
 
     def _shape(self, u: np.ndarray) -> np.ndarray:
         """Unnormalised density in unit coordinates u in [0, 1]."""
@@ -166,8 +183,8 @@ class LabelPrior:
         >>> LabelPrior({"x": (0, 1)}).sample(2, random_state=1).round(3).tolist()
         [[0.512], [0.95]]
         """
-        rng = np.random.default_rng(random_state)
-        n, d = int(n_samples), len(self.bounds)
+        rng = as_generator(random_state)
+        n, d = check_int(n_samples, "n_samples", low=0), len(self.bounds)
         u = rng.random((n, d))
         if self.taper > 0:  # rejection sampling from the tapered box, per label
             for j in range(d):
@@ -206,6 +223,11 @@ class LabelPrior:
         True
         """
         theta = np.atleast_2d(np.asarray(theta, float))
+        if theta.ndim != 2 or theta.shape[1] != len(self.bounds):
+            raise ValueError(
+                f"theta must have shape (n, {len(self.bounds)}) for the labels "
+                f"{self.param_names}, got {theta.shape}"
+            )
         out = np.zeros(theta.shape[0])
         for j, (lo, hi) in enumerate(self.bounds.values()):
             u = (theta[:, j] - lo) / (hi - lo)

@@ -8,6 +8,7 @@ import pandas as pd
 __all__ = [
     "as_generator",
     "as_label_array",
+    "check_bool",
     "check_finite",
     "check_int",
     "check_errors",
@@ -275,6 +276,23 @@ def check_real(value, name: str, *, low=None, high=None, low_open: bool = False)
         hi = "" if high is None else f"<= {high}"
         rule = " and ".join(r for r in (lo, hi) if r)
         raise ValueError(f"{name} must be a finite number {rule}; got {value!r}.")
+
+
+def check_bool(value, name: str) -> bool:
+    """True or False (numpy's bool too), or a named error; never the truth of a string.
+
+    Examples
+    --------
+    >>> check_bool(np.True_, "snap")
+    True
+    >>> check_bool("no", "snap")
+    Traceback (most recent call last):
+    ...
+    ValueError: snap must be True or False; got 'no'.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False; got {value!r}.")
+    return bool(value)
 
 
 def check_int(value, name: str, *, low: int = 1) -> int:
