@@ -137,6 +137,43 @@ def test_long_stages_report_progress_and_quiet_silences_them(toy_grid, tmp_path,
         run_benchmark("smoke", tmp_path / "c", **{**kw, "models": ("ridge",), "jobs": 0})
 
 
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"device": "gpu"}, "device must be 'auto', 'cpu' or 'cuda'"),
+        ({"models": ()}, "models is empty"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"seed": 2.5}, "seed must be an integer >= 0"),
+        ({"learning_curve": "no"}, "learning_curve must be True or False"),
+        ({"snap": "no"}, "snap must be True or False"),
+    ],
+)
+def test_run_benchmark_checks_its_options_before_simulating(toy_grid, tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        run_benchmark("smoke", tmp_path / "out", model=toy_grid, **kw)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"n_train": -1}, "n_train must be an integer >= 2"),
+        ({"n_test": 2.5}, "n_test must be an integer >= 2"),
+        ({"bins": 0}, "bins must be a positive integer"),
+        ({"ceiling_samples": 4}, "ceiling_samples must be an integer >= 8"),
+        ({"ridge_alpha": -1.0}, "ridge_alpha must be a finite number > 0"),
+        ({"learning_curve_sizes": (100, 0)}, "learning_curve_sizes must be an integer >= 2"),
+        ({"grid": "4d"}, "grid must be None"),
+        ({"snap": "yes"}, "snap must be True or False"),
+    ],
+)
+def test_a_preset_is_checked_when_it_is_made(change, match):
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match=match):
+        replace(PRESETS["smoke"], **change)
+
+
 def test_the_vit_stage_checkpoints_every_epoch_and_resumes(toy_grid, tmp_path):
     kw = dict(model=toy_grid, device="cpu", models=("vit",), verbose=False, jobs=1)
     out = tmp_path / "o"

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ._version import __version__
 from .grids._labels import PARAM_NAMES
-from .spectra._validation import check_int
+from .spectra._validation import check_bool, check_int, check_real
 
 __all__ = ["PRESETS", "BenchmarkPreset", "available_cores", "run_benchmark"]
 
@@ -77,6 +77,20 @@ class BenchmarkPreset:
     bins: int = 8
     grid: str | None = None
     snap: bool = False
+
+    def __post_init__(self):
+        # a preset is checked when it is made, not after its training set is simulated
+        check_int(self.n_train, "n_train", low=2)
+        check_int(self.n_test, "n_test", low=2)  # an R2 needs a label variance
+        if self.ridge_alpha is not None:
+            check_real(self.ridge_alpha, "ridge_alpha", low=0.0, low_open=True)
+        check_int(self.ceiling_samples, "ceiling_samples", low=8)
+        for size in self.learning_curve_sizes:
+            check_int(size, "learning_curve_sizes", low=2)
+        check_int(self.bins, "bins")
+        if self.grid not in (None, "5d"):
+            raise ValueError(f"grid must be None (the 3-D grid) or '5d', got {self.grid!r}")
+        check_bool(self.snap, "snap")
 
 
 #: The ViT's training settings of the presets that run on a CPU (smoke, cpu, reference):
@@ -670,6 +684,8 @@ def _figures(stages, test, predictions, per_model, ceilings, frame, lc=None, cur
 
 
 def _resolve_device(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     if device == "auto":
         import torch
 
@@ -759,6 +775,12 @@ def run_benchmark(
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {MODELS}")
+    if not models:
+        raise ValueError(f"models is empty; choose one or more of {MODELS}")
+    check_int(seed, "seed", low=0)
+    learning_curve = check_bool(learning_curve, "learning_curve")
+    if snap is not None:
+        snap = check_bool(snap, "snap")
     log = _log_to(verbose)
     if jobs is None:
         jobs = available_cores()
@@ -774,7 +796,7 @@ def run_benchmark(
     from .spectra import LabelPrior
     from .spectra._validation import resolve_target
 
-    snap = preset.snap if snap is None else bool(snap)
+    snap = preset.snap if snap is None else snap
     prior = LabelPrior.from_grid(grid, box=box, snap=snap)
 
     labels = resolve_target(tuple(labels), tuple(grid.param_names), name="labels")

@@ -107,6 +107,7 @@ def test_prior_and_mag_options(toy_grid):
         ({"noise_model": PFSNoiseModel(np.linspace(7000, 9000, 4096))}, "wavelength grid"),
         ({"chunk_size": 0}, "chunk_size must be a positive integer; got 0"),
         ({"chunk_size": 2.0}, "chunk_size must be a positive integer; got 2.0"),
+        ({"snap": "no"}, "snap must be True or False; got 'no'"),
     ],
 )
 def test_bad_options_raise(toy_grid, kwargs, match):
@@ -223,3 +224,13 @@ def test_with_reference_errors_replaces_leaky_errors_in_a_copy(toy_grid):
 def test_random_state_error_names_the_parameter(toy_grid):
     with pytest.raises(ValueError, match="random_state must be None, a non-negative int"):
         make_spectra(3, model=toy_grid, random_state=-1)
+
+
+def test_a_prior_or_noise_model_of_the_wrong_kind_is_named(toy_grid):
+    with pytest.raises(TypeError, match="prior must be a LabelPrior"):
+        make_spectra(3, model=toy_grid, prior="uniform")
+    spectra = make_spectra(3, model=toy_grid, random_state=0)
+    with pytest.raises(TypeError, match="noise_model must be a PFSNoiseModel"):
+        spectra.with_noise(noise_model="pfs")
+    with pytest.raises(ValueError, match="random_state must be"):
+        spectra.with_noise(random_state=-1)

@@ -135,6 +135,22 @@ def test_invalid_noise_level_raises(stacked, level):
         HeteroscedasticNoise(noise_level=level).fit(X)
 
 
+@pytest.mark.parametrize(
+    "transformer, match",
+    [
+        (HeteroscedasticNoise(keep_error="no"), "keep_error must be True or False; got 'no'"),
+        (MedianNormalizer(stacked="no"), "stacked must be True or False; got 'no'"),
+        (MedianNormalizer(value=np.inf), "value must be a finite number > 0"),
+        (MedianNormalizer(value=True), "value must be a finite number > 0"),
+    ],
+)
+def test_flags_and_values_are_checked_at_fit(stacked, transformer, match):
+    # a string used to be taken as True; value=inf gave all-inf spectra
+    _, _, X = stacked
+    with pytest.raises(ValueError, match=match):
+        transformer.fit_transform(X)
+
+
 def test_transform_width_mismatch_raises(stacked):
     _, _, X = stacked
     noise = HeteroscedasticNoise().fit(X)

@@ -128,6 +128,10 @@ def _X(n=40, n_pix=8, seed=0):
         (lambda X, y: (X, y), {"max_samples": 3}, "fewer spectra than cv=5"),
         (lambda X, y: (X, y), {"alphas": [1.0, -1.0]}, "alphas must be"),
         (lambda X, y: (X, y), {"n_threads": 0}, "n_threads must be"),
+        (lambda X, y: (X, y), {"margin": np.nan}, "margin must be a finite number >= 0"),
+        (lambda X, y: (X, y), {"margin": -1.0}, "margin must be a finite number >= 0"),
+        (lambda X, y: (X, y), {"min_r2": 2.0}, "min_r2 must be a finite number <= 1"),
+        (lambda X, y: (X, y), {"noisy": "no"}, "noisy must be True or False"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(change, kwargs, match):

@@ -10,7 +10,14 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ..spectra import LabelPrior, PFSNoiseModel, SpectralModel, snr_median
-from ..spectra._validation import check_int, check_real, renamed
+from ..spectra._validation import (
+    as_generator,
+    check_bool,
+    check_int,
+    check_noise_model,
+    check_real,
+    renamed,
+)
 from ._grid_io import resolve_model
 
 __all__ = ["Spectra", "make_spectra", "iter_spectra", "ERROR_MODES"]
@@ -159,10 +166,12 @@ class Spectra:
         (1, 2)
         """
         check_real(noise_level, "noise_level", low=0)
+        if noise_model is not None:
+            check_noise_model(noise_model)
+        rng = as_generator(random_state)
         sigma = (
             self.error if noise_model is None else noise_model.true_error(self.flux, self.error)
         )
-        rng = np.random.default_rng(random_state)
         eps = rng.standard_normal(self.flux.shape, dtype=np.float32)
         noisy = self.flux + np.float32(noise_level) * sigma * eps
         meta = dict(self.metadata, noise_seed=_seed_repr(random_state), noise_level=noise_level)
@@ -347,6 +356,9 @@ def _generate(
         raise ValueError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
     n_samples = check_int(n_samples, "n_samples", low=0)
     chunk_size = check_int(chunk_size, "chunk_size")
+    snap = check_bool(snap, "snap")
+    if prior is not None and not all(hasattr(prior, a) for a in ("sample", "param_names")):
+        raise TypeError(f"prior must be a LabelPrior (or None), got {type(prior).__name__}")
     model = resolve_model(model)
     if prior is None:
         prior = LabelPrior.from_grid(model, snap=snap)

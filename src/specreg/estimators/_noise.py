@@ -8,15 +8,19 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from .._checks import ODD_WIDTH_REASON
-from ..spectra._validation import check_noise_model, check_real, check_seed, split_stacked
+from ..spectra._validation import (
+    check_bool,
+    check_noise_model,
+    check_real,
+    check_seed,
+    split_stacked,
+)
 
 __all__ = ["HeteroscedasticNoise", "MedianNormalizer"]
 
@@ -202,6 +206,7 @@ class HeteroscedasticNoise(_StackedTransformer):
 
     def _validate(self, X, reset: bool) -> np.ndarray:
         check_real(self.noise_level, "noise_level", low=0)
+        check_bool(self.keep_error, "keep_error")
         if self.noise_model is not None:
             check_noise_model(self.noise_model)
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
@@ -415,12 +420,10 @@ class MedianNormalizer(_StackedTransformer):
         return self._transform(X, reset=not hasattr(self, "n_features_in_"))
 
     def _transform(self, X, reset: bool) -> np.ndarray:
-        if not (isinstance(self.value, numbers.Real) and self.value > 0):
-            raise ValueError(f"value must be a number > 0; got {self.value!r}")
+        check_real(self.value, "value", low=0.0, low_open=True)
+        stacked = check_bool(self.stacked, "stacked")
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-        n_flux = (
-            split_stacked(X, error_rule="nonnegative")[0].shape[1] if self.stacked else X.shape[1]
-        )
+        n_flux = split_stacked(X, error_rule="nonnegative")[0].shape[1] if stacked else X.shape[1]
         med = np.median(X[:, :n_flux], axis=1)
         bad = ~(med > 0)
         if bad.any():

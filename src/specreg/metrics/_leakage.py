@@ -20,7 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..spectra import split_stacked
-from ..spectra._validation import check_int
+from ..spectra._validation import check_bool, check_int, check_real
 
 __all__ = [
     "DEFAULT_LEAKAGE_ALPHAS",
@@ -283,6 +283,9 @@ def error_leakage(
     n, n_pix = flux.shape
     Y = _as_targets(y, n)
     cv = check_int(cv, "cv (the number of folds)", low=2)
+    noisy = check_bool(noisy, "noisy")
+    check_real(margin, "margin", low=0.0)
+    check_real(min_r2, "min_r2", high=1.0)
     if max_samples is not None:
         max_samples = check_int(max_samples, "max_samples")
         if max_samples < cv:
