@@ -330,3 +330,13 @@ def test_bad_errors_in_a_file_are_named_by_row_and_pixel(spectra, tmp_path, valu
     _write_pfsspec(pfs, bad, with_nan=False)
     with pytest.raises(ValueError, match=r"\(3, 7\)"):
         read_pfsspec(pfs)
+
+
+def test_load_grid_refuses_options_it_would_not_use():
+    # wave= used to be ignored silently for a grid file, resolution=-1 accepted
+    with pytest.raises(ValueError, match="applies to a BOSZ directory only"):
+        load_grid(wave=np.linspace(7100.0, 8850.0, 100))
+    with pytest.raises(ValueError, match="resolution must be a finite number > 0"):
+        load_grid(resolution=-1.0)
+    with pytest.raises(ValueError, match="normalize must be True or False"):
+        load_grid(normalize="yes")

@@ -168,3 +168,17 @@ def test_bootstrap_options_are_named_when_wrong(data, table, kw, match):
             scores_by_snr(y, pred, snr, **kw)
         else:
             efficiency_by_snr(y, pred, y, snr, **kw)
+
+
+@pytest.mark.parametrize("edges", [[100.0, 10.0, 1.0], [10.0], [1.0, np.nan, 100.0], []])
+def test_explicit_edges_must_be_increasing_and_finite(edges):
+    # assign_snr_bins used to put every spectrum in bin -1 or 0 without a word
+    with pytest.raises(ValueError, match="at least 2 finite, increasing values"):
+        assign_snr_bins([5.0, 50.0], edges)
+    with pytest.raises(ValueError, match="at least 2 finite, increasing values"):
+        snr_bin_edges([5.0, 50.0], edges)
+
+
+def test_regression_scores_of_nothing_is_an_error():
+    with pytest.raises(ValueError, match="y_true is empty"):
+        regression_scores([], [])

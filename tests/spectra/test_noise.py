@@ -119,3 +119,32 @@ def test_collected_flux_honours_n():
 def test_pfs_mr_wave_refuses_a_grid_that_is_not_one(kw):
     with pytest.raises(ValueError, match="must be"):
         pfs_mr_wave(**kw)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"reference_flux": np.nan}, "reference_flux must be a finite number > 0"),
+        ({"reference_flux": 0.0}, "reference_flux must be a finite number > 0"),
+        ({"rtol": np.nan}, "rtol must be a finite number > 0"),
+        ({"rtol": np.inf}, "rtol must be a finite number > 0"),
+    ],
+)
+def test_collected_flux_from_error_checks_its_options(kw, match):
+    # reference_flux=nan used to give NaN, rtol=inf switched the consistency check off
+    noise = PFSNoiseModel()
+    with pytest.raises(ValueError, match=match):
+        noise.collected_flux_from_error(noise.reference_error([1.0]), **kw)
+
+
+@pytest.mark.parametrize(
+    "flux, error, match",
+    [
+        ([[np.nan, 1.0]], [[1.0, 1.0]], "flux contains 1 NaN"),
+        ([[1.0, 1.0]], [[np.inf, 1.0]], "error contains 1 NaN or infinite"),
+        (np.ones((2, 0)), np.ones((2, 0)), "n_pix >= 1"),
+    ],
+)
+def test_snr_median_refuses_what_has_no_median(flux, error, match):
+    with pytest.raises(ValueError, match=match):
+        snr_median(flux, error)

@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..spectra import SpectralGrid
+from ..spectra._validation import check_bool, check_real
 from ._h5util import atomic_h5, create_checked, json_attr, read_dataset, to_json
 
 __all__ = ["load_grid", "save_grid", "EMBEDDED_GRID_NAME"]
@@ -219,6 +220,9 @@ def load_grid(
     >>> load_grid("5d").param_names
     ('T_eff', 'log_g', 'M_H', 'a_M', 'C_M')
     """
+    normalize = check_bool(normalize, "normalize")
+    if resolution is not None:
+        check_real(resolution, "resolution", low=0.0, low_open=True)
     if path is None or (isinstance(path, str) and path == "3d"):
         path = embedded_grid_path()
         if not path.exists():
@@ -235,6 +239,12 @@ def load_grid(
                 "`specreg grid assemble DIR --out response.h5`, then load_grid('response.h5')"
             )
     path = Path(path)
+    if wave is not None and not path.is_dir():
+        # a grid file brings its own pixels: a wave given here would be silently unused
+        raise ValueError(
+            "wave= resamples BOSZ spectra and applies to a BOSZ directory only; "
+            f"{path.name} is a grid file with its own wavelength grid"
+        )
     if path.is_file() and _is_response_file(path):
         from ..grids._response import read_response
 

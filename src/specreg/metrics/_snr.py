@@ -30,6 +30,14 @@ def _as_1d(a, name: str) -> np.ndarray:
     return arr
 
 
+def _check_edges(edges) -> np.ndarray:
+    """SNR bin edges: at least 2 finite, strictly increasing values."""
+    e = np.asarray(edges, dtype=float)
+    if e.ndim != 1 or e.size < 2 or not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0):
+        raise ValueError(f"bin edges must be at least 2 finite, increasing values, got {edges}")
+    return e
+
+
 def _same_length_1d(**arrays) -> tuple[np.ndarray, ...]:
     """The named arrays as finite 1-D float arrays, which must all have one length."""
     out = tuple(_as_1d(a, name) for name, a in arrays.items())
@@ -77,10 +85,7 @@ def snr_bin_edges(snr, bins=8, *, strategy: str = "quantile") -> np.ndarray:
     """
     snr = _as_1d(snr, "snr")
     if np.ndim(bins) > 0:
-        edges = np.asarray(bins, dtype=float)
-        if edges.size < 2 or np.any(np.diff(edges) <= 0):
-            raise ValueError(f"bin edges must be at least 2 increasing values, got {bins}")
-        return edges
+        return _check_edges(bins)
     k = check_int(bins, "bins")
     if snr.size == 0:
         raise ValueError("snr is empty")
@@ -106,7 +111,7 @@ def assign_snr_bins(snr, edges) -> np.ndarray:
     [-1, 0, 1, 1, -1]
     """
     snr = _as_1d(snr, "snr")
-    edges = np.asarray(edges, dtype=float)
+    edges = _check_edges(edges)
     idx = np.searchsorted(edges, snr, side="right") - 1
     idx[snr == edges[-1]] = edges.size - 2
     idx[(snr < edges[0]) | (snr > edges[-1])] = -1
@@ -160,6 +165,9 @@ def _table_by_snr(snr, bins, strategy, scores, columns=None) -> pd.DataFrame:
 def regression_scores(y_true, y_pred) -> dict:
     """R2 (with the labels' own variance, ddof=0), MAE, RMSE and bias (pred - true).
 
+    R2 is NaN where it is undefined: labels that do not vary (one spectrum, or a bin
+    of equal labels) have no variance to explain.
+
     Examples
     --------
     >>> regression_scores([1.0, 3.0], [1.5, 2.5])
@@ -168,6 +176,8 @@ def regression_scores(y_true, y_pred) -> dict:
     y, p = _as_1d(y_true, "y_true"), _as_1d(y_pred, "y_pred")
     if y.shape != p.shape:
         raise ValueError(f"y_true {y.shape} and y_pred {p.shape} differ in shape")
+    if y.size == 0:
+        raise ValueError("y_true is empty: no scores to compute")
     e = p - y
     mse = float(np.mean(e**2))
     var = float(np.var(y))

@@ -100,6 +100,12 @@ def snr_median(flux, error) -> np.ndarray:
     error = np.atleast_2d(np.asarray(error, dtype=np.float64))
     if flux.shape != error.shape:
         raise ValueError(f"flux {flux.shape} and error {error.shape} differ in shape")
+    if flux.ndim != 2 or flux.shape[1] == 0:
+        raise ValueError(
+            f"flux and error must have shape (n, n_pix) with n_pix >= 1, got {flux.shape}"
+        )
+    check_finite(flux, "flux")
+    check_finite(error, "error")
     if np.any(error <= 0):
         raise ValueError("error must be > 0 everywhere")
     return np.median(flux / error, axis=1)
@@ -351,8 +357,7 @@ class PFSNoiseModel:
         >>> err.shape, bool((err[0] > err[1]).all())
         ((2, 4096), True)
         """
-        if not (np.isfinite(reference_flux) and reference_flux > 0):
-            raise ValueError(f"reference_flux must be finite and > 0, got {reference_flux!r}")
+        check_real(reference_flux, "reference_flux", low=0.0, low_open=True)
         x = np.atleast_1d(np.asarray(x, dtype=float)).reshape(-1)
         x = self._check_x(x, x.size)
         return self._variance_to_sigma(None, x, flux_level=reference_flux)
@@ -390,6 +395,8 @@ class PFSNoiseModel:
         error = self._check_flux(error, "error")
         if np.any(error <= 0):
             raise ValueError("error must be > 0 everywhere")
+        check_real(reference_flux, "reference_flux", low=0.0, low_open=True)
+        check_real(rtol, "rtol", low=0.0, low_open=True)
         p = self.obj_coeff * self.obj_profile * reference_flux
         q = self.bkg_coeff * self.bkg_profile
         s2 = np.asarray(error, dtype=np.float64) ** 2
