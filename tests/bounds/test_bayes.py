@@ -208,6 +208,9 @@ def test_quantiles_and_pit_of_a_gaussian_posterior():
     assert 0.55 < np.mean(np.abs(post.pit[:, 0] - 0.5) <= 0.34) < 0.8
     with pytest.raises(ValueError, match="no 0.9 interval"):
         post.interval(0.9)
+    for level in ("0.68", 0.0, 1.0, np.nan):
+        with pytest.raises(ValueError, match="level must be"):
+            post.interval(level)
     with pytest.raises(ValueError, match="truth must have shape"):
         posterior_summary(grid, flux, err, truth=truth[:3])
     with pytest.raises(ValueError, match=r"quantiles must be one or more levels in \(0, 1\)"):

@@ -243,3 +243,20 @@ def test_resolution_leaves_the_constructor_arguments_alone(small_grid):
     ceiling.ceiling(s.X, s.y, theta=s.params[list(small_grid.param_names)])
     assert ceiling.prior is None and ceiling.noise is None and ceiling.model is small_grid
     assert not hasattr(ceiling, "_last_fisher")
+
+
+def test_summarise_ceiling_names_the_columns_it_lacks():
+    from specreg.bounds import summarise_ceiling
+
+    frame = pd.DataFrame({"y": [1.0, 2.0], "snr": [5.0, 6.0]})
+    with pytest.raises(ValueError, match=r"frame lacks the column\(s\) \['posterior_mean'"):
+        summarise_ceiling(frame)
+
+
+def test_table_needs_two_spectra_per_magnitude(toy_grid):
+    ceiling = FisherCeiling(toy_grid, n_draws=16, random_state=0)
+    for n in (1, 2.5):  # table(n=2.5) used to run with 2 spectra
+        with pytest.raises(
+            ValueError, match=r"n \(spectra per magnitude\) must be an integer >= 2"
+        ):
+            ceiling.table([21.0], n=n)

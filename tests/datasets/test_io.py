@@ -340,3 +340,10 @@ def test_load_grid_refuses_options_it_would_not_use():
         load_grid(resolution=-1.0)
     with pytest.raises(ValueError, match="normalize must be True or False"):
         load_grid(normalize="yes")
+
+
+@pytest.mark.parametrize("rows", [500, 2.5, "a", [0, 999]])
+def test_read_spectra_names_rows_it_cannot_select(spectra, tmp_path, rows):
+    path = write_spectra(spectra, tmp_path / "s.h5")
+    with pytest.raises(ValueError, match="rows must select spectra of this file"):
+        read_spectra(path, rows=rows)

@@ -144,3 +144,18 @@ def test_baselines_fit_several_labels_at_once():
     assert all(np.corrcoef(pred[:, k], y[:, k])[0, 1] > 0.8 for k in range(2))
     with pytest.raises(ValueError, match="n_outputs must be a positive integer"):
         make_lightgbm_baseline(n_outputs=0)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"alpha": -1.0}, "alpha must be a finite number >= 0"),
+        ({"alpha": "1"}, "alpha must be a finite number"),
+        ({"noise_level": -1.0}, "noise_level must be a finite number >= 0"),
+        ({"noisy_transform": "no"}, "noisy_transform must be True or False"),
+    ],
+)
+def test_baseline_factories_check_their_keywords_when_called(kw, match):
+    # these used to surface only at fit, from scikit-learn or the noise step
+    with pytest.raises(ValueError, match=match):
+        make_ridge_baseline(**kw)

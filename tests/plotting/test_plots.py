@@ -145,6 +145,25 @@ def test_plot_spectrum_checks_shapes():
     assert len(ax.get_lines()) == 2
     with pytest.raises(ValueError, match="shape"):
         plot_spectrum(np.arange(10.0), np.ones(9))
+    # a wrong-length error or model used to fail inside numpy or matplotlib
+    with pytest.raises(ValueError, match=r"error has shape \(3,\); wave has \(10,\)"):
+        plot_spectrum(np.arange(10.0), np.ones(10), error=np.ones(3))
+    with pytest.raises(ValueError, match=r"model has shape \(9,\)"):
+        plot_spectrum(np.arange(10.0), np.ones(10), model=np.ones(9))
+    with pytest.raises(ValueError, match="every value must be >= 0"):
+        plot_spectrum(np.arange(10.0), np.ones(10), error=np.full(10, -1.0))
+
+
+def test_r2_vs_snr_and_learning_curve_check_their_options(tables):
+    model, ceiling = tables
+    with pytest.raises(ValueError, match="legend must be 'outside', None or a matplotlib"):
+        plot_r2_vs_snr({"m": model}, ceiling, legend="bogus")
+    with pytest.raises(ValueError, match="scores must be a dict"):
+        plot_r2_vs_snr([model], ceiling)
+    with pytest.raises(ValueError, match="ceiling must be a finite number"):
+        plot_learning_curve([1, 2], {"a": [0.1, 0.2]}, ceiling=np.nan)
+    with pytest.raises(ValueError, match="train_sizes must be one or more sizes > 0"):
+        plot_learning_curve([0, 2], {"a": [0.1, 0.2]})
 
 
 @pytest.fixture

@@ -84,3 +84,9 @@ def test_check_int_returns_a_python_int(value):
 def test_check_int_refuses_what_it_would_have_to_round(value, low, match):
     with pytest.raises(ValueError, match=re.escape(match)):
         check_int(value, "n", low=low)
+
+
+@pytest.mark.parametrize("n_pix", [2.5, "2", 0])
+def test_split_stacked_n_pix_is_a_count(n_pix):
+    with pytest.raises(ValueError, match="n_pix must be a positive integer"):
+        split_stacked(np.ones((2, 4)), n_pix=n_pix)

@@ -131,6 +131,9 @@ class PosteriorSummary:
         -------
         lower, upper : ndarrays of shape (n, d)
         """
+        check_real(level, "level", low=0.0, high=1.0, low_open=True)
+        if level == 1.0:
+            raise ValueError("level must be < 1: a 100 % interval is the whole prior box")
         lo, hi = 0.5 - level / 2, 0.5 + level / 2
         levels = np.asarray(self.quantile_levels, dtype=float)
         # 0.68 stands for the 1-sigma interval (0.6827) as in every table of the docs

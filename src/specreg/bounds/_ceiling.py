@@ -50,6 +50,13 @@ AGGREGATIONS = {
 }
 
 
+#: The per-spectrum columns `summarise_ceiling` reads.
+_EVALUATION_COLUMNS = (
+    "y posterior_mean posterior_mean_se posterior_var posterior_var_se theta_ml crlb schur "
+    "cond snr ess"
+).split()
+
+
 def summarise_ceiling(frame: pd.DataFrame, *, prior=None, fisher=None, index: int = 1) -> dict:
     """Aggregate a per-spectrum evaluation (:meth:`FisherCeiling.evaluate`) into one row.
 
@@ -92,6 +99,11 @@ def summarise_ceiling(frame: pd.DataFrame, *, prior=None, fisher=None, index: in
     >>> round(row["r2_bayes"], 3), round(row["r2_max_median"], 3)
     (0.75, 0.9)
     """
+    missing = [c for c in _EVALUATION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"frame lacks the column(s) {missing} of FisherCeiling.evaluate's per-spectrum table"
+        )
     y = frame["y"].to_numpy(float)
     n = y.size
     var_y = float(np.var(y)) if n > 1 else float("nan")

@@ -390,7 +390,13 @@ def _read_any(path, rows) -> Spectra:
 def _row_selection(rows, n: int) -> np.ndarray:
     if rows is None:
         return np.arange(n)
-    idx = np.arange(n)[rows]
+    try:
+        idx = np.arange(n)[rows]
+    except (IndexError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"rows must select spectra of this file of {n}: an int, a slice, integer "
+            f"indices or a boolean mask of length {n}; got {rows!r} ({exc})"
+        ) from None
     return np.atleast_1d(idx)
 
 

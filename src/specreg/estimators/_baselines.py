@@ -23,7 +23,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..spectra._validation import check_int
+from ..spectra._validation import check_bool, check_int, check_noise_model, check_real
 from ._noise import HeteroscedasticNoise
 
 if TYPE_CHECKING:
@@ -104,7 +104,11 @@ def _training_noise(
     noise_model: PFSNoiseModel | None,
     random_state: int | np.random.RandomState | None,
 ) -> HeteroscedasticNoise:
-    """The first step of both baselines, from the factories' noise keywords."""
+    """The first step of both baselines, from the factories' noise keywords (checked now)."""
+    check_real(noise_level, "noise_level", low=0.0)
+    check_bool(noisy_transform, "noisy_transform")
+    if noise_model is not None:
+        check_noise_model(noise_model)
     return HeteroscedasticNoise(
         noise_level=noise_level,
         noisy_transform=noisy_transform,
@@ -161,6 +165,7 @@ def make_ridge_baseline(
     >>> cross_validate(pipe, X, y, cv=3)["test_score"].mean() > 0.9
     np.True_
     """
+    check_real(alpha, "alpha", low=0.0)
     noise = _training_noise(noise_level, noisy_transform, noise_model, random_state)
     return make_pipeline(noise, StandardScaler(), Ridge(alpha=alpha))
 

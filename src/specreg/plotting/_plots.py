@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..spectra._validation import check_finite, check_int
+from ..spectra._validation import check_finite, check_int, check_real
 
 
 def _axes(ax, figsize=None):
@@ -126,6 +126,17 @@ def plot_r2_vs_snr(
     >>> [t.get_text() for t in ax.get_xticklabels()]
     ['3', '4', '5', '7', '10']
     """
+    from matplotlib.legend import Legend
+
+    if legend not in (None, False, "outside", *Legend.codes):
+        raise ValueError(
+            f"legend must be 'outside', None or a matplotlib location "
+            f"({', '.join(map(repr, Legend.codes))}); got {legend!r}"
+        )
+    if scores is not None and not isinstance(scores, dict):
+        raise ValueError(
+            f"scores must be a dict of model name -> per-SNR table, got {type(scores).__name__}"
+        )
     ax = _axes(ax, figsize=(8.4, 4.4) if legend == "outside" else None)
     if ceiling is not None:
         c = ceiling.sort_values("snr")
@@ -229,8 +240,14 @@ def plot_learning_curve(
     >>> [t.get_text() for t in ax.get_xticklabels()]  # the sizes
     ['1,000', '10k']
     """
-    ax = _axes(ax)
     sizes = np.asarray(train_sizes, dtype=float)
+    if sizes.ndim != 1 or sizes.size == 0 or not np.all(np.isfinite(sizes) & (sizes > 0)):
+        raise ValueError(
+            f"train_sizes must be one or more sizes > 0 (a log axis); got {train_sizes}"
+        )
+    if ceiling is not None:
+        check_real(ceiling, "ceiling", high=1.0)
+    ax = _axes(ax)
     for name, s in scores.items():
         s = np.asarray(s, dtype=float)
         if s.shape[0] != sizes.size:
@@ -390,16 +407,22 @@ def plot_spectrum(wave, flux, *, error=None, model=None, ax=None, label: str | N
     >>> ax.get_xlabel()
     'wavelength (Å)'
     """
-    ax = _axes(ax)
     w, f = np.asarray(wave, float), np.asarray(flux, float)
-    if f.shape != w.shape:
-        raise ValueError(f"flux {f.shape} and wave {w.shape} differ in shape")
+    if w.ndim != 1 or f.shape != w.shape:
+        raise ValueError(f"flux has shape {f.shape}; wave has {w.shape} (1-D, one length)")
+    e = None if error is None else np.asarray(error, float)
+    m = None if model is None else np.asarray(model, float)
+    for name, values in (("error", e), ("model", m)):
+        if values is not None and values.shape != w.shape:
+            raise ValueError(f"{name} has shape {values.shape}; wave has {w.shape}")
+    if e is not None and (e < 0).any():
+        raise ValueError("error holds 1-sigma errors: every value must be >= 0")
+    ax = _axes(ax)
     ax.plot(w, f, lw=0.6, label=label or "flux")
-    if error is not None:
-        e = np.asarray(error, float)
+    if e is not None:
         ax.fill_between(w, f - e, f + e, color="C0", alpha=0.2, lw=0, label=r"$\pm1\sigma$")
-    if model is not None:
-        ax.plot(w, np.asarray(model, float), "k-", lw=0.8, label="model")
+    if m is not None:
+        ax.plot(w, m, "k-", lw=0.8, label="model")
     ax.set_xlabel("wavelength (Å)")
     ax.set_ylabel("normalised flux")
     ax.legend(fontsize="small")

@@ -142,6 +142,8 @@ def split_stacked(
             f"got {width} feature(s) (odd width)"
         )
     half = width // 2
+    if n_pix is not None:
+        n_pix = check_int(n_pix, "n_pix")
     if n_pix is not None and half != n_pix:
         raise ValueError(
             f"{name} has {width} columns, i.e. {half} pixels of flux and of error, but "
