@@ -234,3 +234,22 @@ def test_a_prior_or_noise_model_of_the_wrong_kind_is_named(toy_grid):
         spectra.with_noise(noise_model="pfs")
     with pytest.raises(ValueError, match="random_state must be"):
         spectra.with_noise(random_state=-1)
+
+
+def test_objects_of_the_wrong_kind_are_named_where_they_enter(toy_grid, tmp_path):
+    from specreg.bounds import posterior_summary
+    from specreg.datasets import save_grid
+    from specreg.spectra import LabelPrior
+
+    with pytest.raises(TypeError, match="model must be a SpectralModel"):
+        make_spectra(3, model="3d-grid")
+    with pytest.raises(TypeError, match="model must be a SpectralModel"):
+        LabelPrior.from_grid("3d")
+    with pytest.raises(TypeError, match="save_grid writes a SpectralGrid"):
+        save_grid("grid", tmp_path / "g.h5")
+    flux = toy_grid.flux([[5000.0, 3.0, -1.0]])
+    err = np.full_like(flux, 0.01)
+    with pytest.raises(TypeError, match="prior must be a LabelPrior"):
+        posterior_summary(toy_grid, flux, err, prior="uniform")
+    with pytest.raises(TypeError, match="noise_model must be a PFSNoiseModel"):
+        posterior_summary(toy_grid, flux, err, noise_model="pfs")

@@ -148,3 +148,21 @@ def test_collected_flux_from_error_checks_its_options(kw, match):
 def test_snr_median_refuses_what_has_no_median(flux, error, match):
     with pytest.raises(ValueError, match=match):
         snr_median(flux, error)
+
+
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        ([], "two or more"),
+        ([(21.0, 5.0)], "two or more"),
+        ([(21.0, 5.0, 1.0), (22.0, 3.0, 1.0)], "two or more"),
+        ([(21.0, np.nan), (22.0, 3.0)], "table contains 1 NaN"),
+        ([(21.0, -5.0), (22.0, 3.0)], "SNR values must be > 0"),
+    ],
+)
+def test_calibrate_refuses_a_table_it_cannot_fit(typical_flux, table, match):
+    # an empty table used to return the default constants without a word
+    with pytest.raises(ValueError, match=match):
+        PFSNoiseModel().calibrate(typical_flux, table)
+    with pytest.raises(ValueError, match="one spectrum of 4096 pixels"):
+        PFSNoiseModel().calibrate(np.full(10, 0.5))

@@ -45,6 +45,7 @@ from ..spectra._validation import (
     as_generator,
     check_flux_error,
     check_int,
+    check_noise_model,
     check_real,
     renamed,
     split_stacked,
@@ -216,6 +217,7 @@ def resolve_noise(noise, model):
             raise ValueError(f'noise must be a PFSNoiseModel, "given" or None, got {noise!r}')
         return None
     if noise is not None:
+        check_noise_model(noise, "noise")
         return noise
     from ..spectra import PFSNoiseModel
 
@@ -225,6 +227,8 @@ def resolve_noise(noise, model):
 def resolve_prior(prior, model):
     """``prior``, or the uniform prior on the model's box (``make_spectra``'s default)."""
     if prior is not None:
+        if not all(hasattr(prior, a) for a in ("param_names", "sample", "logpdf")):
+            raise TypeError(f"prior must be a LabelPrior (or None), got {type(prior).__name__}")
         return prior
     from ..spectra import LabelPrior
 
@@ -960,6 +964,8 @@ def posterior_summary(
         max_resample=max_resample,
         quantiles=quantiles,
     )
+    if noise_model is not None:
+        check_noise_model(noise_model)
     return _posterior(
         _Problem(model, prior, lattice),
         flux,

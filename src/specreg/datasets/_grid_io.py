@@ -57,7 +57,16 @@ def resolve_model(model=None):
     >>> resolve_model().param_names
     ('T_eff', 'log_g', 'M_H')
     """
-    return load_grid() if model is None else model
+    if model is None:
+        return load_grid()
+    from ..spectra import SpectralModel
+
+    if not isinstance(model, SpectralModel):  # the protocol: labels, wave, bounds, flux...
+        raise TypeError(
+            f"model must be a SpectralModel (e.g. a SpectralGrid from load_grid) or None, "
+            f"got {type(model).__name__}"
+        )
+    return model
 
 
 def save_grid(grid: SpectralGrid, path: str | os.PathLike) -> Path:
@@ -87,6 +96,8 @@ def save_grid(grid: SpectralGrid, path: str | os.PathLike) -> Path:
     >>> load_grid(p, normalize=False).shape
     (2,)
     """
+    if not isinstance(grid, SpectralGrid):
+        raise TypeError(f"save_grid writes a SpectralGrid, got {type(grid).__name__}")
     path = Path(path)
     with atomic_h5(path) as f:
         f.attrs["format"] = GRID_FORMAT

@@ -469,8 +469,23 @@ class PFSNoiseModel:
         >>> round(float(snr_median(flat, m.error(flat, 22.0))[0]), 1)
         5.0
         """
-        flux = np.asarray(flux, dtype=float).reshape(-1)
-        a, b = _calibrate(self.obj_profile, self.bkg_profile, flux, table)
+        flux = np.asarray(flux, dtype=float)
+        if flux.ndim > 1 and flux.shape[0] == 1:
+            flux = flux[0]
+        if flux.shape != self.wave.shape:
+            raise ValueError(
+                f"flux must be one spectrum of {self.wave.size} pixels (the noise model's "
+                f"wave grid), got shape {flux.shape}"
+            )
+        check_finite(flux, "flux")
+        rows = np.asarray(table, dtype=float)
+        # two constants to fit: at least two (mag, snr) rows
+        if rows.ndim != 2 or rows.shape[1] != 2 or rows.shape[0] < 2:
+            raise ValueError(f"table must be two or more (mag, snr) pairs, got shape {rows.shape}")
+        check_finite(rows, "table")
+        if np.any(rows[:, 1] <= 0):
+            raise ValueError("table's SNR values must be > 0")
+        a, b = _calibrate(self.obj_profile, self.bkg_profile, flux, rows)
         return PFSNoiseModel(
             self.wave,
             obj_coeff=a,

@@ -109,6 +109,11 @@ class LabelPrior:
         model = renamed(model, grid, old="grid", new="model")
         if model is None:
             raise TypeError("LabelPrior.from_grid() needs the spectral model (model=)")
+        if not hasattr(model, "bounds") or not hasattr(model, "param_names"):
+            raise TypeError(
+                f"model must be a SpectralModel (with bounds and param_names), got "
+                f"{type(model).__name__}"
+            )
         bounds = dict(model.bounds)
         for name, (lo, hi) in (box or {}).items():
             if name not in bounds:
