@@ -108,6 +108,7 @@ def test_prior_and_mag_options(toy_grid):
         ({"chunk_size": 0}, "chunk_size must be a positive integer; got 0"),
         ({"chunk_size": 2.0}, "chunk_size must be a positive integer; got 2.0"),
         ({"snap": "no"}, "snap must be True or False; got 'no'"),
+        ({"return_X_y": "no"}, "return_X_y must be True or False; got 'no'"),
     ],
 )
 def test_bad_options_raise(toy_grid, kwargs, match):
@@ -253,3 +254,5 @@ def test_objects_of_the_wrong_kind_are_named_where_they_enter(toy_grid, tmp_path
         posterior_summary(toy_grid, flux, err, prior="uniform")
     with pytest.raises(TypeError, match="noise_model must be a PFSNoiseModel"):
         posterior_summary(toy_grid, flux, err, noise_model="pfs")
+    with pytest.raises(ValueError, match="progress must be True or False"):
+        posterior_summary(toy_grid, flux, err, progress="no")

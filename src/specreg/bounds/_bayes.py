@@ -43,6 +43,7 @@ from scipy.special import gammaln, logsumexp
 from .._numerics import fisher_information, levenberg_marquardt
 from ..spectra._validation import (
     as_generator,
+    check_bool,
     check_flux_error,
     check_int,
     check_noise_model,
@@ -743,6 +744,7 @@ def _posterior(
     error = np.atleast_2d(np.asarray(error, dtype=np.float32))
     _check_spectra(flux, error)
     model = prob.model
+    progress = check_bool(progress, "progress")
     n_pix = getattr(model, "n_pix", None) or len(model.wave)
     if flux.shape[1] != n_pix:
         raise ValueError(f"spectra have {flux.shape[1]} pixels, the model {n_pix}")

@@ -502,6 +502,7 @@ def make_spectra(
     ((10, 8192), (10,))
     """
     model, noisy = _renamed_options(model, grid, noisy, noise)
+    return_X_y = check_bool(return_X_y, "return_X_y")
     chunks = _generate(
         n_samples, model, prior, mag, noisy, noise_model, errors, snap, chunk_size, random_state
     )
