@@ -82,3 +82,23 @@ def test_a_plain_object_with_the_members_is_a_spectral_model(small_grid):
     assert isinstance(Minimal(), SpectralModel)
     assert not isinstance(small_grid.wave, SpectralModel)
     assert not any(hasattr(Minimal(), n) for n in OPTIONAL_MEMBERS)
+
+
+def test_a_flux_only_model_simulates_and_the_bounds_name_what_it_lacks(small_grid):
+    from specreg import FisherCeiling, TemplateFitRegressor
+    from specreg.datasets import make_spectra
+
+    class FluxOnly:
+        param_names = small_grid.param_names
+        wave = small_grid.wave
+        bounds = small_grid.bounds
+
+        def flux(self, theta, *, out_of_bounds="raise"):
+            return small_grid.flux(theta, out_of_bounds=out_of_bounds)
+
+    spectra = make_spectra(4, model=FluxOnly(), noisy=True, random_state=0)
+    assert spectra.X.shape == (4, 2 * small_grid.n_pix)
+    with pytest.raises(TypeError, match="FluxOnly has no jacobian"):
+        FisherCeiling(FluxOnly(), n_draws=16).evaluate(spectra.X, spectra.params["log_g"])
+    with pytest.raises(TypeError, match="FluxOnly has no jacobian"):
+        TemplateFitRegressor(model=FluxOnly()).fit(spectra.X, spectra.y)

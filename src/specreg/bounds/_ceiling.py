@@ -325,7 +325,7 @@ class FisherCeiling:
 
     def _model(self):
         if self.model is not None:
-            return self.model
+            return resolve_model(self.model, jacobian=True)
         # the embedded grid takes a second to load: once per instance, not per call
         if getattr(self, "_default_model", None) is None:
             self._default_model = resolve_model(None)

@@ -223,7 +223,7 @@ class BayesCeilingRegressor(RegressorMixin, BaseEstimator):
             default=256,
             unset="deprecated",
         )
-        model = resolve_model(model)
+        model = resolve_model(model, jacobian=True)
         names = tuple(model.param_names)
         target = resolve_target(self.target, names)
         if y is not None:

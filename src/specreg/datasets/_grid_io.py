@@ -37,7 +37,7 @@ def embedded_grid_path() -> Path:
     return Path(str(resources.files("specreg.datasets") / "data" / EMBEDDED_GRID_NAME))
 
 
-def resolve_model(model=None):
+def resolve_model(model=None, *, jacobian: bool = False):
     """The spectral model to use: ``model`` itself, or the embedded grid if ``None``.
 
     The one place where "no model given" turns into the grid shipped with
@@ -47,6 +47,8 @@ def resolve_model(model=None):
     ----------
     model : SpectralModel or None
         A spectral model (for example a `SpectralGrid`), or ``None``.
+    jacobian : bool, default=False
+        The caller needs the model's ``jacobian`` (fits and bounds), not only its flux.
 
     Returns
     -------
@@ -59,12 +61,13 @@ def resolve_model(model=None):
     """
     if model is None:
         return load_grid()
-    from ..spectra import SpectralModel
-
-    if not isinstance(model, SpectralModel):  # the protocol: labels, wave, bounds, flux...
+    # what every user of a model reads; fits and bounds also differentiate it
+    needed = ("param_names", "wave", "bounds", "flux") + (("jacobian",) if jacobian else ())
+    missing = [a for a in needed if not hasattr(model, a)]
+    if missing:
         raise TypeError(
-            f"model must be a SpectralModel (e.g. a SpectralGrid from load_grid) or None, "
-            f"got {type(model).__name__}"
+            f"model must be a SpectralModel (e.g. a SpectralGrid from load_grid) or None; "
+            f"{type(model).__name__} has no {', '.join(missing)}"
         )
     return model
 

@@ -116,16 +116,7 @@ def split_flux_error(X: np.ndarray, n_pix: int | None = None) -> tuple[np.ndarra
 
 def _resolve_model(model):
     # the embedded grid for None (a clear FileNotFoundError when it is absent)
-    model = resolve_model(model)
-    missing = [
-        a for a in ("param_names", "wave", "bounds", "flux", "jacobian") if not hasattr(model, a)
-    ]
-    if missing:
-        raise TypeError(
-            f"model must be a SpectralGrid or another SpectralModel (param_names, wave, "
-            f"bounds, flux, jacobian); {type(model).__name__} lacks {missing}"
-        )
-    return model
+    return resolve_model(model, jacobian=True)
 
 
 class TemplateFitRegressor(RegressorMixin, BaseEstimator):
