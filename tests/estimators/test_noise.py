@@ -239,3 +239,9 @@ def test_random_state_error_names_the_parameter():
     X = np.hstack([np.full((3, 4), 0.5), np.full((3, 4), 0.05)])
     with pytest.raises(ValueError, match="random_state must be None, an int"):
         HeteroscedasticNoise(random_state=-1).fit_transform(X)
+
+
+def test_noisy_transform_is_a_flag(stacked):
+    _, _, X = stacked
+    with pytest.raises(ValueError, match="noisy_transform must be True or False"):
+        HeteroscedasticNoise(noisy_transform="no").fit(X)

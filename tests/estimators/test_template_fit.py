@@ -588,3 +588,20 @@ def test_grid_is_a_deprecated_alias_of_model(fitted):
 def test_expected_failed_checks_name_their_reason():
     reasons = TemplateFitRegressor()._expected_failed_checks()
     assert len(reasons) == 26 and all(r.startswith(("X ", "the check")) for r in reasons.values())
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"tol": np.inf}, "tol must be a finite number > 0"),
+        ({"xtol": np.nan}, "xtol must be a finite number > 0"),
+        ({"n_jobs": 2.5}, "n_jobs must be None or a non-zero integer; got 2.5"),
+        ({"n_jobs": 0}, "n_jobs must be None or a non-zero integer; got 0"),
+        ({"progress_bar": "no"}, "progress_bar must be True or False"),
+    ],
+)
+def test_fit_options_are_checked(fitted, small_grid, kw, match):
+    # n_jobs=2.5 and tol=inf used to be accepted
+    _, X = fitted
+    with pytest.raises(ValueError, match=match):
+        TemplateFitRegressor(small_grid, **kw).fit(X, [3.3, 1.7])

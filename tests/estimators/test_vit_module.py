@@ -85,6 +85,8 @@ def test_sliding_with_stride_equal_patch_is_the_conv_tokenizer():
 def test_bad_configuration_is_named():
     with pytest.raises(ValueError, match="stride"):
         small(tokenizer="sliding", stride=9)
+    with pytest.raises(ValueError, match="stride must be an integer in"):
+        small(tokenizer="sliding", stride=2.5)  # used to be accepted
     with pytest.raises(ValueError, match="divisible"):
         small(heads=3)
     with pytest.raises(ValueError, match="tokenizer"):
@@ -115,7 +117,10 @@ def _defaults():
         ({"mlp_ratio": -1.0}, "mlp_ratio must be a finite number > 0.0; got -1.0."),
         ({"dropout": 2.0}, "dropout must be a finite number >= 0.0 and <= 1.0; got 2.0."),
         ({"pooling": "max"}, "pooling must be one of ('cls', 'mean'); got 'max'."),
-        ({"tokenizer": "sliding", "stride": 0}, "stride must be in [1, patch_size=16]; got 0."),
+        (
+            {"tokenizer": "sliding", "stride": 0},
+            "stride must be an integer in [1, patch_size=16]; got 0.",
+        ),
     ],
 )
 def test_check_architecture_names_the_bad_keyword(kw, match):

@@ -207,6 +207,7 @@ class HeteroscedasticNoise(_StackedTransformer):
     def _validate(self, X, reset: bool) -> np.ndarray:
         check_real(self.noise_level, "noise_level", low=0)
         check_bool(self.keep_error, "keep_error")
+        check_bool(self.noisy_transform, "noisy_transform")
         if self.noise_model is not None:
             check_noise_model(self.noise_model)
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])

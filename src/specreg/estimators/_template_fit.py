@@ -22,8 +22,10 @@ from ..datasets._grid_io import resolve_model
 from ..spectra import SpectralGrid, split_stacked
 from ..spectra._interp import axis_weights, weight_matrix
 from ..spectra._validation import (
+    check_bool,
     check_int,
     check_noise_model,
+    check_real,
     check_target_y,
     renamed,
     resolve_target,
@@ -322,9 +324,14 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
             check_int(getattr(self, name), name)
         check_int(self.poly_degree, "poly_degree", low=0)
         for name in ("tol", "xtol"):
-            value = getattr(self, name)
-            if not (isinstance(value, numbers.Real) and value > 0):
-                raise ValueError(f"{name} must be a positive number; got {value!r}")
+            check_real(getattr(self, name), name, low=0.0, low_open=True)
+        if self.n_jobs is not None:
+            # joblib's convention: -1 all cores, -2 all but one; 0 means nothing
+            if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral):
+                raise ValueError(f"n_jobs must be None or a non-zero integer; got {self.n_jobs!r}")
+            if self.n_jobs == 0:
+                raise ValueError("n_jobs must be None or a non-zero integer; got 0")
+        check_bool(self.progress_bar, "progress_bar")
 
     def _check_params_against(self, model) -> tuple[str, ...]:
         names = tuple(model.param_names)

@@ -184,8 +184,13 @@ def check_architecture(params: Mapping[str, object]) -> None:
 
 
 def _check_stride(stride, patch_size: int) -> None:
-    if not 1 <= stride <= patch_size:
-        raise ValueError(f"stride must be in [1, patch_size={patch_size}]; got {stride}.")
+    import numbers
+
+    whole = isinstance(stride, numbers.Integral) and not isinstance(stride, bool)
+    if not (whole and 1 <= stride <= patch_size):
+        raise ValueError(
+            f"stride must be an integer in [1, patch_size={patch_size}]; got {stride!r}."
+        )
 
 
 def _pad_right(x: torch.Tensor, n_pix: int, patch_size: int, stride: int) -> torch.Tensor:
