@@ -492,7 +492,10 @@ def test_architecture_parameters_are_the_modules(data):
         ({"tokenizer": "fft"}, "tokenizer must be one of"),
         ({"pooling": "max"}, "pooling must be one of"),
         ({"pos_encoding": "rope"}, "pos_encoding must be one of"),
-        ({"tokenizer": "sliding", "stride": 17}, "stride must be an integer in [1, patch_size=16]"),
+        (
+            {"tokenizer": "sliding", "stride": 17},
+            "stride must be an integer in [1, patch_size=16]",
+        ),
         ({"depth": 0}, "depth must be a positive integer"),
     ],
 )
