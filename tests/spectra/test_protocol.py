@@ -67,18 +67,26 @@ def test_grids_behave_as_the_protocol_says(model):
     assert model.stencil_valid(theta).shape == (2,)
 
 
-def test_a_plain_object_with_the_members_is_a_spectral_model(small_grid):
+def _plain_model(grid, *, jacobian: bool = True):
+    """A plain object delegating the protocol's members to ``grid`` (jacobian optional)."""
+
     class Minimal:
-        param_names = small_grid.param_names
-        wave = small_grid.wave
-        bounds = small_grid.bounds
+        param_names = grid.param_names
+        wave = grid.wave
+        bounds = grid.bounds
 
         def flux(self, theta, *, out_of_bounds="raise"):
-            return small_grid.flux(theta, out_of_bounds=out_of_bounds)
+            return grid.flux(theta, out_of_bounds=out_of_bounds)
 
-        def jacobian(self, theta, *, out_of_bounds="raise"):
-            return small_grid.jacobian(theta, out_of_bounds=out_of_bounds)
+    if jacobian:
+        Minimal.jacobian = lambda self, theta, *, out_of_bounds="raise": grid.jacobian(
+            theta, out_of_bounds=out_of_bounds
+        )
+    return Minimal
 
+
+def test_a_plain_object_with_the_members_is_a_spectral_model(small_grid):
+    Minimal = _plain_model(small_grid)
     assert isinstance(Minimal(), SpectralModel)
     assert not isinstance(small_grid.wave, SpectralModel)
     assert not any(hasattr(Minimal(), n) for n in OPTIONAL_MEMBERS)
@@ -88,14 +96,8 @@ def test_a_flux_only_model_simulates_and_the_bounds_name_what_it_lacks(small_gri
     from specreg import FisherCeiling, TemplateFitRegressor
     from specreg.datasets import make_spectra
 
-    class FluxOnly:
-        param_names = small_grid.param_names
-        wave = small_grid.wave
-        bounds = small_grid.bounds
-
-        def flux(self, theta, *, out_of_bounds="raise"):
-            return small_grid.flux(theta, out_of_bounds=out_of_bounds)
-
+    FluxOnly = _plain_model(small_grid, jacobian=False)
+    FluxOnly.__name__ = "FluxOnly"
     spectra = make_spectra(4, model=FluxOnly(), noisy=True, random_state=0)
     assert spectra.X.shape == (4, 2 * small_grid.n_pix)
     with pytest.raises(TypeError, match="FluxOnly has no jacobian"):
