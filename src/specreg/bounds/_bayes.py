@@ -47,6 +47,7 @@ from ..spectra._validation import (
     check_flux_error,
     check_int,
     check_noise_model,
+    check_prior,
     check_real,
     renamed,
     split_stacked,
@@ -228,8 +229,7 @@ def resolve_noise(noise, model):
 def resolve_prior(prior, model):
     """``prior``, or the uniform prior on the model's box (``make_spectra``'s default)."""
     if prior is not None:
-        if not all(hasattr(prior, a) for a in ("param_names", "sample", "logpdf")):
-            raise TypeError(f"prior must be a LabelPrior (or None), got {type(prior).__name__}")
+        check_prior(prior, ("param_names", "sample", "logpdf"))
         return prior
     from ..spectra import LabelPrior
 
@@ -273,9 +273,8 @@ class _Problem:
             raise ValueError(
                 f"lattice must be one size or {self.d} sizes (one per label), got {lattice!r}"
             )
-        sizes = [check_int(s, "lattice size") for s in np.broadcast_to(given, (self.d,))]
-        self.sizes = tuple(sizes)
-        sizes = np.array(sizes)
+        self.sizes = tuple(check_int(s, "lattice size") for s in np.broadcast_to(given, (self.d,)))
+        sizes = np.array(self.sizes)
         self.h = (self.hi - self.lo) / sizes
         axes = [self.lo[k] + (np.arange(sizes[k]) + 0.5) * self.h[k] for k in range(self.d)]
         mesh = np.meshgrid(*axes, indexing="ij")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._numerics import fisher_information
-from ..spectra._validation import check_bool, check_errors, check_int, check_real
+from ..spectra._validation import check_bool, check_errors, check_int, check_real, is_integer
 
 __all__ = [
     "fisher_matrix",
@@ -212,9 +212,7 @@ def marginal_crlb(
 
 def _check_index(index, d: int) -> int:
     """The position of the label of interest among ``d`` labels (negative counts back)."""
-    import numbers
-
-    if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not -d <= index < d:
+    if not is_integer(index) or not -d <= index < d:
         raise ValueError(
             f"index must be an integer in [{-d}, {d - 1}] for {d} labels; got {index!r}"
         )

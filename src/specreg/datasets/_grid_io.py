@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..spectra import SpectralGrid
-from ..spectra._validation import check_bool, check_real
+from ..spectra._validation import check_bool, check_model, check_real
 from ._h5util import atomic_h5, create_checked, json_attr, read_dataset, to_json
 
 __all__ = ["load_grid", "save_grid", "EMBEDDED_GRID_NAME"]
@@ -63,12 +63,7 @@ def resolve_model(model=None, *, jacobian: bool = False):
         return load_grid()
     # what every user of a model reads; fits and bounds also differentiate it
     needed = ("param_names", "wave", "bounds", "flux") + (("jacobian",) if jacobian else ())
-    missing = [a for a in needed if not hasattr(model, a)]
-    if missing:
-        raise TypeError(
-            f"model must be a SpectralModel (e.g. a SpectralGrid from load_grid) or None; "
-            f"{type(model).__name__} has no {', '.join(missing)}"
-        )
+    check_model(model, needed)
     return model
 
 

@@ -15,6 +15,7 @@ from ..spectra._validation import (
     check_bool,
     check_int,
     check_noise_model,
+    check_prior,
     check_real,
     renamed,
 )
@@ -357,8 +358,8 @@ def _generate(
     n_samples = check_int(n_samples, "n_samples", low=0)
     chunk_size = check_int(chunk_size, "chunk_size")
     snap = check_bool(snap, "snap")
-    if prior is not None and not all(hasattr(prior, a) for a in ("sample", "param_names")):
-        raise TypeError(f"prior must be a LabelPrior (or None), got {type(prior).__name__}")
+    if prior is not None:
+        check_prior(prior)
     model = resolve_model(model)
     if prior is None:
         prior = LabelPrior.from_grid(model, snap=snap)

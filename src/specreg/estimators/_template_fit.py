@@ -6,7 +6,6 @@ resolution, batching, threads and the progress bar live here; the mathematics th
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
@@ -27,6 +26,7 @@ from ..spectra._validation import (
     check_noise_model,
     check_real,
     check_target_y,
+    is_integer,
     renamed,
     resolve_target,
     target_shaped,
@@ -327,7 +327,7 @@ class TemplateFitRegressor(RegressorMixin, BaseEstimator):
             check_real(getattr(self, name), name, low=0.0, low_open=True)
         if self.n_jobs is not None:
             # joblib's convention: -1 all cores, -2 all but one; 0 means nothing
-            if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral):
+            if not is_integer(self.n_jobs):
                 raise ValueError(f"n_jobs must be None or a non-zero integer; got {self.n_jobs!r}")
             if self.n_jobs == 0:
                 raise ValueError("n_jobs must be None or a non-zero integer; got 0")

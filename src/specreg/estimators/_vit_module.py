@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spectra._validation import check_int, check_real
+from ..spectra._validation import check_int, check_real, is_integer
 from ._truncnorm import (
     clip_to_box,
     location_sensitivity,
@@ -184,10 +184,7 @@ def check_architecture(params: Mapping[str, object]) -> None:
 
 
 def _check_stride(stride, patch_size: int) -> None:
-    import numbers
-
-    whole = isinstance(stride, numbers.Integral) and not isinstance(stride, bool)
-    if not (whole and 1 <= stride <= patch_size):
+    if not (is_integer(stride) and 1 <= stride <= patch_size):
         raise ValueError(
             f"stride must be an integer in [1, patch_size={patch_size}]; got {stride!r}."
         )

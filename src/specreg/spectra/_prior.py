@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ._validation import as_generator, check_bool, check_int, check_real, renamed
+from ._validation import as_generator, check_bool, check_int, check_model, check_real, renamed
 
 if TYPE_CHECKING:
     from ._protocol import SpectralModel
@@ -109,11 +109,7 @@ class LabelPrior:
         model = renamed(model, grid, old="grid", new="model")
         if model is None:
             raise TypeError("LabelPrior.from_grid() needs the spectral model (model=)")
-        if not hasattr(model, "bounds") or not hasattr(model, "param_names"):
-            raise TypeError(
-                f"model must be a SpectralModel (with bounds and param_names), got "
-                f"{type(model).__name__}"
-            )
+        check_model(model, ("param_names", "bounds"))
         bounds = dict(model.bounds)
         for name, (lo, hi) in (box or {}).items():
             if name not in bounds:

@@ -11,11 +11,14 @@ __all__ = [
     "check_bool",
     "check_finite",
     "check_int",
+    "check_model",
     "check_errors",
     "check_flux_error",
     "check_noise_model",
+    "check_prior",
     "check_real",
     "check_seed",
+    "is_integer",
     "check_target_y",
     "renamed",
     "resolve_target",
@@ -297,6 +300,19 @@ def check_bool(value, name: str) -> bool:
     return bool(value)
 
 
+def is_integer(value) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's), a bool not counting as one.
+
+    Examples
+    --------
+    >>> is_integer(np.int64(3)), is_integer(3.0), is_integer(True)
+    (True, False, False)
+    """
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_int(value, name: str, *, low: int = 1) -> int:
     """An integer >= ``low``, returned as a Python int, or a named error.
 
@@ -316,12 +332,42 @@ def check_int(value, name: str, *, low: int = 1) -> int:
     ...
     ValueError: cv must be an integer >= 2; got 1.
     """
-    import numbers
-
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+    if not is_integer(value) or value < low:
         rule = "a positive integer" if low == 1 else f"an integer >= {low}"
         raise ValueError(f"{name} must be {rule}; got {value!r}.")
     return int(value)
+
+
+def check_model(model, members=("param_names", "wave", "bounds", "flux"), name="model"):
+    """Refuse an object lacking the :class:`SpectralModel` ``members`` its caller uses.
+
+    Examples
+    --------
+    >>> check_model(np.ones(3), ("wave", "flux"))
+    Traceback (most recent call last):
+    ...
+    TypeError: model must be a SpectralModel (...); ndarray has no wave, flux
+    """
+    missing = [a for a in members if not hasattr(model, a)]
+    if missing:
+        raise TypeError(
+            f"{name} must be a SpectralModel (e.g. a SpectralGrid from load_grid); "
+            f"{type(model).__name__} has no {', '.join(missing)}"
+        )
+
+
+def check_prior(prior, members=("param_names", "sample"), name="prior") -> None:
+    """Refuse an object lacking the :class:`LabelPrior` ``members`` its caller uses.
+
+    Examples
+    --------
+    >>> check_prior("uniform")
+    Traceback (most recent call last):
+    ...
+    TypeError: prior must be a LabelPrior (or None), got str
+    """
+    if not all(hasattr(prior, a) for a in members):
+        raise TypeError(f"{name} must be a LabelPrior (or None), got {type(prior).__name__}")
 
 
 def check_noise_model(noise_model, name: str = "noise_model") -> None:
